@@ -1,1 +1,34 @@
-"""taskfleet"""
+"""taskfleet: Celery-style tasks on Redis, at-least-once, observable per queue."""
+
+from .app import App, Task
+from .errors import (
+    ConfigError,
+    MessageError,
+    ResultTimeout,
+    Retry,
+    TaskFailed,
+    TaskfleetError,
+    TaskNotFound,
+    TimeLimitExceeded,
+)
+from .heartbeat import WorkerInfo, live_workers
+from .result import AsyncResult
+from .stats import QueueStats, queue_stats
+
+__all__ = [
+    "App",
+    "AsyncResult",
+    "ConfigError",
+    "MessageError",
+    "QueueStats",
+    "ResultTimeout",
+    "Retry",
+    "Task",
+    "TaskFailed",
+    "TaskNotFound",
+    "TaskfleetError",
+    "TimeLimitExceeded",
+    "WorkerInfo",
+    "live_workers",
+    "queue_stats",
+]

@@ -1,0 +1,198 @@
+"""The application: a task registry bound to a broker."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import redis
+
+from .broker import Broker
+from .connection import broker_url, connect
+from .message import Message, check_json_arguments, check_priority, new_task_id
+from .result import AsyncResult
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "default"
+
+
+class Task(Generic[P, R]):
+    """A registered function; call it to run it here, ``delay`` it to run it on a worker."""
+
+    def __init__(self, app: App, fn: Callable[P, R], *, name: str, queue: str | None,
+                 max_retries: int, retry_backoff: float, retry_backoff_max: float,
+                 retry_jitter: bool, retry_for: tuple[type[BaseException], ...],
+                 time_limit: float | None, ignore_result: bool) -> None:
+        if max_retries < 0:
+            raise ValueError(f"task {name}: max_retries must be >= 0, got {max_retries}")
+        if time_limit is not None and time_limit <= 0:
+            raise ValueError(f"task {name}: time_limit must be > 0 seconds, got {time_limit}")
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.queue = queue
+        self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
+        self.retry_backoff_max = retry_backoff_max
+        self.retry_jitter = retry_jitter
+        self.retry_for = retry_for
+        self.time_limit = time_limit
+        self.ignore_result = ignore_result
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """Run on a worker with these arguments."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, *,
+                    countdown: float | None = None, eta: datetime | None = None,
+                    queue: str | None = None, priority: int = 0) -> AsyncResult:
+        return self.app.send_task(self.name, args, kwargs, countdown=countdown, eta=eta,
+                                  queue=queue or self.queue, priority=priority)
+
+    def delay_many(self, arg_tuples: Iterable[Sequence[Any]], *, queue: str | None = None,
+                   priority: int = 0) -> list[AsyncResult]:
+        """Enqueue one task per argument tuple, in one round trip per queue."""
+        return self.app.send_many(self.name, arg_tuples, queue=queue or self.queue,
+                                  priority=priority)
+
+
+class App:
+    """Tasks and the broker they travel through.
+
+    ``broker`` is a Redis URL; without it, $TASKFLEET_BROKER_URL is read on
+    first use, so a tasks module can be imported where no broker is set.
+    ``routes`` maps task-name patterns (``video.*``) to queues for
+    ``send_task`` callers that do not name one.
+    """
+
+    def __init__(self, broker: str | None = None, *, default_queue: str = DEFAULT_QUEUE,
+                 routes: dict[str, str] | None = None, result_ttl: int = 86400,
+                 lease_seconds: float = 30.0) -> None:
+        self._broker_url = broker
+        self.default_queue = default_queue
+        self.routes = dict(routes or {})
+        self.result_ttl = result_ttl
+        self.lease_seconds = lease_seconds
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._redis: redis.Redis | None = None
+        self._broker: Broker | None = None
+
+    # -- connection ---------------------------------------------------------------
+
+    def configure(self, broker: str) -> None:
+        """Point the app at another broker (the worker's --broker)."""
+        self._broker_url = broker
+        self._redis = None
+        self._broker = None
+
+    @property
+    def broker_url(self) -> str:
+        return broker_url(self._broker_url)
+
+    @property
+    def redis(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = connect(self.broker_url)
+        return self._redis
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            self._broker = Broker(self.redis, result_ttl=self.result_ttl)
+        return self._broker
+
+    # -- registry -------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: None = None, *, name: str | None = None, queue: str | None = None,
+             max_retries: int = 0, retry_backoff: float = 1.0, retry_backoff_max: float = 600.0,
+             retry_jitter: bool = True,
+             retry_for: tuple[type[BaseException], ...] = (Exception,),
+             time_limit: float | None = None, ignore_result: bool = False,
+             ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(self, fn: Callable[P, R] | None = None, *, name: str | None = None,
+             queue: str | None = None, max_retries: int = 0, retry_backoff: float = 1.0,
+             retry_backoff_max: float = 600.0, retry_jitter: bool = True,
+             retry_for: tuple[type[BaseException], ...] = (Exception,),
+             time_limit: float | None = None, ignore_result: bool = False,
+             ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task (``@app.task`` or ``@app.task(name=..., ...)``)."""
+
+        def register(f: Callable[P, R]) -> Task[P, R]:
+            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            t: Task[P, R] = Task(self, f, name=task_name, queue=queue, max_retries=max_retries,
+                                 retry_backoff=retry_backoff, retry_backoff_max=retry_backoff_max,
+                                 retry_jitter=retry_jitter, retry_for=retry_for,
+                                 time_limit=time_limit, ignore_result=ignore_result)
+            self.tasks[task_name] = t
+            return t
+
+        return register(fn) if fn is not None else register
+
+    def route(self, task_name: str) -> str:
+        """The queue of a task sent without one: its registration, a route, or the default."""
+        registered = self.tasks.get(task_name)
+        if registered is not None and registered.queue:
+            return registered.queue
+        for pattern, queue in self.routes.items():
+            if fnmatch.fnmatchcase(task_name, pattern):
+                return queue
+        return self.default_queue
+
+    # -- producing ------------------------------------------------------------------
+
+    def send_task(self, name: str, args: Sequence[Any] | None = None,
+                  kwargs: dict[str, Any] | None = None, *, countdown: float | None = None,
+                  eta: datetime | None = None, queue: str | None = None,
+                  priority: int = 0) -> AsyncResult:
+        """Enqueue a task by name; the code that defines it need not be importable here."""
+        message = self._message(name, args or [], kwargs or {}, queue, priority)
+        self.broker.enqueue([(message, _due_ms(countdown, eta))])
+        return AsyncResult(message.id, self)
+
+    def send_many(self, name: str, arg_tuples: Iterable[Sequence[Any]], *,
+                  queue: str | None = None, priority: int = 0) -> list[AsyncResult]:
+        """Enqueue many calls of one task in one round trip per queue."""
+        messages = [self._message(name, args, {}, queue, priority) for args in arg_tuples]
+        self.broker.enqueue([(m, 0) for m in messages])
+        return [AsyncResult(m.id, self) for m in messages]
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:
+        return AsyncResult(task_id, self)
+
+    def _message(self, name: str, args: Sequence[Any], kwargs: dict[str, Any],
+                 queue: str | None, priority: int) -> Message:
+        if not isinstance(name, str) or not name:
+            raise ValueError("task name must be a non-empty string such as 'video.transcode'")
+        a, kw = check_json_arguments(args, kwargs)
+        return Message(id=new_task_id(), task=name, queue=queue or self.route(name), args=a,
+                       kwargs=kw, priority=check_priority(priority), enqueued_at=time.time())
+
+
+def _due_ms(countdown: float | None, eta: datetime | None) -> int:
+    if countdown is not None and eta is not None:
+        raise ValueError("give countdown or eta, not both")
+    if countdown is not None:
+        return int((time.time() + countdown) * 1000) if countdown > 0 else 0
+    if eta is not None:
+        if eta.tzinfo is None:
+            raise ValueError("eta must be timezone-aware (datetime.now(timezone.utc) + ...)")
+        return int(eta.timestamp() * 1000)
+    return 0

@@ -1,0 +1,225 @@
+"""The ``taskfleet`` command: worker, send, inspect, dead, health."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from . import heartbeat
+from .app import App
+from .connection import broker_url, connect
+from .errors import ConfigError
+from .stats import queue_stats
+
+
+def load_app(path: str) -> App:
+    """Import ``package.module:attribute`` and return the App it names."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"--app {path!r} must look like package.module:app")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"--app {path!r}: cannot import {module_name!r} ({exc}); check the "
+                          "module path and PYTHONPATH") from exc
+    app = getattr(module, attr, None)
+    if not isinstance(app, App):
+        raise ConfigError(f"--app {path!r}: {module_name}.{attr} is not a taskfleet App")
+    return app
+
+
+def _queues(value: str) -> list[str]:
+    names = [q.strip() for q in value.split(",") if q.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("--queues needs at least one queue name, e.g. default")
+    return names
+
+
+def _json_arg(kind: type) -> Any:
+    def parse(value: str) -> Any:
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+        if not isinstance(parsed, kind):
+            raise argparse.ArgumentTypeError(f"must be a JSON {kind.__name__}")
+        return parsed
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="taskfleet", description=__doc__)
+    p.add_argument("--broker", help="Redis URL (default: $TASKFLEET_BROKER_URL)")
+    p.add_argument("--log-level", default=os.environ.get("TASKFLEET_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("worker", help="run tasks from queues, in the order given")
+    w.add_argument("--app", required=True, help="import path of the App, e.g. video.tasks:app")
+    w.add_argument("--queues", "-Q", type=_queues, default=["default"])
+    w.add_argument("--concurrency", "-c", type=int, default=1)
+    w.add_argument("--pool", "-P", choices=["processes", "threads", "inline"], default="processes")
+    w.add_argument("--drain-timeout", type=float,
+                   default=float(os.environ.get("TASKFLEET_DRAIN_TIMEOUT", "25")),
+                   help="seconds running tasks get to finish after SIGTERM (default 25)")
+    w.add_argument("--lease-seconds", type=float, default=None,
+                   help="visibility timeout of a taken task, kept alive while it runs")
+    w.add_argument("--health-file", default=os.environ.get("TASKFLEET_HEALTH_FILE"),
+                   help="touched on every successful heartbeat; see 'taskfleet health'")
+    w.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics on this port")
+
+    s = sub.add_parser("send", help="enqueue a task by name")
+    s.add_argument("name")
+    s.add_argument("--args", type=_json_arg(list), default=[])
+    s.add_argument("--kwargs", type=_json_arg(dict), default={})
+    s.add_argument("--queue", default=None)
+    s.add_argument("--countdown", type=float, default=None)
+    s.add_argument("--priority", type=int, default=0)
+    s.add_argument("--wait", type=float, default=None, help="wait this long for the result")
+
+    i = sub.add_parser("inspect", help="queue figures and live workers")
+    i.add_argument("queues", nargs="*", help="queue names (default: every queue with a key)")
+    i.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("dead", help="the dead-letter list of a queue")
+    d.add_argument("action", choices=["list", "requeue", "purge"])
+    d.add_argument("queue")
+    d.add_argument("--limit", type=int, default=None)
+
+    h = sub.add_parser("health", help="exit 0 if a worker's health file is fresh (liveness probe)")
+    h.add_argument("--file", default=os.environ.get("TASKFLEET_HEALTH_FILE",
+                                                    "/tmp/taskfleet-health"))
+    h.add_argument("--max-age", type=float, default=60.0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"taskfleet: {exc}", file=sys.stderr)
+        return 2
+    except redis.RedisError as exc:
+        print(f"taskfleet: redis error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "health":
+        return _health(Path(args.file), args.max_age)
+    url = broker_url(args.broker)
+    if args.command == "worker":
+        return _worker(args, url)
+    client = connect(url)
+    if args.command == "send":
+        app = App(url)
+        result = app.send_task(args.name, args.args, args.kwargs, queue=args.queue,
+                               countdown=args.countdown, priority=args.priority)
+        print(result.id)
+        if args.wait is not None:
+            print(json.dumps(result.get(timeout=args.wait)))
+        return 0
+    if args.command == "inspect":
+        return _inspect(client, args.queues, args.json)
+    app = App(url)
+    if args.action == "list":
+        for record in app.broker.dead_list(args.queue, args.limit or 100):
+            print(json.dumps(record))
+    elif args.action == "requeue":
+        print(f"requeued {app.broker.dead_requeue(args.queue, args.limit)}")
+    else:
+        print(f"purged {app.broker.dead_purge(args.queue)}")
+    return 0
+
+
+def _worker(args: argparse.Namespace, url: str) -> int:
+    if args.pool == "processes":
+        from .supervisor import Supervisor
+
+        child = ["--broker", url, "--log-level", args.log_level, "worker", "--app", args.app,
+                 "--queues", ",".join(args.queues), "--pool", "inline", "--concurrency", "1",
+                 "--drain-timeout", str(args.drain_timeout)]
+        if args.lease_seconds is not None:
+            child += ["--lease-seconds", str(args.lease_seconds)]
+        if args.health_file:
+            child += ["--health-file", args.health_file]
+        if args.metrics_port is not None:
+            from .metrics import prepare_multiprocess, serve
+
+            prepare_multiprocess()
+            serve(args.metrics_port, multiprocess=True)
+            child += ["--metrics-port", "0"]
+        load_app(args.app)  # fail here, once, rather than in every child
+        return Supervisor(child, args.concurrency).run()
+
+    from .worker import Worker
+
+    app = load_app(args.app)
+    app.configure(url)
+    metrics = None
+    if args.metrics_port is not None:
+        from .metrics import PrometheusMetrics, serve
+
+        if args.metrics_port:
+            serve(args.metrics_port, multiprocess=False)
+        metrics = PrometheusMetrics()
+    worker = Worker(app, args.queues, concurrency=args.concurrency, pool=args.pool,
+                    drain_timeout=args.drain_timeout, lease_seconds=args.lease_seconds,
+                    health_file=args.health_file, metrics=metrics)
+    return worker.run()
+
+
+def _inspect(client: redis.Redis, names: list[str], as_json: bool) -> int:
+    if not names:
+        found = {str(k).split("{", 1)[1].split("}", 1)[0]
+                 for k in client.scan_iter(match="tf:{*}:messages", count=1000)}
+        found |= {str(k).split("{", 1)[1].split("}", 1)[0]
+                  for k in client.scan_iter(match="tf:{*}:dead", count=1000)}
+        names = sorted(found)
+    stats = queue_stats(client, names)
+    workers = heartbeat.live_workers(client)
+    if as_json:
+        print(json.dumps({
+            "queues": {n: s.as_dict() for n, s in stats.items()},
+            "workers": [{"id": w.id, "pod": w.pod, "queues": w.queues, "busy": w.busy,
+                         "last_seen": w.last_seen} for w in workers],
+        }))
+        return 0
+    print(f"{'QUEUE':<24}{'READY':>8}{'IN-FLIGHT':>11}{'DELAYED':>9}{'DEAD':>7}{'OLDEST':>10}")
+    for n, st in stats.items():
+        print(f"{n:<24}{st.ready:>8}{st.in_flight:>11}{st.delayed:>9}{st.dead:>7}"
+              f"{st.oldest_age_seconds:>9.1f}s")
+    print()
+    print(f"{'WORKER':<40}{'POD':<28}{'QUEUES':<24}{'BUSY':>5}{'SEEN':>8}")
+    now = time.time()
+    for w in workers:
+        print(f"{w.id:<40}{w.pod:<28}{','.join(w.queues):<24}{w.busy:>5}"
+              f"{now - w.last_seen:>7.0f}s")
+    return 0
+
+
+def _health(path: Path, max_age: float) -> int:
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        print(f"unhealthy: {path} missing (worker never reached Redis)", file=sys.stderr)
+        return 1
+    if age > max_age:
+        print(f"unhealthy: no successful heartbeat for {age:.0f}s", file=sys.stderr)
+        return 1
+    return 0

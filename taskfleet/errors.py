@@ -1,0 +1,45 @@
+"""Exceptions raised by the task runtime."""
+
+from __future__ import annotations
+
+
+class TaskfleetError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(TaskfleetError):
+    """A setting is missing or wrong; the message names it and the fix."""
+
+
+class MessageError(TaskfleetError):
+    """A message cannot be decoded or does not have the fields of a task message."""
+
+
+class TaskNotFound(TaskfleetError):
+    """A message names a task that the worker's app does not register."""
+
+
+class TimeLimitExceeded(TaskfleetError):
+    """A task ran longer than its ``time_limit``."""
+
+
+class ResultTimeout(TaskfleetError, TimeoutError):
+    """``AsyncResult.get`` waited ``timeout`` seconds and the task had not finished."""
+
+
+class TaskFailed(TaskfleetError):
+    """``AsyncResult.get`` on a task that failed; carries the remote error text."""
+
+    def __init__(self, task_id: str, error: str, traceback: str | None = None) -> None:
+        super().__init__(f"task {task_id} failed: {error}")
+        self.task_id = task_id
+        self.error = error
+        self.remote_traceback = traceback
+
+
+class Retry(TaskfleetError):
+    """Raise inside a task to ask for another attempt, optionally after ``countdown`` seconds."""
+
+    def __init__(self, reason: str = "retry requested", countdown: float | None = None) -> None:
+        super().__init__(reason)
+        self.countdown = countdown

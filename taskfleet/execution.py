@@ -1,0 +1,136 @@
+"""Running one delivered task and turning what happened into a settle outcome.
+
+Nothing here raises: bad input becomes a dead letter with a reason, so a
+worker never stops on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+from .app import App, Task
+from .backoff import retry_delay
+from .broker import Ack, DeadLetter, Delivery, Outcome, RetryLater, Return
+from .errors import MessageError, TimeLimitExceeded
+from .errors import Retry as RetryRequest
+from .message import Message
+from .result import RETRY, failure_record, success_record
+
+log = logging.getLogger("taskfleet.worker")
+
+
+class ShutdownInterrupt(BaseException):
+    """Raised into a running task when a forced shutdown returns it to its queue.
+
+    A BaseException, so a task's ``except Exception`` does not swallow it.
+    """
+
+
+def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | DeadLetter:
+    """Decode the message and find its task, or say why it cannot run."""
+    try:
+        message = delivery.message or Message.decode(delivery.body[1:])
+    except MessageError as exc:
+        return DeadLetter(delivery, f"undecodable message: {exc}")
+    delivery.message = message
+    task = app.tasks.get(message.task)
+    if task is None:
+        return DeadLetter(delivery, f"unknown task {message.task!r}: the worker's app does not "
+                                    "register it; deploy the code that defines it or fix the name",
+                          failure_record(message.task, f"unknown task {message.task!r}", None))
+    try:
+        inspect.signature(task.fn).bind(*message.args, **message.kwargs)
+    except TypeError as exc:
+        error = f"bad arguments for task {message.task!r}: {exc}"
+        return DeadLetter(delivery, error, failure_record(message.task, error, None))
+    return task, message
+
+
+def run(app: App, delivery: Delivery) -> Outcome:
+    """Run a delivery to completion and return its outcome."""
+    prepared = prepare(app, delivery)
+    if isinstance(prepared, DeadLetter):
+        log.warning("task %s -> dead letter: %s", delivery.id, prepared.reason)
+        return prepared
+    task, message = prepared
+    try:
+        with time_limit(task.time_limit, task.name):
+            value = task.fn(*message.args, **message.kwargs)
+    except ShutdownInterrupt:
+        return Return(delivery)
+    except RetryRequest as req:
+        return _retry_or_dead(delivery, task, message, req, req.countdown)
+    except Exception as exc:
+        if isinstance(exc, task.retry_for):
+            return _retry_or_dead(delivery, task, message, exc, None)
+        return _dead(delivery, task, message, exc)
+    if task.ignore_result:
+        return Ack(delivery)
+    try:
+        return Ack(delivery, success_record(task.name, value))
+    except (TypeError, ValueError) as exc:
+        error = f"task {task.name!r} returned a value JSON cannot carry: {exc}"
+        return Ack(delivery, failure_record(task.name, error, None))
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None, task_name: str) -> Iterator[None]:
+    """Interrupt the task with TimeLimitExceeded after ``seconds``.
+
+    Only the main thread can be interrupted (SIGALRM), so the limit holds in
+    the processes pool; in the threads pool an overrun is only logged.
+    """
+    if seconds is None:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        started = time.monotonic()
+        yield
+        if time.monotonic() - started > seconds:
+            log.warning("task %s overran its time_limit of %ss (not enforceable in the threads "
+                        "pool; use --pool processes)", task_name, seconds)
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise TimeLimitExceeded(f"task {task_name} exceeded its time_limit of {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _retry_or_dead(delivery: Delivery, task: Task[Any, Any], message: Message,
+                   exc: BaseException, countdown: float | None) -> Outcome:
+    if message.retries >= task.max_retries:
+        return _dead(delivery, task, message, exc)
+    delay = countdown if countdown is not None else retry_delay(
+        message.retries, task.retry_backoff, task.retry_backoff_max, task.retry_jitter)
+    log.info("task %s %s failed (%r); retry %d/%d in %.1fs", task.name, message.id, exc,
+             message.retries + 1, task.max_retries, delay)
+    message.retries += 1
+    return RetryLater(delivery, message, int((time.time() + delay) * 1000), state=RETRY)
+
+
+def _dead(delivery: Delivery, task: Task[Any, Any], message: Message, exc: BaseException
+          ) -> DeadLetter:
+    error = f"{type(exc).__name__}: {exc}"
+    tb = "".join(traceback.format_exception(exc))
+    reason = f"failed after {message.retries} retries: {error}"
+    log.warning("task %s %s %s", task.name, message.id, reason)
+    return DeadLetter(delivery, reason, failure_record(task.name, error, tb))
+
+
+__all__ = ["ShutdownInterrupt", "prepare", "run"]

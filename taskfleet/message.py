@@ -1,0 +1,106 @@
+"""Task messages: JSON only, never pickle, validated field by field."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import MessageError
+
+PROTOCOL_VERSION = 1
+
+
+def new_task_id() -> str:
+    """A time-ordered 128-bit id (UUIDv7 layout) as 32 hex digits; sorts by creation time."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFFFFFFFFFF) << 80 | 0x7 << 76 | (rand & ((1 << 76) - 1))
+    return f"{value:032x}"
+
+
+@dataclass
+class Message:
+    """One task invocation as it travels through Redis."""
+
+    id: str
+    task: str
+    queue: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    retries: int = 0
+    enqueued_at: float = 0.0
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "v": PROTOCOL_VERSION,
+                "id": self.id,
+                "task": self.task,
+                "queue": self.queue,
+                "args": self.args,
+                "kwargs": self.kwargs,
+                "priority": self.priority,
+                "retries": self.retries,
+                "enqueued_at": self.enqueued_at,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> Message:
+        """Parse and validate; a bad message raises MessageError naming the field."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MessageError(f"message is not valid JSON ({exc}); producers must send JSON"
+                               ) from exc
+        if not isinstance(data, dict):
+            raise MessageError("message must be a JSON object with 'id', 'task' and 'queue'")
+        for name in ("id", "task", "queue"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise MessageError(f"message field '{name}' must be a non-empty string")
+        args = data.get("args", [])
+        kwargs = data.get("kwargs", {})
+        if not isinstance(args, list):
+            raise MessageError("message field 'args' must be a JSON array")
+        if not isinstance(kwargs, dict):
+            raise MessageError("message field 'kwargs' must be a JSON object")
+        for name in ("priority", "retries"):
+            if not isinstance(data.get(name, 0), int):
+                raise MessageError(f"message field '{name}' must be an integer")
+        return cls(
+            id=data["id"],
+            task=data["task"],
+            queue=data["queue"],
+            args=args,
+            kwargs=kwargs,
+            priority=data.get("priority", 0),
+            retries=data.get("retries", 0),
+            enqueued_at=float(data.get("enqueued_at", 0.0)),
+        )
+
+
+def check_json_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Refuse, at the producer, arguments that JSON cannot carry."""
+    if not isinstance(args, list | tuple):
+        raise TypeError(f"args must be a list or tuple, not {type(args).__name__}")
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
+    try:
+        json.dumps([args, kwargs])
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"task arguments must be JSON-serialisable ({exc}); pass ids or plain data, not objects"
+        ) from exc
+    return list(args), dict(kwargs)
+
+
+def check_priority(priority: int) -> int:
+    if not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise ValueError(
+            f"priority must be an integer from 0 to 9 (9 most urgent), got {priority!r}")
+    return priority

@@ -1,0 +1,64 @@
+"""The processes pool: N single-task worker processes under one supervisor.
+
+Each child is ``taskfleet worker --pool inline --concurrency 1`` with its own
+Redis connection, so a task can be interrupted for its time limit and a
+crashing task takes down only its own process. The supervisor forwards
+SIGTERM (Kubernetes sends it to PID 1 only), restarts children that die
+unexpectedly, and exits 0 once every child has drained.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+log = logging.getLogger("taskfleet.worker")
+
+
+class Supervisor:
+    def __init__(self, child_argv: Sequence[str], processes: int) -> None:
+        self.child_argv = list(child_argv)
+        self.processes = processes
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.draining = False
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "taskfleet", *self.child_argv])
+
+    def _forward(self, signum: int, frame: FrameType | None) -> None:
+        self.draining = True
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._forward)
+        signal.signal(signal.SIGINT, self._forward)
+        self.children = [self._spawn() for _ in range(self.processes)]
+        restarts: list[float] = []
+        while True:
+            alive = False
+            for i, child in enumerate(self.children):
+                code = child.poll()
+                if code is None:
+                    alive = True
+                    continue
+                if self.draining:
+                    continue
+                # An unexpected exit (a crash, the OOM killer): its task's lease
+                # expires and the task runs again; the slot gets a new process.
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < 60] + [now]
+                log.error("worker process %d exited with %s; starting another", child.pid, code)
+                if len(restarts) > 5 * self.processes:
+                    time.sleep(1.0)
+                self.children[i] = self._spawn()
+                alive = True
+            if self.draining and not alive:
+                return 0
+            time.sleep(0.2)
