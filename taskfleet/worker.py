@@ -92,6 +92,8 @@ class Worker:
         self.draining = False
         self.forced = False
         self._stop = threading.Event()
+        self._beat_now = threading.Event()  # asks the keeper for a heartbeat now
+        self._published_busy = False
         self._inline_busy = False
         self._work: queue_mod.Queue[Delivery] = queue_mod.Queue()
         self.last_redis_ok = time.monotonic()
@@ -114,6 +116,7 @@ class Worker:
             self._loop()
         finally:
             self._stop.set()
+            self._beat_now.set()
             with contextlib.suppress(redis.RedisError):
                 heartbeat.withdraw(self.app.redis, self.id)
         log.info("worker %s stopped", self.id)
@@ -122,6 +125,7 @@ class Worker:
     def stop(self, force: bool = False) -> None:
         """Ask the worker to drain (or, with force, to return running tasks and stop)."""
         self.draining = True
+        self._beat_now.set()
         if force:
             self.forced = True
         self.events.put(_WAKE)
@@ -147,9 +151,11 @@ class Worker:
                 self._wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            self._note_busy()
             if started:
                 continue
             self._collect(pending, self._wait(_WAIT_SECONDS))
+            self._note_busy()
 
     def _settle_and_fetch(self, pending: list[Outcome]) -> bool:
         """Write finished outcomes and take new tasks; True when tasks were started."""
@@ -224,6 +230,14 @@ class Worker:
             except queue_mod.Empty:
                 return events
 
+    def _note_busy(self) -> None:
+        """Publish idle <-> busy changes at once (not every task): the operator removes
+        idle pods first, so it must not see a busy pod as idle for a heartbeat period."""
+        busy = bool(self.running)
+        if busy != self._published_busy:
+            self._published_busy = busy
+            self._beat_now.set()
+
     def _settle_until_done(self, pending: list[Outcome]) -> None:
         """Final settle; keeps trying while Redis is away, so nothing is lost on the way out."""
         deadline = time.monotonic() + 30.0
@@ -271,7 +285,8 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
             except OSError as exc:
                 log.warning("health file %s: %s", self.health_file, exc)
-            self._stop.wait(min(interval, heartbeat.STALE_AFTER_SECONDS / 3))
+            self._beat_now.wait(min(interval, heartbeat.STALE_AFTER_SECONDS / 3))
+            self._beat_now.clear()
 
     def _waker(self) -> None:
         """Turns 'queue no longer empty' notifications into loop wake-ups."""

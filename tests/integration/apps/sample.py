@@ -1,0 +1,58 @@
+"""Tasks used by the runtime's integration tests, run by real worker processes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+from taskfleet import App, Retry
+
+app = App()  # broker from TASKFLEET_BROKER_URL or --broker
+
+
+def _log(kind: str, value: str) -> None:
+    # Every execution is recorded in Redis so tests can count runs exactly.
+    client = redis.Redis.from_url(os.environ["TASKFLEET_BROKER_URL"])
+    client.rpush(f"test:runs:{kind}", value)
+    client.close()
+
+
+@app.task(name="sample.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="sample.record")
+def record(value: str) -> str:
+    _log("record", value)
+    return value
+
+
+@app.task(name="sample.sleep_record")
+def sleep_record(value: str, seconds: float) -> str:
+    _log("started", value)
+    time.sleep(seconds)
+    _log("record", value)
+    return value
+
+
+@app.task(name="sample.flaky", max_retries=3, retry_backoff=0.05, retry_jitter=False)
+def flaky(key: str, failures: int) -> str:
+    client = redis.Redis.from_url(os.environ["TASKFLEET_BROKER_URL"])
+    attempt = int(client.incr(f"test:attempts:{key}"))
+    client.close()
+    if attempt <= failures:
+        raise RuntimeError(f"attempt {attempt} fails")
+    return f"ok after {attempt}"
+
+
+@app.task(name="sample.ask_retry", max_retries=1)
+def ask_retry() -> None:
+    raise Retry("not yet", countdown=0.05)
+
+
+@app.task(name="sample.slow_limited", time_limit=0.5)
+def slow_limited() -> None:
+    time.sleep(5)

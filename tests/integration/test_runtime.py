@@ -1,0 +1,290 @@
+"""The task runtime against a real redis-server and real worker processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from taskfleet import App, ResultTimeout, TaskFailed, queue_stats
+from taskfleet.keys import QueueKeys
+from tests.support.processes import ROOT, WorkerProcess, wait_until
+
+SAMPLE = "tests.integration.apps.sample:app"
+
+
+@pytest.fixture
+def app(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[App]:
+    monkeypatch.setenv("TASKFLEET_BROKER_URL", redis_url)
+    yield App(redis_url)
+
+
+def start(workers: list[WorkerProcess], url: str, queues: list[str] | None = None,
+          **kw: object) -> WorkerProcess:
+    w = WorkerProcess(url, SAMPLE, queues or ["default"], **kw).start()  # type: ignore[arg-type]
+    workers.append(w)
+    return w
+
+
+def runs(client: redis.Redis, kind: str = "record") -> list[str]:
+    return list(client.lrange(f"test:runs:{kind}", 0, -1))
+
+
+def test_fifo_order_within_a_queue(app: App, redis_url: str, redis_client: redis.Redis,
+                                   workers: list[WorkerProcess]) -> None:
+    results = [app.send_task("sample.record", [str(i)]) for i in range(30)]
+    start(workers, redis_url, concurrency=1)
+    results[-1].get(timeout=20)
+    assert runs(redis_client) == [str(i) for i in range(30)]
+
+
+def test_queues_are_served_in_the_order_given(app: App, redis_url: str,
+                                              redis_client: redis.Redis,
+                                              workers: list[WorkerProcess]) -> None:
+    low = [app.send_task("sample.record", [f"low{i}"], queue="low") for i in range(5)]
+    high = [app.send_task("sample.record", [f"high{i}"], queue="high") for i in range(5)]
+    start(workers, redis_url, ["high", "low"], concurrency=1)
+    for r in low + high:
+        r.get(timeout=20)
+    assert runs(redis_client) == [f"high{i}" for i in range(5)] + [f"low{i}" for i in range(5)]
+
+
+def test_priority_within_a_queue(app: App, redis_url: str, redis_client: redis.Redis,
+                                 workers: list[WorkerProcess]) -> None:
+    normal = [app.send_task("sample.record", [f"n{i}"]) for i in range(3)]
+    urgent = app.send_task("sample.record", ["urgent"], priority=9)
+    start(workers, redis_url, concurrency=1)
+    for r in [*normal, urgent]:
+        r.get(timeout=20)
+    assert runs(redis_client)[0] == "urgent"
+
+
+def test_send_by_name_without_importing_the_code(redis_url: str,
+                                                 workers: list[WorkerProcess]) -> None:
+    web = App(redis_url)  # registers no task at all, like a web server
+    assert "sample.add" not in web.tasks
+    result = web.send_task("sample.add", args=[2, 40])
+    assert result.status == "PENDING"
+    start(workers, redis_url)
+    assert result.get(timeout=20) == 42
+    assert result.status == "SUCCESS"
+
+
+def test_retries_with_backoff_then_success(app: App, redis_url: str,
+                                           workers: list[WorkerProcess]) -> None:
+    result = app.send_task("sample.flaky", ["k1", 2])
+    start(workers, redis_url)
+    assert result.get(timeout=20) == "ok after 3"
+
+
+def test_retries_exhausted_go_to_dead_letter(app: App, redis_url: str,
+                                             workers: list[WorkerProcess]) -> None:
+    result = app.send_task("sample.flaky", ["k2", 99])
+    start(workers, redis_url)
+    with pytest.raises(TaskFailed, match="attempt 4 fails"):
+        result.get(timeout=20)
+    dead = app.broker.dead_list("default")
+    assert len(dead) == 1
+    assert dead[0]["id"] == result.id
+    assert "failed after 3 retries" in dead[0]["reason"]
+    assert queue_stats(app.redis, ["default"])["default"].dead == 1
+    # requeue gives it a fresh set of attempts (which fail again here)
+    assert app.broker.dead_requeue("default") == 1
+    wait_until(lambda: queue_stats(app.redis, ["default"])["default"].dead == 1, 20,
+               "requeued task dead-lettered again after its retries")
+
+
+def test_retry_requested_by_the_task(app: App, redis_url: str,
+                                     workers: list[WorkerProcess]) -> None:
+    result = app.send_task("sample.ask_retry")
+    start(workers, redis_url)
+    with pytest.raises(TaskFailed, match="not yet"):
+        result.get(timeout=20)
+    assert app.broker.dead_list("default")[0]["reason"].startswith("failed after 1 retries")
+
+
+def test_countdown_waits_in_redis_not_in_the_worker(app: App, redis_url: str,
+                                                    workers: list[WorkerProcess]) -> None:
+    start(workers, redis_url)
+    sent = time.time()
+    result = app.send_task("sample.add", [1, 1], countdown=1.5)
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.delayed, st.ready) == (1, 0)
+    with pytest.raises(ResultTimeout):
+        result.get(timeout=0.5)
+    assert result.get(timeout=20) == 2
+    done = json.loads(app.redis.lindex(f"tf:result:{{{result.id}}}", 0))
+    assert done["date_done"] - sent >= 1.5
+
+
+def test_due_delayed_tasks_count_as_ready_with_no_worker(app: App) -> None:
+    app.send_task("sample.add", [1, 1], countdown=0.2)
+    assert queue_stats(app.redis, ["default"])["default"].delayed == 1
+    time.sleep(0.3)
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.ready, st.delayed) == (1, 0)
+    assert st.oldest_age_seconds >= 0.05
+
+
+def test_result_wait_times_out_and_status_is_pending(app: App) -> None:
+    result = app.send_task("sample.add", [1, 2])
+    with pytest.raises(ResultTimeout):
+        result.get(timeout=0.2)
+    assert result.status == "PENDING"
+    assert not result.ready()
+
+
+def test_sigkill_mid_task_is_redone_by_another_worker(app: App, redis_url: str,
+                                                      redis_client: redis.Redis,
+                                                      workers: list[WorkerProcess]) -> None:
+    result = app.send_task("sample.sleep_record", ["job", 1.5])
+    doomed = start(workers, redis_url, extra=["--lease-seconds", "1"])
+    wait_until(lambda: runs(redis_client, "started") == ["job"], 20, "task started")
+    assert queue_stats(app.redis, ["default"])["default"].in_flight == 1
+    doomed.kill_group()
+    start(workers, redis_url, extra=["--lease-seconds", "1"])
+    assert result.get(timeout=30) == "job"
+    assert runs(redis_client, "started") == ["job", "job"]
+    assert runs(redis_client) == ["job"]
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.ready, st.in_flight, st.dead) == (0, 0, 0)
+
+
+def test_sigterm_drains_running_tasks_and_keeps_the_rest(app: App, redis_url: str,
+                                                         redis_client: redis.Redis,
+                                                         workers: list[WorkerProcess]) -> None:
+    results = [app.send_task("sample.sleep_record", [str(i), 1.0]) for i in range(6)]
+    w = start(workers, redis_url, concurrency=2, extra=["--drain-timeout", "20"])
+    wait_until(lambda: len(runs(redis_client, "started")) == 2, 20, "two tasks started")
+    w.signal(signal.SIGTERM)
+    assert w.wait(20) == 0
+    # the two running tasks finished; the other four are still queued, none lost
+    assert sorted(runs(redis_client)) == ["0", "1"]
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.ready, st.in_flight) == (4, 0)
+    start(workers, redis_url, concurrency=3)
+    for r in results:
+        r.get(timeout=30)
+    assert sorted(runs(redis_client)) == [str(i) for i in range(6)]
+
+
+def test_drain_window_over_returns_running_task(app: App, redis_url: str,
+                                                redis_client: redis.Redis,
+                                                workers: list[WorkerProcess]) -> None:
+    result = app.send_task("sample.sleep_record", ["long", 3.0])
+    w = start(workers, redis_url, extra=["--drain-timeout", "0.3"])
+    wait_until(lambda: runs(redis_client, "started") == ["long"], 20, "task started")
+    w.signal(signal.SIGTERM)
+    assert w.wait(20) == 0
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.ready, st.in_flight) == (1, 0), "interrupted task is back at the front"
+    start(workers, redis_url)
+    assert result.get(timeout=30) == "long"
+
+
+def test_processes_pool_drains_on_sigterm_and_exits_zero(app: App, redis_url: str,
+                                                         redis_client: redis.Redis,
+                                                         workers: list[WorkerProcess]) -> None:
+    results = [app.send_task("sample.sleep_record", [str(i), 1.0]) for i in range(4)]
+    w = start(workers, redis_url, concurrency=2, pool="processes",
+              extra=["--drain-timeout", "20"])
+    wait_until(lambda: len(runs(redis_client, "started")) == 2, 30, "two tasks started")
+    w.signal(signal.SIGTERM)
+    assert w.wait(30) == 0
+    assert len(runs(redis_client)) == 2
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.ready, st.in_flight) == (2, 0)
+    start(workers, redis_url, concurrency=2, pool="processes")
+    for r in results:
+        r.get(timeout=30)
+
+
+def test_time_limit_interrupts_task_in_processes_pool(app: App, redis_url: str,
+                                                      workers: list[WorkerProcess]) -> None:
+    result = app.send_task("sample.slow_limited")
+    start(workers, redis_url, pool="processes")
+    with pytest.raises(TaskFailed, match="time_limit"):
+        result.get(timeout=20)
+
+
+def test_garbage_never_stops_the_worker(app: App, redis_url: str,
+                                        workers: list[WorkerProcess]) -> None:
+    qk = QueueKeys("default")
+    client = app.redis
+    # undecodable, not an object, missing fields
+    for i, body in enumerate(["{not json", "[1,2]", '{"id":"x"}']):
+        client.hset(qk.messages, f"junk{i}", f"0{body}")
+        client.rpush(qk.ready(0), f"1:junk{i}")
+    unknown = app.send_task("no.such.task", [1])
+    bad_args = app.send_task("sample.add", [1, 2, 3])
+    good = app.send_task("sample.add", [20, 22])
+    start(workers, redis_url)
+    assert good.get(timeout=20) == 42
+    with pytest.raises(TaskFailed, match="unknown task 'no.such.task'"):
+        unknown.get(timeout=5)
+    with pytest.raises(TaskFailed, match="bad arguments"):
+        bad_args.get(timeout=5)
+    reasons = {d["id"]: d["reason"] for d in app.broker.dead_list("default")}
+    assert "not valid JSON" in reasons["junk0"]
+    assert "JSON object" in reasons["junk1"]
+    assert "'task' must be a non-empty string" in reasons["junk2"]
+    assert "deploy the code" in reasons[unknown.id]
+    assert len(reasons) == 5
+    st = queue_stats(client, ["default"])["default"]
+    assert (st.ready, st.in_flight, st.dead) == (0, 0, 5)
+
+
+def test_a_thousand_tasks_across_four_workers_each_done_once(
+        app: App, redis_url: str, redis_client: redis.Redis,
+        workers: list[WorkerProcess]) -> None:
+    results = app.send_many("sample.record", [[str(i)] for i in range(1000)])
+    for _ in range(4):
+        start(workers, redis_url, concurrency=2)
+    for r in results:
+        r.get(timeout=60)
+    done = runs(redis_client)
+    assert len(done) == 1000
+    assert sorted(done, key=int) == [str(i) for i in range(1000)]
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.ready, st.in_flight, st.delayed, st.dead) == (0, 0, 0, 0)
+
+
+def test_heartbeats_show_busy_and_idle_workers(app: App, redis_url: str,
+                                               redis_client: redis.Redis,
+                                               workers: list[WorkerProcess]) -> None:
+    from taskfleet import live_workers
+
+    start(workers, redis_url, ["default", "other"], concurrency=2,
+          env={"POD_NAME": "pool-abc"})
+    wait_until(lambda: live_workers(app.redis), 20, "worker heartbeat")
+    [w] = live_workers(app.redis)
+    assert (w.pod, w.queues, w.busy, w.concurrency) == ("pool-abc", ["default", "other"], 0, 2)
+    app.send_task("sample.sleep_record", ["b", 2.0])
+    wait_until(lambda: live_workers(app.redis)[0].busy == 1, 20, "worker reports busy")
+
+
+def test_inspect_json_and_password_protected_redis(tmp_path: object) -> None:
+    from tests.support.redis_server import RedisServer
+
+    server = RedisServer(password="s3cret").start()
+    try:
+        url = server.url
+        App(url).send_task("sample.add", [1, 2], queue="reports")
+        out = subprocess.run([sys.executable, "-m", "taskfleet", "--broker", url, "inspect",
+                              "--json"], cwd=ROOT, capture_output=True, text=True, check=True)
+        data = json.loads(out.stdout)
+        assert data["queues"]["reports"]["ready"] == 1
+        assert data["workers"] == []
+        bad = subprocess.run([sys.executable, "-m", "taskfleet", "--broker",
+                              url.replace("s3cret", "wrong"), "inspect"], cwd=ROOT,
+                             capture_output=True, text=True)
+        assert bad.returncode == 1
+        assert "redis error" in bad.stderr
+    finally:
+        server.close()

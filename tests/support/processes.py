@@ -1,0 +1,72 @@
+"""Worker processes started by tests, always stopped at the end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """``taskfleet worker`` as a real process (``python -m taskfleet``)."""
+
+    def __init__(self, broker_url: str, app: str, queues: Sequence[str], *,
+                 concurrency: int = 1, pool: str = "threads", extra: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> None:
+        self.argv = [sys.executable, "-m", "taskfleet", "--broker", broker_url, "worker",
+                     "--app", app, "--queues", ",".join(queues), "--concurrency",
+                     str(concurrency), "--pool", pool, *extra]
+        self.env = {**os.environ, "TASKFLEET_BROKER_URL": broker_url, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env,
+                                        start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker and any children, as a node loss would."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill_group()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, message: str,
+               interval: float = 0.05) -> None:
+    """Poll ``predicate`` until truthy; fail with ``message`` and the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s: {message} (last value: {last!r})")
