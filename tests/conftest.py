@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import pytest
 import redis
 
+from tests.support.cluster import Cluster
 from tests.support.processes import WorkerProcess
 from tests.support.redis_server import RedisServer
 
@@ -42,3 +44,25 @@ def workers() -> Iterator[list[WorkerProcess]]:
     yield started
     for w in started:
         w.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    """The local control plane, started on first use and removed at the end of the run."""
+    c = Cluster().up()
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+_namespaces = itertools.count()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (without waiting)."""
+    name = f"t{next(_namespaces)}-{id(cluster) % 10000}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
-need=(kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl helm)
+need=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl helm)
 
 fail() { echo "testenv: $*" >&2; exit 1; }
 
@@ -21,7 +21,7 @@ fi
 
 command -v go >/dev/null || fail "no 'go' on PATH; install Go >= 1.24 (or set TASKFLEET_TESTENV_BIN to prebuilt binaries)"
 cache=${TASKFLEET_TESTENV_CACHE:-$HOME/.cache/taskfleet/testenv}
-bin="$cache/kube-${KUBE_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}/bin"
+bin="$cache/kube-${KUBE_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}/bin"
 mkdir -p "$bin"
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
@@ -43,6 +43,13 @@ if ! have kube-apiserver kube-controller-manager kube-scheduler kubectl; then
   (cd "$here/kube" && go build -trimpath -ldflags "$ld" -o "$bin/" \
      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+fi
+if ! have etcd; then
+  # Debian's etcd 3.4 lacks the watch-progress support the API server's
+  # streaming lists need, so etcd is built at the release Kubernetes tests with.
+  probe_proxy etcd
+  echo "testenv: building etcd ${ETCD_VERSION}" >&2
+  (cd "$here/etcd" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3)
 fi
 if ! have kwok kwokctl; then
   probe_proxy kwok

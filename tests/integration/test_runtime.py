@@ -226,7 +226,7 @@ def test_garbage_never_stops_the_worker(app: App, redis_url: str,
     good = app.send_task("sample.add", [20, 22])
     start(workers, redis_url)
     assert good.get(timeout=20) == 42
-    with pytest.raises(TaskFailed, match="unknown task 'no.such.task'"):
+    with pytest.raises(TaskFailed, match=r"unknown task 'no\.such\.task'"):
         unknown.get(timeout=5)
     with pytest.raises(TaskFailed, match="bad arguments"):
         bad_args.get(timeout=5)

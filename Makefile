@@ -1,0 +1,42 @@
+# Entry points. `make test` and `make demo` install what they need themselves.
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+export PATH := $(VENV)/bin:$(PATH)
+
+.PHONY: setup test test-unit test-integration test-e2e lint demo bench cluster-up cluster-down clean
+
+setup:
+	@hack/setup.sh
+
+test: setup lint
+	$(PY) -m pytest tests/unit tests/integration tests/e2e -p no:cacheprovider
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+
+test-integration: setup
+	$(PY) -m pytest tests/integration
+
+test-e2e: setup
+	$(PY) -m pytest tests/e2e
+
+lint: setup
+	$(VENV)/bin/ruff check taskfleet operator tests bench examples
+	$(VENV)/bin/mypy
+
+demo: setup
+	$(PY) examples/video-site/demo.py
+
+bench: setup
+	$(PY) bench/throughput.py --json bench/results/throughput.json
+
+# The local control plane for trying things by hand: context kwok-taskfleet.
+cluster-up:
+	@hack/testenv/cluster.sh up taskfleet
+
+cluster-down:
+	@hack/testenv/cluster.sh down taskfleet
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the tests and the demo need on a fresh machine: Debian's
+# redis-server, a virtualenv with the project (editable) and its test tools,
+# and the control plane built from Go modules. Each missing prerequisite stops
+# it with one line that names it and the fix.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python3}
+venv=${VENV:-$root/.venv}
+
+fail() { echo "setup: $*" >&2; exit 1; }
+
+command -v "$python" >/dev/null || fail "no '$python' on PATH; install Python >= 3.11 (or set PYTHON=/path/to/python3.11)"
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || fail "$python is $("$python" -V 2>&1); taskfleet needs Python >= 3.11 (set PYTHON=...)"
+if [ -z "${TASKFLEET_TESTENV_BIN:-}" ]; then
+  command -v go >/dev/null || fail "no 'go' on PATH; install Go >= 1.24, or set TASKFLEET_TESTENV_BIN to prebuilt binaries"
+fi
+
+if ! command -v redis-server >/dev/null; then
+  command -v apt-get >/dev/null || fail "redis-server is missing and there is no apt-get; install redis-server (>= 7) by other means"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing redis-server from Debian" >&2
+  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server; } >/dev/null 2>&1 \
+    || fail "apt-get could not install redis-server (no network to the Debian mirror, or no root?); run 'apt-get install redis-server' by hand"
+fi
+
+stamp="$venv/.taskfleet-installed"
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" || fail "could not create a virtualenv at $venv (is python3-venv installed?)"
+  echo "setup: installing taskfleet and its test tools into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[operator,metrics,test,bench]" \
+    || fail "pip could not install the project's dependencies (is the package index reachable?)"
+  touch "$stamp"
+fi
+
+"$root/hack/testenv/build.sh" >/dev/null
+echo "setup: ready ($venv, test binaries in $("$root/hack/testenv/build.sh"))" >&2

@@ -1,0 +1,121 @@
+"""The local Kubernetes control plane for tests: started once, removed at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.support.processes import ROOT
+
+TESTENV = ROOT / "hack" / "testenv"
+
+
+def testenv_bin() -> Path:
+    """Directory of the pinned binaries (built once per machine, or $TASKFLEET_TESTENV_BIN)."""
+    out = subprocess.run([str(TESTENV / "build.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"testenv build failed: {out.stderr.strip().splitlines()[-1:]}")
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+class Cluster:
+    """A kwokctl cluster in its own work directory and kubeconfig."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"tf-test-{os.getpid()}"
+        self.workdir = Path(tempfile.mkdtemp(prefix="taskfleet-kwok-"))
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.bin = testenv_bin()
+        self.env = {**os.environ, "KWOK_WORKDIR": str(self.workdir / "kwok"),
+                    "KUBECONFIG": str(self.kubeconfig),
+                    "PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}
+
+    @property
+    def context(self) -> str:
+        return f"kwok-{self.name}"
+
+    def up(self) -> Cluster:
+        out = subprocess.run([str(TESTENV / "cluster.sh"), "up", self.name], env=self.env,
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            self.down()
+            raise RuntimeError(f"cluster did not start:\n{out.stderr[-4000:]}")
+        return self
+
+    def down(self) -> None:
+        subprocess.run([str(TESTENV / "cluster.sh"), "down", self.name], env=self.env,
+                       capture_output=True, text=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                namespace: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster."""
+        argv = [str(self.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig)]
+        if namespace:
+            argv += ["--namespace", namespace]
+        out = subprocess.run([*argv, *args], input=input, capture_output=True, text=True,
+                             env=self.env)
+        if check and out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}):\n"
+                                 f"{out.stderr}")
+        return out
+
+    def apply(self, manifest: str, namespace: str | None = None,
+              check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("apply", "-f", "-", input=manifest, namespace=namespace,
+                            check=check)
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        out = self.kubectl("get", kind, name, "-o", "json", namespace=namespace, check=False)
+        if out.returncode != 0:
+            if "NotFound" in out.stderr:
+                return None
+            raise AssertionError(f"kubectl get {kind} {name}: {out.stderr}")
+        data: dict[str, Any] = json.loads(out.stdout)
+        return data
+
+    def list(self, kind: str, namespace: str | None = None,
+             selector: str | None = None) -> list[dict[str, Any]]:
+        args = ["get", kind, "-o", "json"]
+        if selector:
+            args += ["-l", selector]
+        items: list[dict[str, Any]] = json.loads(
+            self.kubectl(*args, namespace=namespace).stdout)["items"]
+        return items
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0,
+             interval: float = 0.2, describe: Callable[[], str] | None = None) -> Any:
+    """Wait until ``probe()`` is truthy and return it.
+
+    On timeout the failure names what was awaited, the last value seen, and
+    ``describe()`` (for example the object's status) to explain why.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    detail = describe() if describe else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: "
+                         f"{last!r}\n{detail}")
+
+
+def tolerate_kwok(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """The toleration that lets a pod run on the fake nodes."""
+    pod_spec.setdefault("tolerations", []).append(
+        {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"})
+    return pod_spec
+
+
+def names(items: Sequence[dict[str, Any]]) -> list[str]:
+    return sorted(i["metadata"]["name"] for i in items)
