@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--file", default=os.environ.get("TASKFLEET_HEALTH_FILE",
                                                     "/tmp/taskfleet-health"))
     h.add_argument("--max-age", type=float, default=60.0)
+    o = sub.add_parser("operator", help="run the Kubernetes operator (needs taskfleet[operator])")
+    o.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
+    o.add_argument("--worker-image", default=os.environ.get("TASKFLEET_WORKER_IMAGE"),
+                   help="image of WorkerPools that name none")
+    o.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
+    o.add_argument("--lease-seconds", type=float, default=15.0,
+                   help="leader lease duration; a standby takes over this long after a crash")
+    o.add_argument("--liveness-port", type=int, default=None)
     return p
 
 
@@ -122,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "health":
         return _health(Path(args.file), args.max_age)
+    if args.command == "operator":
+        return _operator(args)
     url = broker_url(args.broker)
     if args.command == "worker":
         return _worker(args, url)
@@ -182,6 +192,20 @@ def _worker(args: argparse.Namespace, url: str) -> int:
                     drain_timeout=args.drain_timeout, lease_seconds=args.lease_seconds,
                     health_file=args.health_file, metrics=metrics)
     return worker.run()
+
+
+def _operator(args: argparse.Namespace) -> int:
+    try:
+        from taskfleet_operator.main import run
+        from taskfleet_operator.runtime import OperatorConfig
+    except ImportError as exc:
+        raise ConfigError(f"the operator needs its extras: pip install 'taskfleet[operator]' "
+                          f"({exc})") from exc
+    config = OperatorConfig(namespace=args.namespace, lease_namespace=args.lease_namespace,
+                            lease_seconds=args.lease_seconds)
+    if args.worker_image:
+        config.worker_image = args.worker_image
+    return run(config, args.liveness_port)
 
 
 def _inspect(client: redis.Redis, names: list[str], as_json: bool) -> int:

@@ -9,6 +9,10 @@ import redis
 from .errors import ConfigError
 
 BROKER_ENV = "TASKFLEET_BROKER_URL"
+PASSWORD_ENV = "TASKFLEET_BROKER_PASSWORD"
+"""Overrides the URL's password, so a password can come from a Secret apart from the URL."""
+TLS_ENV = "TASKFLEET_BROKER_TLS"
+"""'true': use TLS for a redis:// URL; 'insecure': TLS without certificate checks."""
 
 
 def broker_url(explicit: str | None = None) -> str:
@@ -21,10 +25,24 @@ def broker_url(explicit: str | None = None) -> str:
     return url
 
 
-def connect(url: str) -> redis.Redis:
-    """A client with bounded timeouts, so a lost Redis is noticed instead of hanging forever."""
+def connect(url: str, *, password: str | None = None, tls: str | None = None) -> redis.Redis:
+    """A client with bounded timeouts, so a lost Redis is noticed instead of hanging forever.
+
+    ``password`` and ``tls`` ('true', 'insecure' or '') complete the URL; they
+    default to $TASKFLEET_BROKER_PASSWORD and $TASKFLEET_BROKER_TLS.
+    """
+    options: dict[str, object] = {}
+    password = password if password is not None else os.environ.get(PASSWORD_ENV)
+    if password:
+        options["password"] = password
+    tls = (tls if tls is not None else os.environ.get(TLS_ENV, "")).lower()
+    if tls in ("true", "1", "insecure") and url.startswith("redis://"):
+        url = "rediss://" + url[len("redis://"):]
+    if tls == "insecure":
+        options["ssl_cert_reqs"] = "none"
     client: redis.Redis = redis.Redis.from_url(
         url,
+        **options,
         decode_responses=True,
         socket_connect_timeout=5,
         socket_timeout=30,

@@ -15,7 +15,7 @@ class StepPolicy:
     stabilization_seconds: float
     max_step_percent: float
     max_step_replicas: int
-    """At least this many replicas per step, whatever the percentage allows (scaling from 0 or 1)."""
+    """At least this many replicas per step, whatever the percentage allows (from 0 or 1)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""Act: the only module that writes to the Kubernetes API."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from .conditions import rfc3339
+from .deployment import DELETION_COST
+from .model import GROUP, VERSION
+
+log = logging.getLogger("taskfleet.operator")
+
+FIELD_MANAGER = "taskfleet-operator"
+
+
+class Actuator:
+    def __init__(self, api_client: k8s.ApiClient) -> None:
+        self.apps = k8s.AppsV1Api(api_client)
+        self.core = k8s.CoreV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
+        self.instance = os.environ.get("POD_NAME") or socket.gethostname()
+
+    def apply_deployment(self, manifest: dict[str, Any]) -> None:
+        """Server-side apply of the whole Deployment under one field manager."""
+        meta = manifest["metadata"]
+        self.apps.patch_namespaced_deployment(
+            meta["name"], meta["namespace"], manifest, field_manager=FIELD_MANAGER, force=True,
+            _content_type="application/apply-patch+yaml")
+
+    def patch_status(self, plural: str, namespace: str, name: str,
+                     status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource; a vanished object is not an error."""
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, {"status": status})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def list_pods(self, namespace: str, selector: str) -> list[Any]:
+        return list(self.core.list_namespaced_pod(namespace, label_selector=selector).items)
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        try:
+            self.core.patch_namespaced_pod(pod, namespace, {"metadata": {"annotations": {
+                DELETION_COST: str(cost)}}})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def event(self, kind: str, namespace: str, name: str, uid: str, reason: str, message: str,
+              type_: str = "Normal") -> None:
+        """A core/v1 Event on the object (best effort: an event is never worth a failure)."""
+        now = rfc3339(time.time())
+        body: Any = {
+            "metadata": {"generateName": f"{name}.", "namespace": namespace},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "name": name,
+                               "namespace": namespace, "uid": uid},
+            "reason": reason, "message": message[:1024], "type": type_,
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": self.instance, "firstTimestamp": now, "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(namespace, body)
+        except ApiException as exc:
+            log.warning("event %s on %s/%s not recorded: %s", reason, namespace, name,
+                        exc.reason)

@@ -1,0 +1,270 @@
+"""The reconcile loop: observe -> decide -> act for every pool, on a tick or a wake-up.
+
+One pass reads every queue of every pool in one pipelined round trip per
+Redis server, decides each pool with the pure decide(), and writes only what
+changed: the Deployment (server-side apply), deletion costs before a
+scale-down, an Event per scale, and the status subresources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .act import Actuator
+from .conditions import rfc3339, set_condition
+from .decide import Decision, History, Observation, decide
+from .deployment import DELETION_COST, build_deployment, selector_string, shared_redis
+from .model import TaskQueue, WorkerPool
+from .observe import QueueReading, RedisDirectory, read_queues, read_workers
+from .policy import SpecError
+from .registry import DeploymentSeen, InvalidObject, Key, Registry, Snapshot
+
+log = logging.getLogger("taskfleet.operator")
+
+REAPPLY_SECONDS = 300.0
+"""Re-apply an unchanged Deployment this often, to undo hand edits."""
+QUEUE_STATUS_SECONDS = 2.0
+"""How often a TaskQueue's figures are written to its status."""
+IDLE_COST, UNKNOWN_COST, BUSY_COST = -100, 0, 100
+
+
+@dataclass
+class PoolState:
+    history: History
+    last_eval: float = 0.0
+    applied_hash: str | None = None
+    applied_at: float = 0.0
+    last_status: dict[str, Any] = field(default_factory=dict)
+
+
+class Controller:
+    def __init__(self, registry: Registry, actuator: Actuator, directory: RedisDirectory, *,
+                 default_image: str, is_leader: Callable[[], bool] = lambda: True,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.registry = registry
+        self.actuator = actuator
+        self.directory = directory
+        self.default_image = default_image
+        self.is_leader = is_leader
+        self.clock = clock
+        self.states: dict[Key, PoolState] = {}
+        self.queue_status: dict[Key, tuple[float, dict[str, Any]]] = {}
+        self.invalid_reported: dict[tuple[str, Key], tuple[int, str]] = {}
+        self.hooks: list[Callable[[Snapshot, dict[Key, QueueReading], float], None]] = []
+        """Extra work on each pass (the scheduler), given the same observations."""
+
+    # -- loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            woken = self.registry.wake.wait(self._next_due())
+            self.registry.wake.clear()
+            if stop.is_set() or not self.is_leader():
+                continue
+            try:
+                self.reconcile(everything=woken)
+            except Exception:
+                log.exception("reconcile pass failed; retrying")
+                stop.wait(1.0)
+
+    def _next_due(self) -> float:
+        return max(0.1, min([*self.registry.poll_intervals(), QUEUE_STATUS_SECONDS]))
+
+    def reconcile(self, everything: bool = True) -> None:
+        """One pass: every pool when woken (a change, a queue no longer empty), else those due."""
+        snap = self.registry.snapshot()
+        now = self.clock()
+        due = [p for p in snap.pools.values()
+               if everything or p.key in snap.changed or p.key not in self.states
+               or now - self.states[p.key].last_eval >= p.policy.poll_seconds * 0.9]
+        readings = read_queues(self.directory, snap.queues.values())
+        for pool in due:
+            try:
+                self.reconcile_pool(pool, snap, readings, now)
+            except Exception:
+                log.exception("pool %s/%s: reconcile failed", *pool.key)
+        for tq in snap.queues.values():
+            self._queue_status(tq, readings.get(tq.key), now)
+        for invalid in [*snap.invalid_pools.values(), *snap.invalid_queues.values()]:
+            self._report_invalid(invalid, now)
+        for key in list(self.states):
+            if key not in snap.pools:
+                del self.states[key]
+        for hook in self.hooks:
+            hook(snap, readings, now)
+
+    # -- one pool -----------------------------------------------------------------------
+
+    def reconcile_pool(self, pool: WorkerPool, snap: Snapshot,
+                       readings: dict[Key, QueueReading], now: float) -> Decision | None:
+        state = self.states.get(pool.key)
+        if state is None:
+            state = self.states[pool.key] = PoolState(History(
+                last_active=_parse_time(pool.status.get("lastActiveTime"))))
+        state.last_eval = now
+        dep = snap.deployments.get(pool.key)
+        current = dep.spec_replicas if dep else 0
+        conditions = list(pool.status.get("conditions") or [])
+        status: dict[str, Any] = {"selector": selector_string(pool),
+                                  "observedGeneration": pool.generation,
+                                  "replicas": dep.replicas if dep else 0,
+                                  "readyReplicas": dep.ready_replicas if dep else 0}
+
+        queues = [snap.queues.get((pool.namespace, name)) for name in pool.queues]
+        missing = [n for n, q in zip(pool.queues, queues, strict=True) if q is None]
+        problem = None
+        if missing:
+            problem = ("QueueNotFound", f"TaskQueue {missing[0]!r} not found in namespace "
+                       f"{pool.namespace}; create it or fix spec.queues")
+        else:
+            try:
+                shared_redis([q for q in queues if q is not None])
+            except SpecError as exc:
+                problem = ("InvalidSpec", str(exc))
+        if problem is not None:
+            conditions = set_condition(conditions, "Ready", False, problem[0], problem[1], now,
+                                       pool.generation)
+            self._write_pool_status(pool, state, {**status, "conditions": conditions})
+            return None
+        present = [q for q in queues if q is not None]
+
+        errors = [_reading_error(readings.get(q.key)) for q in present]
+        error = next((e for e in errors if e is not None), None)
+        if error is not None:
+            obs = Observation(now, current, metrics_error=error)
+        else:
+            stats = [readings[q.key].stats for q in present]
+            obs = Observation(now, current,
+                              ready=sum(s.ready for s in stats if s),
+                              in_flight=sum(s.in_flight for s in stats if s),
+                              oldest_age_seconds=max(s.oldest_age_seconds for s in stats if s))
+            status["queueReady"], status["queueInFlight"] = obs.ready, obs.in_flight
+        decision = decide(pool.policy, obs, state.history)
+        state.history = decision.history
+        desired = decision.replicas
+
+        if dep is not None and desired < current:
+            self._mark_deletion_costs(pool, present[0])
+        manifest = build_deployment(pool, present, desired, self.default_image)
+        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+        if (dep is None or dep.spec_replicas != desired or digest != state.applied_hash
+                or now - state.applied_at > REAPPLY_SECONDS):
+            self.actuator.apply_deployment(manifest)
+            state.applied_hash, state.applied_at = digest, now
+        if desired != current:
+            reason = "ScaledUp" if desired > current else "ScaledDown"
+            log.info("pool %s/%s: %s", pool.namespace, pool.name, decision.reason)
+            self.actuator.event("WorkerPool", pool.namespace, pool.name, pool.uid, reason,
+                                decision.reason)
+            status["lastScaleTime"] = rfc3339(now)
+            status["lastScaleReason"] = decision.reason
+        if decision.history.last_active is not None:
+            status["lastActiveTime"] = rfc3339(decision.history.last_active)
+        status["desiredReplicas"] = desired
+
+        conditions = set_condition(
+            conditions, "MetricsAvailable", obs.metrics_error is None,
+            "QueuesRead" if obs.metrics_error is None else "MetricsError",
+            obs.metrics_error or f"read {len(present)} queue(s)", now, pool.generation)
+        ready_now = dep.ready_replicas if dep else 0
+        conditions = set_condition(
+            conditions, "Scaling", desired != ready_now,
+            "Stable" if desired == ready_now else ("ScalingUp" if desired > ready_now
+                                                   else "ScalingDown"),
+            decision.reason, now, pool.generation)
+        conditions = set_condition(
+            conditions, "Ready", True, "ScaledToZero" if desired == 0 else "Reconciled",
+            f"Deployment {pool.name} at {desired} replica(s)", now, pool.generation)
+        status["conditions"] = conditions
+        self._write_pool_status(pool, state, status)
+        return decision
+
+    def _mark_deletion_costs(self, pool: WorkerPool, queue: TaskQueue) -> None:
+        """Idle pods cheapest, busy ones dearest, so a scale-down removes idle workers first."""
+        try:
+            client = self.directory.client(queue.namespace, queue.redis)
+        except Exception:
+            return
+        busy: dict[str, int] = {}
+        for w in read_workers(client):
+            busy[w.pod] = busy.get(w.pod, 0) + w.busy
+        for pod in self.actuator.list_pods(pool.namespace, selector_string(pool)):
+            name = pod.metadata.name
+            if name not in busy:
+                cost = UNKNOWN_COST
+            else:
+                cost = BUSY_COST * busy[name] if busy[name] else IDLE_COST
+            annotations = pod.metadata.annotations or {}
+            if annotations.get(DELETION_COST) != str(cost):
+                self.actuator.set_deletion_cost(pool.namespace, name, cost)
+
+    def _write_pool_status(self, pool: WorkerPool, state: PoolState,
+                           status: dict[str, Any]) -> None:
+        merged = {**pool.status, **state.last_status, **status}
+        if merged == {**pool.status, **state.last_status}:
+            return
+        self.actuator.patch_status("workerpools", pool.namespace, pool.name, status)
+        state.last_status = {**state.last_status, **status}
+
+    # -- queues and invalid objects -----------------------------------------------------------
+
+    def _queue_status(self, tq: TaskQueue, reading: QueueReading | None, now: float) -> None:
+        last = self.queue_status.get(tq.key)
+        status: dict[str, Any] = {"queueName": tq.queue_name, "observedGeneration": tq.generation}
+        ok = reading is not None and reading.error is None and reading.stats is not None
+        if ok and reading is not None and reading.stats is not None:
+            s = reading.stats
+            status.update(ready=s.ready, inFlight=s.in_flight, delayed=s.delayed, dead=s.dead,
+                          oldestAgeSeconds=round(s.oldest_age_seconds, 3))
+        message = "queue read" if ok else ((reading.error if reading is not None else None)
+                                           or "not read")
+        previous = last[1].get("conditions", []) if last else []
+        status["conditions"] = set_condition(previous, "MetricsAvailable", ok,
+                                             "QueueRead" if ok else "MetricsError", message,
+                                             now, tq.generation)
+        if last is not None:
+            flipped = last[1].get("conditions") != status["conditions"]
+            if last[1] == status or (not flipped and now - last[0] < QUEUE_STATUS_SECONDS):
+                return
+        self.actuator.patch_status("taskqueues", tq.namespace, tq.name, status)
+        self.queue_status[tq.key] = (now, status)
+
+    def _report_invalid(self, obj: InvalidObject, now: float) -> None:
+        mark = (obj.generation, obj.message)
+        if self.invalid_reported.get((obj.kind, obj.key)) == mark:
+            return
+        conditions = set_condition(list(obj.status.get("conditions") or []), "Ready", False,
+                                   "InvalidSpec", obj.message, now, obj.generation)
+        plural = "workerpools" if obj.kind == "WorkerPool" else "taskqueues"
+        self.actuator.patch_status(plural, obj.namespace, obj.name,
+                                   {"conditions": conditions,
+                                    "observedGeneration": obj.generation})
+        self.actuator.event(obj.kind, obj.namespace, obj.name, obj.uid, "InvalidSpec",
+                            obj.message, "Warning")
+        self.invalid_reported[(obj.kind, obj.key)] = mark
+
+
+def _reading_error(reading: QueueReading | None) -> str | None:
+    if reading is None:
+        return "queue not read"
+    return reading.error
+
+
+def _parse_time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+__all__ = ["Controller", "DeploymentSeen", "PoolState"]

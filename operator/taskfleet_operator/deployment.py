@@ -1,0 +1,140 @@
+"""The Deployment of a WorkerPool: a pure function of the pool and its queues."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from taskfleet.connection import BROKER_ENV, PASSWORD_ENV, TLS_ENV
+
+from .model import API_VERSION, RedisRef, TaskQueue, WorkerPool
+from .policy import SpecError
+
+DEFAULT_IMAGE = "taskfleet/worker:0.1.0"
+"""Overridden by the operator's --worker-image (the Helm chart sets it)."""
+HEALTH_FILE = "/tmp/taskfleet-health"
+CODE_DIR = "/opt/taskfleet/code"
+WORKER_UID = 10001
+POD_LABEL_NAME = "taskfleet-worker"
+DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+
+
+def selector_labels(pool: WorkerPool) -> dict[str, str]:
+    return {"app.kubernetes.io/name": POD_LABEL_NAME, "app.kubernetes.io/instance": pool.name}
+
+
+def selector_string(pool: WorkerPool) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(pool).items())
+
+
+def shared_redis(queues: list[TaskQueue]) -> RedisRef:
+    """The one Redis that all of a pool's queues live on (a worker has one broker)."""
+    refs = {q.redis for q in queues}
+    if len(refs) != 1:
+        raise SpecError("spec.queues: all queues of a pool must use the same spec.redis "
+                        f"(found {len(refs)} different ones); split the pool")
+    return refs.pop()
+
+
+def broker_env(ref: RedisRef) -> list[dict[str, Any]]:
+    """Broker settings as environment, Secrets passed by reference, never copied."""
+    env: list[dict[str, Any]] = []
+    if ref.url_from is not None:
+        env.append({"name": BROKER_ENV, "valueFrom": {"secretKeyRef": {
+            "name": ref.url_from.name, "key": ref.url_from.key}}})
+    else:
+        env.append({"name": BROKER_ENV, "value": ref.url})
+    if ref.password_from is not None:
+        env.append({"name": PASSWORD_ENV, "valueFrom": {"secretKeyRef": {
+            "name": ref.password_from.name, "key": ref.password_from.key}}})
+    if ref.tls or ref.tls_insecure:
+        env.append({"name": TLS_ENV, "value": "insecure" if ref.tls_insecure else "true"})
+    return env
+
+
+def worker_args(pool: WorkerPool, queues: list[TaskQueue]) -> list[str]:
+    spec = pool.spec
+    grace = int(spec.get("terminationGracePeriodSeconds", 600))
+    # The worker gives up on running tasks a little before the kubelet's SIGKILL,
+    # so it can return them to their queues itself.
+    drain = max(1, grace - 5)
+    return ["worker", "--app", spec["app"], "--queues", ",".join(q.queue_name for q in queues),
+            "--concurrency", str(spec.get("concurrency", 1)),
+            "--pool", spec.get("pool", "processes"), "--drain-timeout", str(drain),
+            "--health-file", HEALTH_FILE]
+
+
+def build_deployment(pool: WorkerPool, queues: list[TaskQueue], replicas: int,
+                     default_image: str = DEFAULT_IMAGE) -> dict[str, Any]:
+    """The full desired Deployment (server-side applied as a whole)."""
+    spec = pool.spec
+    ref = shared_redis(queues)
+    labels = {**selector_labels(pool), "app.kubernetes.io/component": "worker",
+              "app.kubernetes.io/part-of": "taskfleet",
+              "app.kubernetes.io/managed-by": "taskfleet-operator"}
+    overrides = spec.get("podTemplate") or {}
+    meta = overrides.get("metadata") or {}
+    env = [*broker_env(ref),
+           {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+           *copy.deepcopy(spec.get("env") or [])]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if spec.get("code"):
+        volumes.append({"name": "code", "configMap": {"name": spec["code"]["configMap"]}})
+        mounts.append({"name": "code", "mountPath": CODE_DIR, "readOnly": True})
+        env.append({"name": "PYTHONPATH", "value": CODE_DIR})
+    container: dict[str, Any] = {
+        "name": "worker",
+        "image": spec.get("image") or default_image,
+        "command": ["taskfleet"],
+        "args": worker_args(pool, queues),
+        "env": env,
+        "volumeMounts": mounts,
+        "livenessProbe": {
+            "exec": {"command": ["taskfleet", "health", "--file", HEALTH_FILE,
+                                 "--max-age", "60"]},
+            "initialDelaySeconds": 30, "periodSeconds": 30, "timeoutSeconds": 10,
+            "failureThreshold": 3},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+    }
+    for key in ("resources", "envFrom", "imagePullPolicy"):
+        if spec.get(key):
+            container[key] = copy.deepcopy(spec[key])
+    pod_spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": int(spec.get("terminationGracePeriodSeconds", 600)),
+        "securityContext": {"runAsNonRoot": True, "runAsUser": WORKER_UID,
+                            "runAsGroup": WORKER_UID, "fsGroup": WORKER_UID,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": volumes,
+    }
+    for key in ("nodeSelector", "tolerations", "affinity", "serviceAccountName"):
+        if spec.get(key):
+            pod_spec[key] = copy.deepcopy(spec[key])
+    for key, value in (overrides.get("spec") or {}).items():
+        pod_spec[key] = copy.deepcopy(value)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": pool.name,
+            "namespace": pool.namespace,
+            "labels": labels,
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": "WorkerPool",
+                                 "name": pool.name, "uid": pool.uid, "controller": True,
+                                 "blockOwnerDeletion": True}],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector_labels(pool)},
+            # Surge, never take a worker away before its replacement is up.
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": {**labels, **(meta.get("labels") or {})},
+                             "annotations": dict(meta.get("annotations") or {})},
+                "spec": pod_spec,
+            },
+        },
+    }

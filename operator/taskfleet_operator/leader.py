@@ -1,0 +1,110 @@
+"""One active operator: a coordination.k8s.io Lease, as client-go's leader election.
+
+Standby replicas watch and keep their caches warm but write nothing; when the
+leader stops renewing, another takes the Lease after it expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+log = logging.getLogger("taskfleet.operator")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaseElector:
+    def __init__(self, api_client: k8s.ApiClient, namespace: str, name: str, identity: str,
+                 lease_seconds: float = 15.0) -> None:
+        self.api = k8s.CoordinationV1Api(api_client)
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.lease_seconds = lease_seconds
+        self._renewed_at = 0.0
+        self.on_change: threading.Event | None = None
+
+    def is_leader(self) -> bool:
+        return time.monotonic() - self._renewed_at < self.lease_seconds * 0.8
+
+    def run(self, stop: threading.Event) -> None:
+        was = False
+        while not stop.is_set():
+            try:
+                if self._try_acquire_or_renew():
+                    self._renewed_at = time.monotonic()
+            except Exception as exc:
+                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+            now = self.is_leader()
+            if now != was:
+                log.info("%s leadership of %s/%s", "acquired" if now else "lost",
+                         self.namespace, self.name)
+                was = now
+                if self.on_change is not None:
+                    self.on_change.set()
+            stop.wait(self.lease_seconds / 3)
+
+    def release(self) -> None:
+        """Give the Lease up at a clean shutdown, so a standby takes over at once."""
+        if not self.is_leader():
+            return
+        self._renewed_at = 0.0
+        try:
+            lease: Any = self.api.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec.holder_identity == self.identity:
+                lease.spec.holder_identity = None
+                lease.spec.renew_time = None
+                lease.spec.acquire_time = None
+                self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+        except ApiException as exc:
+            log.warning("lease release failed: %s", exc.reason)
+
+    def _try_acquire_or_renew(self) -> bool:
+        now = _now()
+        try:
+            lease: Any = self.api.read_namespaced_lease(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = k8s.V1Lease(
+                metadata=k8s.V1ObjectMeta(name=self.name, namespace=self.namespace),
+                spec=k8s.V1LeaseSpec(holder_identity=self.identity,
+                                     lease_duration_seconds=int(max(1, self.lease_seconds)),
+                                     acquire_time=now, renew_time=now, lease_transitions=0))
+            try:
+                self.api.create_namespaced_lease(self.namespace, body)
+                return True
+            except ApiException as conflict:
+                if conflict.status == 409:
+                    return False
+                raise
+        spec = lease.spec
+        holder = spec.holder_identity
+        renewed = spec.renew_time
+        duration = spec.lease_duration_seconds or self.lease_seconds
+        expired = renewed is None or (now - renewed).total_seconds() > duration
+        if holder not in (None, self.identity) and not expired:
+            return False
+        if holder != self.identity:
+            spec.acquire_time = now
+            spec.lease_transitions = (spec.lease_transitions or 0) + 1
+        spec.holder_identity = self.identity
+        spec.renew_time = now
+        spec.lease_duration_seconds = int(max(1, self.lease_seconds))
+        try:
+            # resourceVersion in the body makes this a compare-and-swap
+            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True

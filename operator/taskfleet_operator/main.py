@@ -1,0 +1,23 @@
+"""``taskfleet operator``: run the operator against the current kubeconfig."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from . import handlers
+from .runtime import OperatorConfig
+
+
+def run(config: OperatorConfig, liveness_port: int | None = None) -> int:
+    handlers.CONFIG.__dict__.update(config.__dict__)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    namespaces = [config.namespace] if config.namespace else []
+    kopf.run(
+        standalone=True,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+    )
+    return 0

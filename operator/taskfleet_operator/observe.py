@@ -1,0 +1,116 @@
+"""Observe: queue figures and worker heartbeats from Redis, one round trip per Redis."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from taskfleet import QueueStats, WorkerInfo, live_workers, queue_stats
+from taskfleet.connection import connect
+
+from .model import RedisRef, SecretKey, TaskQueue
+
+log = logging.getLogger("taskfleet.operator")
+
+SecretReader = Callable[[str, SecretKey], str]
+"""(namespace, secret key) -> value; the operator reads Secrets through the API."""
+
+_RESOLVE_TTL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class QueueReading:
+    stats: QueueStats | None
+    error: str | None = None
+
+
+class RedisDirectory:
+    """Redis clients by connection settings, shared by every queue on the same server."""
+
+    def __init__(self, read_secret: SecretReader) -> None:
+        self.read_secret = read_secret
+        self._clients: dict[tuple[str, str | None, str], redis.Redis] = {}
+        self._resolved: dict[tuple[str, RedisRef], tuple[float, tuple[str, str | None, str]]] = {}
+        self._lock = threading.Lock()
+
+    def settings(self, namespace: str, ref: RedisRef) -> tuple[str, str | None, str]:
+        """(url, password, tls mode), Secrets resolved and cached for a minute."""
+        cache_key = (namespace, ref)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._resolved.get(cache_key)
+            if hit and now - hit[0] < _RESOLVE_TTL_SECONDS:
+                return hit[1]
+        url = ref.url or self.read_secret(namespace, ref.url_from)  # type: ignore[arg-type]
+        password = self.read_secret(namespace, ref.password_from) if ref.password_from else None
+        tls = "insecure" if ref.tls_insecure else ("true" if ref.tls else "")
+        value = (url, password, tls)
+        with self._lock:
+            self._resolved[cache_key] = (now, value)
+        return value
+
+    def client(self, namespace: str, ref: RedisRef) -> redis.Redis:
+        key = self.settings(namespace, ref)
+        with self._lock:
+            found = self._clients.get(key)
+            if found is None:
+                url, password, tls = key
+                found = connect(url, password=password or "", tls=tls)
+                self._clients[key] = found
+            return found
+
+    def all_clients(self) -> list[redis.Redis]:
+        with self._lock:
+            return list(self._clients.values())
+
+
+def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
+                ) -> dict[tuple[str, str], QueueReading]:
+    """Figures of every queue: one pipelined round trip per Redis server, however many queues."""
+    groups: dict[int, tuple[redis.Redis, list[TaskQueue]]] = {}
+    out: dict[tuple[str, str], QueueReading] = {}
+    for tq in queues:
+        try:
+            client = directory.client(tq.namespace, tq.redis)
+        except Exception as exc:  # a missing Secret must not stop the other queues
+            out[tq.key] = QueueReading(None, f"cannot resolve spec.redis: {exc}")
+            continue
+        groups.setdefault(id(client), (client, []))[1].append(tq)
+    for client, members in groups.values():
+        try:
+            stats = queue_stats(client, [tq.queue_name for tq in members])
+        except redis.RedisError as exc:
+            for tq in members:
+                out[tq.key] = QueueReading(None, f"redis: {exc}")
+            continue
+        for tq in members:
+            out[tq.key] = QueueReading(stats[tq.queue_name])
+    return out
+
+
+def read_workers(client: redis.Redis) -> list[WorkerInfo]:
+    try:
+        return live_workers(client)
+    except redis.RedisError as exc:
+        log.warning("cannot read worker heartbeats: %s", exc)
+        return []
+
+
+def secret_reader(core_api: Any) -> SecretReader:
+    """Reads one key of a Secret through the Kubernetes API."""
+
+    def read(namespace: str, ref: SecretKey) -> str:
+        secret = core_api.read_namespaced_secret(ref.name, namespace)
+        data = secret.data or {}
+        if ref.key not in data:
+            raise KeyError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
+        return base64.b64decode(data[ref.key]).decode()
+
+    return read

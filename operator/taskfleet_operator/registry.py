@@ -1,0 +1,129 @@
+"""What the watches have seen: fed by the kopf handlers, read by the controller."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import TaskQueue, WorkerPool, parse_task_queue, parse_worker_pool
+from .policy import SpecError
+
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class InvalidObject:
+    """An object whose spec cannot be served; its status says why."""
+
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    message: str
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class DeploymentSeen:
+    spec_replicas: int
+    replicas: int
+    ready_replicas: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    queues: dict[Key, TaskQueue]
+    pools: dict[Key, WorkerPool]
+    invalid_queues: dict[Key, InvalidObject]
+    invalid_pools: dict[Key, InvalidObject]
+    deployments: dict[Key, DeploymentSeen]
+    changed: frozenset[Key]
+    """Pools (and pools of queues) whose objects changed since the last snapshot."""
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queues: dict[Key, TaskQueue] = {}
+        self._invalid_queues: dict[Key, InvalidObject] = {}
+        self._pools: dict[Key, WorkerPool] = {}
+        self._invalid_pools: dict[Key, InvalidObject] = {}
+        self._deployments: dict[Key, DeploymentSeen] = {}
+        self._changed: set[Key] = set()
+        self.wake = threading.Event()
+        """Set when something changed or a queue went from empty to non-empty."""
+
+    def queue_event(self, kind: str | None, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            self._queues.pop(key, None)
+            self._invalid_queues.pop(key, None)
+            if kind != "DELETED":
+                try:
+                    self._queues[key] = parse_task_queue(body)
+                except (SpecError, KeyError, TypeError) as exc:
+                    self._invalid_queues[key] = _invalid("TaskQueue", body, exc)
+            # every pool that names this queue must look again
+            self._changed.update(k for k, p in self._pools.items()
+                                 if k[0] == key[0] and key[1] in p.queues)
+        self.wake.set()
+
+    def pool_event(self, kind: str | None, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            self._pools.pop(key, None)
+            self._invalid_pools.pop(key, None)
+            if kind != "DELETED":
+                try:
+                    self._pools[key] = parse_worker_pool(body)
+                except (SpecError, KeyError, TypeError) as exc:
+                    self._invalid_pools[key] = _invalid("WorkerPool", body, exc)
+            self._changed.add(key)
+        self.wake.set()
+
+    def deployment_event(self, kind: str | None, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        with self._lock:
+            if kind == "DELETED":
+                self._deployments.pop(key, None)
+            else:
+                status = body.get("status") or {}
+                seen = DeploymentSeen(
+                    spec_replicas=int((body.get("spec") or {}).get("replicas", 1)),
+                    replicas=int(status.get("replicas", 0)),
+                    ready_replicas=int(status.get("readyReplicas", 0)))
+                if self._deployments.get(key) == seen:
+                    return
+                self._deployments[key] = seen
+            self._changed.add(key)
+        self.wake.set()
+
+    def poll_intervals(self) -> list[float]:
+        with self._lock:
+            return [p.policy.poll_seconds for p in self._pools.values()]
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            snap = Snapshot(queues=dict(self._queues), pools=dict(self._pools),
+                            invalid_queues=dict(self._invalid_queues),
+                            invalid_pools=dict(self._invalid_pools),
+                            deployments=dict(self._deployments),
+                            changed=frozenset(self._changed))
+            self._changed.clear()
+            return snap
+
+
+def _invalid(kind: str, body: dict[str, Any], exc: Exception) -> InvalidObject:
+    meta = body["metadata"]
+    return InvalidObject(kind=kind, namespace=meta["namespace"], name=meta["name"],
+                         uid=meta.get("uid", ""), generation=int(meta.get("generation", 0)),
+                         message=str(exc), status=dict(body.get("status") or {}))

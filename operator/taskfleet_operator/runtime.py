@@ -1,0 +1,72 @@
+"""The operator's long-lived parts, built at startup and stopped at cleanup."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from .act import Actuator
+from .controller import Controller
+from .deployment import DEFAULT_IMAGE
+from .leader import LeaseElector
+from .observe import RedisDirectory, secret_reader
+from .registry import Registry
+from .wakeups import WakeListener
+
+
+@dataclass
+class OperatorConfig:
+    namespace: str | None = None
+    """Watch only this namespace; None: all namespaces."""
+    worker_image: str = DEFAULT_IMAGE
+    lease_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE",
+                                                                        "default"))
+    lease_name: str = "taskfleet-operator"
+    lease_seconds: float = 15.0
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+
+
+def api_client() -> k8s.ApiClient:
+    """In-cluster credentials when running in a pod, else the current kubeconfig."""
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+    return k8s.ApiClient()
+
+
+class OperatorRuntime:
+    def __init__(self, config: OperatorConfig, registry: Registry) -> None:
+        self.config = config
+        self.registry = registry
+        self.stop = threading.Event()
+        client = api_client()
+        self.directory = RedisDirectory(secret_reader(k8s.CoreV1Api(client)))
+        self.elector = LeaseElector(client, config.lease_namespace, config.lease_name,
+                                    config.identity, config.lease_seconds)
+        self.elector.on_change = registry.wake
+        self.controller = Controller(registry, Actuator(client), self.directory,
+                                     default_image=config.worker_image,
+                                     is_leader=self.elector.is_leader)
+        self.wakeups = WakeListener(self.directory, registry.wake)
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for name, target in (("leader", self.elector.run), ("controller", self.controller.run),
+                             ("wakeups", self.wakeups.run)):
+            t = threading.Thread(target=target, args=(self.stop,), daemon=True,
+                                 name=f"taskfleet-{name}")
+            t.start()
+            self._threads.append(t)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.registry.wake.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        self.elector.release()
