@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from tests.support.cluster import Cluster
+from tests.support.operator import OperatorProcess, crds_applied
 from tests.support.processes import WorkerProcess
 from tests.support.redis_server import RedisServer
 
@@ -66,3 +68,19 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> Cluster:
+    """The taskfleet CRDs installed from crds/ (server-side apply, as a user would)."""
+    crds_applied(cluster)
+    return cluster
+
+
+@pytest.fixture
+def operator(crds: Cluster, namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
+    """`taskfleet operator` watching the test's namespace; its log is shown on failure."""
+    op = OperatorProcess(crds, namespace, tmp_path / "operator.log").start()
+    yield op
+    op.stop()
+    print(f"--- operator log ---\n{op.log()}")

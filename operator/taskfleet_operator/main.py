@@ -13,6 +13,7 @@ from .runtime import OperatorConfig
 def run(config: OperatorConfig, liveness_port: int | None = None) -> int:
     handlers.CONFIG.__dict__.update(config.__dict__)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     namespaces = [config.namespace] if config.namespace else []
     kopf.run(
         standalone=True,

@@ -28,7 +28,8 @@ class OperatorConfig:
                                                                         "default"))
     lease_name: str = "taskfleet-operator"
     lease_seconds: float = 15.0
-    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    identity: str = field(default_factory=lambda: os.environ.get(
+        "TASKFLEET_OPERATOR_IDENTITY", f"{socket.gethostname()}-{os.getpid()}"))
 
 
 def api_client() -> k8s.ApiClient:

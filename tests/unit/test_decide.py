@@ -8,7 +8,6 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from taskfleet_operator.decide import Decision, History, Observation, decide
 from taskfleet_operator.policy import ScalingPolicy, SpecError, StepPolicy, parse_policy
 
@@ -86,7 +85,8 @@ def test_autoscaling_off_uses_spec_replicas() -> None:
     ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas (5) must be <="),
     ({"autoscaling": {"targetPerReplica": 0}}, "spec.autoscaling.targetPerReplica"),
     ({"autoscaling": {"onMetricsError": "zero"}}, "spec.autoscaling.onMetricsError"),
-    ({"autoscaling": {"scaleUp": {"maxStepPercent": 0}}}, "spec.autoscaling.scaleUp.maxStepPercent"),
+    ({"autoscaling": {"scaleUp": {"maxStepPercent": 0}}},
+     "spec.autoscaling.scaleUp.maxStepPercent"),
     ({"replicas": -1}, "spec.replicas"),
 ])
 def test_bad_policy_names_the_field(spec: dict[str, object], message: str) -> None:

@@ -1,0 +1,56 @@
+"""The operator as a real process (``taskfleet operator``), for integration tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.cluster import Cluster
+from tests.support.processes import ROOT
+
+
+class OperatorProcess:
+    def __init__(self, cluster: Cluster, namespace: str, log_path: Path,
+                 lease_seconds: float = 2.0, identity: str | None = None) -> None:
+        self.argv = [sys.executable, "-m", "taskfleet", "operator", "--namespace", namespace,
+                     "--lease-namespace", namespace, "--lease-seconds", str(lease_seconds),
+                     "--worker-image", "taskfleet/worker:test"]
+        self.env = {**cluster.env, "KUBECONFIG": str(cluster.kubeconfig)}
+        if identity:
+            self.env["TASKFLEET_OPERATOR_IDENTITY"] = identity
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, the Lease is not released."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+
+
+def crds_applied(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    for crd in ("taskqueues.taskfleet.dev", "workerpools.taskfleet.dev"):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+
+
+__all__ = ["OperatorProcess", "crds_applied"]
