@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from tests.support.cluster import Cluster
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, terminate
 
 
 class OperatorProcess:
@@ -35,13 +35,7 @@ class OperatorProcess:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        terminate(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""

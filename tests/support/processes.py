@@ -50,13 +50,19 @@ class WorkerProcess:
         return self.process.wait(timeout)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.kill_group()
+        terminate(self.process)
+
+
+def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
+    """SIGTERM a process group's leader, then SIGKILL the group if it does not exit in time."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, message: str,
