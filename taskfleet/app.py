@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
+import inspect
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -48,6 +50,11 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    @functools.cached_property
+    def signature(self) -> inspect.Signature:
+        """Checked against each message's arguments before the task runs."""
+        return inspect.signature(self.fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)

@@ -92,6 +92,7 @@ class Broker:
         self._retry = client.register_script(scripts.RETRY)
         self._dead = client.register_script(scripts.DEAD)
         self._return = client.register_script(scripts.RETURN)
+        self._store_result_script = client.register_script(scripts.STORE_RESULT)
 
     # -- producer side -------------------------------------------------------------
 
@@ -122,8 +123,20 @@ class Broker:
                ) -> list[Delivery]:
         """Write outcomes, and optionally fetch (queue, count, lease_ms), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
+        acked: dict[str, list[str]] = {}
         for outcome in outcomes:
-            self._write_outcome(pipe, outcome)
+            if isinstance(outcome, Ack):
+                if outcome.result is not None:
+                    self._store_result(pipe, outcome.delivery.id, outcome.result)
+                acked.setdefault(outcome.delivery.queue, []).append(outcome.delivery.id)
+            else:
+                self._write_outcome(pipe, outcome)
+        for queue, ids in acked.items():
+            qk = keys.QueueKeys(queue)
+            # Bodies first, leases second: a crash in between leaves leases whose
+            # bodies are gone, which FETCH skips, rather than tasks run twice.
+            pipe.hdel(qk.messages, *ids)
+            pipe.zrem(qk.leases, *ids)
         if fetch is not None:
             queue, count, lease_ms = fetch
             self._fetch(keys=keys.QueueKeys(queue).all_keys(), args=[count, lease_ms], client=pipe)
@@ -135,14 +148,7 @@ class Broker:
     def _write_outcome(self, pipe: Any, outcome: Outcome) -> None:
         d = outcome.delivery
         qk = keys.QueueKeys(d.queue)
-        if isinstance(outcome, Ack):
-            if outcome.result is not None:
-                self._store_result(pipe, d.id, outcome.result)
-            # Body first, lease second: a crash in between leaves a lease whose
-            # body is gone, which FETCH skips, rather than a task run twice.
-            pipe.hdel(qk.messages, d.id)
-            pipe.zrem(qk.leases, d.id)
-        elif isinstance(outcome, RetryLater):
+        if isinstance(outcome, RetryLater):
             body = stored_body(outcome.message)
             self._retry(keys=qk.all_keys(), args=[d.id, body, outcome.due_ms], client=pipe)
             if outcome.state is not None:
@@ -155,14 +161,12 @@ class Broker:
             self._dead(keys=qk.all_keys(), args=[d.id, record], client=pipe)
         else:
             band = keys.priority_band(d.message.priority) if d.message else 0
-            self._return(keys=qk.all_keys(), args=[d.id, band, d.ready_since_ms], client=pipe)
+            self._return(keys=qk.all_keys(), args=[d.id, band, d.ready_since_ms, qk.wake_channel],
+                         client=pipe)
 
     def _store_result(self, pipe: Any, task_id: str, result: str) -> None:
-        rk = keys.result_key(task_id)
-        pipe.delete(rk)
-        pipe.rpush(rk, result)
-        pipe.expire(rk, self.result_ttl)
-        pipe.delete(keys.state_key(task_id))
+        self._store_result_script(keys=[keys.result_key(task_id), keys.state_key(task_id)],
+                                  args=[result, self.result_ttl * 1000], client=pipe)
 
     def extend(self, queue: str, ids: Sequence[str], lease_ms: int) -> int:
         """Extend the leases still held; returns how many were."""

@@ -7,7 +7,6 @@ worker never stops on it.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import signal
 import threading
@@ -48,7 +47,7 @@ def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | De
                                     "register it; deploy the code that defines it or fix the name",
                           failure_record(message.task, f"unknown task {message.task!r}", None))
     try:
-        inspect.signature(task.fn).bind(*message.args, **message.kwargs)
+        task.signature.bind(*message.args, **message.kwargs)
     except TypeError as exc:
         error = f"bad arguments for task {message.task!r}: {exc}"
         return DeadLetter(delivery, error, failure_record(message.task, error, None))

@@ -130,10 +130,21 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[5], ARGV[1])
 """
 
-# RETURN: ARGV id, band, ready-since ms. Back to the front of its band, lease
-# dropped. Skipped when the lease is gone (it expired and another worker has it).
+# RETURN: ARGV id, band, ready-since ms, wake channel. Back to the front of its
+# band, lease dropped, idle workers woken. Skipped when the lease is gone (it
+# expired and another worker has it).
 RETURN = """
 if redis.call('ZREM', KEYS[5], ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[3 - tonumber(ARGV[2])], ARGV[3] .. ':' .. ARGV[1])
+  if redis.call('LPUSH', KEYS[3 - tonumber(ARGV[2])], ARGV[3] .. ':' .. ARGV[1]) == 1 then
+    redis.call('PUBLISH', ARGV[4], 1)
+  end
 end
+"""
+
+# STORE_RESULT: KEYS result list, state key (one slot: both carry {task-id}).
+# ARGV result JSON, ttl ms. A rerun (at-least-once) replaces the earlier result.
+STORE_RESULT = """
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections import deque
 import queue as queue_mod
 import signal
 import socket
@@ -38,6 +39,11 @@ log = logging.getLogger("taskfleet.worker")
 PoolKind = Literal["threads", "inline"]
 _WAIT_SECONDS = 1.0
 """Longest idle wait between fetches: the safety net for a missed wake-up."""
+FAST_TASK_SECONDS = 0.005
+"""Below this average run time the inline pool prefetches and settles in batches."""
+GIVE_BACK_AFTER_SECONDS = 1.0
+"""A task running this long sends the prefetched ones back to the queue for others."""
+_SETTLE_BATCH = 64
 
 
 @dataclass
@@ -67,7 +73,7 @@ class Worker:
                  pool: PoolKind = "threads", drain_timeout: float = 25.0,
                  lease_seconds: float | None = None, pod: str | None = None,
                  health_file: str | None = None, metrics: Metrics | None = None,
-                 install_signals: bool = True) -> None:
+                 install_signals: bool = True, prefetch: int = 8) -> None:
         if not queues:
             raise ValueError("a worker needs at least one queue (--queues a,b)")
         if concurrency < 1:
@@ -85,6 +91,11 @@ class Worker:
         self.health_file = Path(health_file) if health_file else None
         self.metrics = metrics or Metrics()
         self.install_signals = install_signals
+        self.prefetch = prefetch
+        self.buffer: deque[Delivery] = deque()
+        """Inline pool: leased, not started (adaptive prefetch; see _capacity)."""
+        self._avg_seconds: float | None = None
+        self._current_started: float | None = None
 
         self.events: queue_mod.Queue[Event] = queue_mod.Queue()
         self.running: dict[str, Delivery] = {}
@@ -140,9 +151,20 @@ class Worker:
                 with self._lock:
                     pending.extend(Return(d) for d in self.running.values())
                     self.running.clear()
+                    self.buffer.clear()
+            if self.draining:
+                pending.extend(Return(d) for d in self._take_buffer())
             if self.draining and not self.running:
                 self._settle_until_done(pending)
                 return
+            if self.pool == "inline":
+                with self._lock:
+                    delivery = self.buffer.popleft() if self.buffer else None
+                if delivery is not None:
+                    self._run_inline(delivery, pending)
+                    # Fast tasks settle together, at most a few ms late; slow ones at once.
+                    if self.buffer and self._fast() and len(pending) < _SETTLE_BATCH:
+                        continue
             try:
                 started = self._settle_and_fetch(pending)
                 backoff = 0.5
@@ -159,7 +181,7 @@ class Worker:
 
     def _settle_and_fetch(self, pending: list[Outcome]) -> bool:
         """Write finished outcomes and take new tasks; True when tasks were started."""
-        free = 0 if self.draining else self.concurrency - len(self.running)
+        free = 0 if self.draining else self._capacity() - len(self.running)
         broker = self.app.broker
         if free <= 0:
             if pending:
@@ -181,18 +203,55 @@ class Worker:
             self._start(d, pending)
         return bool(deliveries)
 
+    def _capacity(self) -> int:
+        """Tasks to hold at once. The inline pool takes several only while its tasks are
+        fast, so a long task never keeps others waiting behind it (Celery's prefetch trap)."""
+        if self.pool == "threads":
+            return self.concurrency
+        return 1 + (self.prefetch if self._fast() else 0)
+
+    def _fast(self) -> bool:
+        return self._avg_seconds is not None and self._avg_seconds < FAST_TASK_SECONDS
+
     def _start(self, delivery: Delivery, pending: list[Outcome]) -> None:
         with self._lock:
             self.running[delivery.id] = delivery
-        if self.pool == "threads":
-            self._work.put(delivery)
-            return
+            if self.pool == "inline":
+                self.buffer.append(delivery)
+                return
+        self._work.put(delivery)
+
+    def _run_inline(self, delivery: Delivery, pending: list[Outcome]) -> None:
         self._inline_busy = True
+        self._current_started = time.monotonic()
         try:
             done = self._execute(delivery)
         finally:
             self._inline_busy = False
+            self._current_started = None
+        avg = self._avg_seconds
+        self._avg_seconds = done.duration if avg is None else 0.8 * avg + 0.2 * done.duration
         self._collect(pending, [done])
+
+    def _take_buffer(self) -> list[Delivery]:
+        """Prefetched tasks out of this worker's hands (they have not started)."""
+        with self._lock:
+            taken = list(self.buffer)
+            self.buffer.clear()
+            for d in taken:
+                self.running.pop(d.id, None)
+        return taken
+
+    def _give_back_if_stuck(self) -> None:
+        started = self._current_started
+        if not self.buffer or started is None:
+            return
+        if time.monotonic() - started < GIVE_BACK_AFTER_SECONDS:
+            return
+        taken = self._take_buffer()
+        if taken:
+            log.info("task running long: %d prefetched task(s) back to the queue", len(taken))
+            self.app.broker.settle([Return(d) for d in taken])
 
     def _execute(self, delivery: Delivery) -> _Done:
         started = time.monotonic()
@@ -263,16 +322,27 @@ class Worker:
             self.events.put(self._execute(delivery))
 
     def _keeper(self) -> None:
-        """Extends leases of running tasks and publishes the heartbeat, every lease/3."""
-        interval = self.lease_ms / 3000.0
+        """Extends leases of running tasks and publishes the heartbeat, every lease/3;
+        gives prefetched tasks back when the current one runs long."""
+        interval = min(self.lease_ms / 3000.0, heartbeat.STALE_AFTER_SECONDS / 3)
         client = self.app.redis
+        last_beat = 0.0
         while not self._stop.is_set():
+            try:
+                self._give_back_if_stuck()
+            except redis.RedisError as exc:
+                log.warning("could not give prefetched tasks back: %s", exc)
+            if not self._beat_now.is_set() and time.monotonic() - last_beat < interval:
+                self._beat_now.wait(0.5)
+                continue
+            self._beat_now.clear()
+            last_beat = time.monotonic()
             try:
                 with self._lock:
                     by_queue: dict[str, list[str]] = {}
                     for d in self.running.values():
                         by_queue.setdefault(d.queue, []).append(d.id)
-                    busy = len(self.running)
+                    busy = len(self.running) - len(self.buffer)
                 for q, ids in by_queue.items():
                     self.app.broker.extend(q, ids, self.lease_ms)
                 heartbeat.publish(client, heartbeat.WorkerInfo(
@@ -285,8 +355,6 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
             except OSError as exc:
                 log.warning("health file %s: %s", self.health_file, exc)
-            self._beat_now.wait(min(interval, heartbeat.STALE_AFTER_SECONDS / 3))
-            self._beat_now.clear()
 
     def _waker(self) -> None:
         """Turns 'queue no longer empty' notifications into loop wake-ups."""

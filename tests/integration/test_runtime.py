@@ -205,6 +205,23 @@ def test_processes_pool_drains_on_sigterm_and_exits_zero(app: App, redis_url: st
         r.get(timeout=30)
 
 
+def test_a_long_task_never_holds_prefetched_tasks_hostage(app: App, redis_url: str,
+                                                         redis_client: redis.Redis,
+                                                         workers: list[WorkerProcess]) -> None:
+    # fast tasks first, so the worker's adaptive prefetch is on when the long one comes
+    app.send_many("sample.add", [[i, i] for i in range(40)])
+    long = app.send_task("sample.sleep_record", ["long", 4.0])
+    shorts = [app.send_task("sample.record", [f"s{i}"]) for i in range(8)]
+    start(workers, redis_url, pool="processes")
+    wait_until(lambda: runs(redis_client, "started") == ["long"], 20, "long task started")
+    start(workers, redis_url, pool="processes")
+    for r in shorts:
+        r.get(timeout=20)
+    assert "long" not in runs(redis_client), "every short task finished while the long one ran"
+    assert long.get(timeout=20) == "long"
+    assert sorted(runs(redis_client)) == sorted(["long", *[f"s{i}" for i in range(8)]])
+
+
 def test_time_limit_interrupts_task_in_processes_pool(app: App, redis_url: str,
                                                       workers: list[WorkerProcess]) -> None:
     result = app.send_task("sample.slow_limited")

@@ -1,0 +1,5 @@
+"""RQ peer: a no-op job function."""
+
+
+def noop() -> None:
+    return None
