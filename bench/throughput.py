@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from taskfleet import App, keys, queue_stats, scripts  # noqa: E402
-from taskfleet.message import Message, new_task_id  # noqa: E402
+from taskfleet.message import new_task_id  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 QUEUE = "bench"
@@ -193,7 +193,8 @@ def main() -> int:
     n = 300 if args.quick else args.tasks
     server = RedisServer().start()
     results: dict[str, Any] = {"systems": {}, "tasks": n,
-                               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+                               "machine": {"cpus": os.cpu_count(),
+                                           "python": platform.python_version()}}
     try:
         for cls in (Taskfleet, Celery, RQ, Raw):
             system = cls(server.url)
@@ -210,14 +211,13 @@ def main() -> int:
         server.close()
 
     s = results["systems"]
-    tf = s["taskfleet"]
+    tf = s["taskfleet"]["by_concurrency"]
     results["ratios"] = {
-        f"taskfleet_vs_celery_c{c}": round(tf["by_concurrency"][c] / s["celery"]["by_concurrency"][c], 2)
-        for c in ("1", "4")} | {
-        f"taskfleet_vs_rq_c{c}": round(tf["by_concurrency"][c] / s["rq"]["by_concurrency"][c], 2)
-        for c in ("1", "4")} | {
-        f"taskfleet_vs_raw_c{c}": round(tf["by_concurrency"][c] / s["raw_redis"]["by_concurrency"][c], 2)
+        f"taskfleet_vs_{peer}_c{c}": round(tf[c] / s[name]["by_concurrency"][c], 2)
+        for peer, name in (("celery", "celery"), ("rq", "rq"), ("raw", "raw_redis"))
         for c in ("1", "4")}
+    results["ratios"]["enqueue_vs_raw"] = round(
+        s["taskfleet"]["enqueue_per_second"] / s["raw_redis"]["enqueue_per_second"], 2)
     print()
     print(f"{'system':<12}{'c=1 tasks/s':>14}{'c=4 tasks/s':>14}{'enqueue/s':>12}")
     for name, row in s.items():

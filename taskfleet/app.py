@@ -14,7 +14,7 @@ import redis
 
 from .broker import Broker
 from .connection import broker_url, connect
-from .message import Message, check_json_arguments, check_priority, new_task_id
+from .message import Message, check_arguments, check_priority, new_task_id
 from .result import AsyncResult
 
 P = ParamSpec("P")
@@ -188,7 +188,7 @@ class App:
                  queue: str | None, priority: int) -> Message:
         if not isinstance(name, str) or not name:
             raise ValueError("task name must be a non-empty string such as 'video.transcode'")
-        a, kw = check_json_arguments(args, kwargs)
+        a, kw = check_arguments(args, kwargs)
         return Message(id=new_task_id(), task=name, queue=queue or self.route(name), args=a,
                        kwargs=kw, priority=check_priority(priority), enqueued_at=time.time())
 

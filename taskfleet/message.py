@@ -35,20 +35,15 @@ class Message:
     enqueued_at: float = 0.0
 
     def encode(self) -> str:
-        return json.dumps(
-            {
-                "v": PROTOCOL_VERSION,
-                "id": self.id,
-                "task": self.task,
-                "queue": self.queue,
-                "args": self.args,
-                "kwargs": self.kwargs,
-                "priority": self.priority,
-                "retries": self.retries,
-                "enqueued_at": self.enqueued_at,
-            },
-            separators=(",", ":"),
-        )
+        """The JSON text; TypeError when an argument is not JSON."""
+        data = {"v": PROTOCOL_VERSION, "id": self.id, "task": self.task, "queue": self.queue,
+                "args": self.args, "kwargs": self.kwargs, "priority": self.priority,
+                "retries": self.retries, "enqueued_at": self.enqueued_at}
+        try:
+            return json.dumps(data, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"task arguments must be JSON-serialisable ({exc}); pass ids or "
+                            "plain data, not objects") from exc
 
     @classmethod
     def decode(cls, raw: str | bytes) -> Message:
@@ -84,18 +79,12 @@ class Message:
         )
 
 
-def check_json_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
-    """Refuse, at the producer, arguments that JSON cannot carry."""
+def check_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """Refuse, at the producer, arguments of the wrong shape (JSON is checked by encode)."""
     if not isinstance(args, list | tuple):
         raise TypeError(f"args must be a list or tuple, not {type(args).__name__}")
     if not isinstance(kwargs, dict):
         raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}")
-    try:
-        json.dumps([args, kwargs])
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"task arguments must be JSON-serialisable ({exc}); pass ids or plain data, not objects"
-        ) from exc
     return list(args), dict(kwargs)
 
 

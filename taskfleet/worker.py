@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections import deque
 import queue as queue_mod
 import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path

@@ -13,7 +13,7 @@ from taskfleet import App, MessageError
 from taskfleet.app import _due_ms
 from taskfleet.backoff import retry_delay
 from taskfleet.keys import QueueKeys, priority_band
-from taskfleet.message import Message, check_json_arguments, check_priority, new_task_id
+from taskfleet.message import Message, check_arguments, check_priority, new_task_id
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -54,11 +54,12 @@ def test_task_ids_are_unique_and_time_ordered() -> None:
 
 
 def test_arguments_must_be_json() -> None:
+    app = App("redis://127.0.0.1:1/0")
     with pytest.raises(TypeError, match="JSON-serialisable"):
-        check_json_arguments([object()], {})
+        app._message("t", [object()], {}, None, 0).encode()
     with pytest.raises(TypeError, match="kwargs must be a dict"):
-        check_json_arguments([], [])  # type: ignore[arg-type]
-    assert check_json_arguments((1, "a"), {"k": [1]}) == ([1, "a"], {"k": [1]})
+        check_arguments([], [])
+    assert check_arguments((1, "a"), {"k": [1]}) == ([1, "a"], {"k": [1]})
 
 
 @pytest.mark.parametrize("bad", [-1, 10, 1.5, "9"])
