@@ -1,0 +1,231 @@
+"""Autoscaler reaction time and the cost of one observation cycle, on the local control plane.
+
+1. Reaction: time from a burst being enqueued to the Deployment's spec.replicas
+   changing, with the default poll (2 s), from zero and from one, repeated.
+2. Cycle: one observation pass over 1,000 queues (one pipelined round trip),
+   its Redis time from INFO commandstats, and decide() for 1,000 pools; then a
+   real operator process managing 1,000 WorkerPools: its memory and CPU.
+
+KEDA's documented defaults are printed beside the figures: a 30 s polling
+interval for activation from zero, then the HPA's 15 s sync period.
+
+    python bench/autoscale.py [--json PATH] [--bursts N] [--pools N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "operator"))
+
+from taskfleet import App, keys  # noqa: E402
+from taskfleet_operator.decide import History, Observation, decide  # noqa: E402
+from taskfleet_operator.model import RedisRef, TaskQueue  # noqa: E402
+from taskfleet_operator.observe import RedisDirectory, read_queues  # noqa: E402
+from taskfleet_operator.policy import ScalingPolicy  # noqa: E402
+from tests.support.cluster import Cluster  # noqa: E402
+from tests.support.operator import OperatorProcess, crds_applied  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+
+KEDA = {"activation_poll_seconds": 30, "hpa_sync_seconds": 15}
+TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def spec_replicas(cluster: Cluster, ns: str, name: str) -> int:
+    out = cluster.kubectl("get", "deployment", name, "-o", "jsonpath={.spec.replicas}",
+                          namespace=ns, check=False)
+    return int(out.stdout) if out.returncode == 0 and out.stdout else -1
+
+
+def wait(cluster: Cluster, ns: str, name: str, pred: Any, timeout: float = 120) -> float:
+    start = time.perf_counter()
+    while not pred(spec_replicas(cluster, ns, name)):
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"{name} did not reach the expected replicas")
+        time.sleep(0.01)
+    return time.perf_counter()
+
+
+def clear(client: redis.Redis, queue: str) -> None:
+    client.delete(*keys.QueueKeys(queue).all_keys())
+
+
+def reaction(cluster: Cluster, ns: str, url: str, bursts: int, minimum: int) -> list[float]:
+    name = f"react{minimum}"
+    cluster.apply(yaml.safe_dump_all([
+        {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue", "metadata": {"name": name},
+         "spec": {"redis": {"url": url}}},
+        {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "WorkerPool", "metadata": {"name": name},
+         "spec": {"queues": [name], "app": "bench.peers.taskfleet_app:app",
+                  "tolerations": [TOLERATION],
+                  "autoscaling": {"minReplicas": minimum, "maxReplicas": 10,
+                                  "scaleToZeroAfterSeconds": 0,
+                                  "scaleDown": {"stabilizationSeconds": 0}}}}]), namespace=ns)
+    app = App(url)
+    client = redis.Redis.from_url(url)
+    times = []
+    for _ in range(bursts):
+        clear(client, name)
+        wait(cluster, ns, name, lambda r: r == minimum)
+        time.sleep(2.5)  # settle a whole poll period, so the burst lands at a random phase
+        start = time.perf_counter()
+        app.send_many("bench.noop", [()] * 100, queue=name)
+        end = wait(cluster, ns, name, lambda r: r > minimum)
+        times.append(end - start)
+    clear(client, name)
+    return times
+
+
+def cycle(url: str, pools: int) -> dict[str, float]:
+    """One observation pass over N queues and N decisions, in this process."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    app = App(url)
+    for i in range(pools):
+        app.send_many("bench.noop", [()] * (i % 7), queue=f"q{i}")
+    queues = [TaskQueue("bench", f"tq{i}", "", 1, f"q{i}", RedisRef(url=url))
+              for i in range(pools)]
+    directory = RedisDirectory(lambda ns, ref: "")
+    read_queues(directory, queues)  # connect, load scripts
+    client.config_resetstat()
+    rounds = 20
+    wall = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        readings = read_queues(directory, queues)
+        wall.append(time.perf_counter() - start)
+    stats = client.info("commandstats")
+    redis_usec = sum(v["usec"] for k, v in stats.items() if k.startswith("cmdstat_evalsha"))
+    policy = ScalingPolicy(max_replicas=20)
+    start = time.perf_counter()
+    for tq in queues:
+        s = readings[tq.key].stats
+        assert s is not None
+        decide(policy, Observation(time.time(), 1, s.ready, s.in_flight, s.oldest_age_seconds),
+               History())
+    decide_ms = (time.perf_counter() - start) * 1000
+    return {"queues": pools, "redis_ms_per_cycle": round(redis_usec / rounds / 1000, 2),
+            "observe_wall_ms_median": round(statistics.median(wall) * 1000, 2),
+            "decide_ms_for_all_pools": round(decide_ms, 2)}
+
+
+def operator_footprint(cluster: Cluster, ns: str, url: str, pools: int,
+                       tmp: Path) -> dict[str, float]:
+    docs: list[dict[str, Any]] = []
+    for i in range(pools):
+        docs.append({"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue",
+                     "metadata": {"name": f"tq{i}"},
+                     "spec": {"redis": {"url": url}, "queueName": f"q{i}"}})
+        docs.append({"apiVersion": "taskfleet.dev/v1alpha1", "kind": "WorkerPool",
+                     "metadata": {"name": f"wp{i}"},
+                     "spec": {"queues": [f"tq{i}"], "app": "bench.peers.taskfleet_app:app",
+                              "autoscaling": {"minReplicas": 0, "maxReplicas": 3}}})
+    cluster.apply(yaml.safe_dump_all(docs), namespace=ns)
+    op = OperatorProcess(cluster, ns, tmp / "operator-footprint.log").start()
+    try:
+        start = time.monotonic()
+        while len(cluster.list("deployments", ns)) < pools:
+            if time.monotonic() - start > 600:
+                raise TimeoutError("operator did not create every Deployment")
+            time.sleep(2)
+        converge = time.monotonic() - start
+        time.sleep(5)
+        assert op.process is not None
+        pid = op.process.pid
+        cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+        time.sleep(30)
+        cpu1, t1 = _cpu_seconds(pid), time.monotonic()
+        return {"pools": pools, "converge_seconds": round(converge, 1),
+                "rss_mb": round(_rss_mb(pid), 1),
+                "steady_cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 1)}
+    finally:
+        op.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--bursts", type=int, default=10)
+    parser.add_argument("--pools", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    bursts, pools = (3, 50) if args.quick else (args.bursts, args.pools)
+    tmp = Path("/tmp") / f"taskfleet-bench-{int(time.time())}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    server = RedisServer().start()
+    cluster = Cluster(name="tf-bench").up()
+    result: dict[str, Any] = {"keda_documented_defaults": KEDA}
+    try:
+        crds_applied(cluster)
+        cluster.kubectl("create", "namespace", "bench")
+        op = OperatorProcess(cluster, "bench", tmp / "operator.log").start()
+        try:
+            for minimum, label in ((0, "from_zero"), (1, "from_one")):
+                times = reaction(cluster, "bench", server.url, bursts, minimum)
+                result[f"reaction_{label}"] = {
+                    "median_s": round(statistics.median(times), 3),
+                    "p95_s": round(pct(times, 95), 3), "max_s": round(max(times), 3),
+                    "samples": len(times)}
+                print(f"reaction {label}: median {statistics.median(times):.3f}s "
+                      f"p95 {pct(times, 95):.3f}s over {len(times)} bursts", flush=True)
+        finally:
+            op.stop()
+        result["cycle"] = cycle(server.url, pools)
+        print(f"cycle: {result['cycle']}", flush=True)
+        cluster.kubectl("create", "namespace", "footprint")
+        result["operator"] = operator_footprint(cluster, "footprint", server.url, pools, tmp)
+        print(f"operator: {result['operator']}", flush=True)
+    finally:
+        cluster.down()
+        server.close()
+
+    r0, r1 = result["reaction_from_zero"], result["reaction_from_one"]
+    print()
+    print(f"{'':<34}{'taskfleet':>12}{'KEDA + HPA defaults':>22}")
+    print(f"{'reaction from zero, p95':<34}{r0['p95_s']:>11.2f}s{'up to 30 s poll':>22}")
+    print(f"{'reaction from one, p95':<34}{r1['p95_s']:>11.2f}s{'up to 30 s + 15 s':>22}")
+    c, o = result["cycle"], result["operator"]
+    print(f"{'Redis time, ' + str(c['queues']) + ' queues/cycle':<34}"
+          f"{c['redis_ms_per_cycle']:>10.1f}ms{'1 list read per trigger':>22}")
+    print(f"{'decide() for all pools':<34}{c['decide_ms_for_all_pools']:>10.1f}ms")
+    print(f"{'operator RSS, ' + str(o['pools']) + ' pools':<34}{o['rss_mb']:>10.0f}MB")
+    print(f"{'operator CPU at steady state':<34}{o['steady_cpu_percent']:>11.1f}%")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
