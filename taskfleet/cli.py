@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--file", default=os.environ.get("TASKFLEET_HEALTH_FILE",
                                                     "/tmp/taskfleet-health"))
     h.add_argument("--max-age", type=float, default=60.0)
+    b = sub.add_parser("beat", help="send cron schedules from a file, exactly once per tick "
+                                     "however many beats run")
+    b.add_argument("--schedule", required=True, type=Path,
+                   help="YAML file with 'schedules:' (name, cron, timezone, task, args, "
+                        "kwargs, queue, startingDeadlineSeconds, suspend)")
+    b.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+
     o = sub.add_parser("operator", help="run the Kubernetes operator (needs taskfleet[operator])")
     o.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
     o.add_argument("--worker-image", default=os.environ.get("TASKFLEET_WORKER_IMAGE"),
@@ -135,6 +142,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     url = broker_url(args.broker)
     if args.command == "worker":
         return _worker(args, url)
+    if args.command == "beat":
+        from .beat import run_beat
+
+        return run_beat(url, args.schedule, args.interval)
     client = connect(url)
     if args.command == "send":
         app = App(url)

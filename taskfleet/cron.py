@@ -22,11 +22,12 @@ SHORTCUTS = {
     "@hourly": "0 * * * *",
 }
 _MONTHS = {m: i + 1 for i, m in enumerate(
-    "jan feb mar apr may jun jul aug sep oct nov dec".split())}
-_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
-_FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
-           ("month", 1, 12, _MONTHS), ("day-of-week", 0, 7, _DAYS))
-_SEARCH_DAYS = 366 * 8  # Feb 29 on a given weekday recurs within 28 years; 8 covers leap ones
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}
+_DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
+    ("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS), ("day-of-week", 0, 7, _DAYS))
+_SEARCH_DAYS = 366 * 8  # enough for Feb 29 (every 4 years, 8 across a skipped century)
 
 
 class CronError(ValueError):
@@ -134,7 +135,7 @@ def next_tick(cron: Cron, tz: ZoneInfo, after: datetime) -> datetime:
     day = start.date()
     for _ in range(_SEARCH_DAYS):
         if cron.matches_day(day):
-            found = []
+            found: list[datetime] = []
             for hour in sorted(cron.hours):
                 for minute in sorted(cron.minutes):
                     local = datetime(day.year, day.month, day.day, hour, minute)

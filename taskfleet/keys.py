@@ -88,6 +88,14 @@ class QueueKeys:
         """Pub/sub channel told when the queue goes from empty to non-empty."""
         return f"{self.tag}:wake"
 
+    def schedule_state(self, schedule: str) -> str:
+        """Hash: the last tick a schedule handled and the task it sent."""
+        return f"{self.tag}:schedule:{schedule}"
+
+    def tick_claim(self, schedule: str, tick_epoch: int) -> str:
+        """Claimed (SET NX) by whoever sends that tick's task; expires after a while."""
+        return f"{self.tag}:tick:{schedule}:{tick_epoch}"
+
     def all_keys(self) -> list[str]:
         """Keys in the order the Lua scripts expect them (see scripts.py)."""
         return [*self.ready_bands, self.messages, self.leases, self.delayed, self.dead]

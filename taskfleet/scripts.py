@@ -148,3 +148,20 @@ redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
+
+# ENQUEUE_ONCE: KEYS as ENQUEUE plus KEYS[8], the claim of one schedule tick.
+# ARGV wake channel, id, band, stored body, claim ttl ms. Claim and enqueue are
+# one atomic step, so a tick is sent exactly once however many schedulers run
+# and wherever one of them crashes. Returns the id of the tick's task (this
+# caller's, or the one another scheduler sent).
+ENQUEUE_ONCE = _NOW + """
+if not redis.call('SET', KEYS[8], ARGV[2], 'NX', 'PX', ARGV[5]) then
+  return redis.call('GET', KEYS[8])
+end
+local was_empty = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
+                  + redis.call('LLEN', KEYS[3]) == 0
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[4])
+redis.call('RPUSH', KEYS[3 - tonumber(ARGV[3])], now .. ':' .. ARGV[2])
+if was_empty then redis.call('PUBLISH', ARGV[1], 1) end
+return ARGV[2]
+"""

@@ -26,6 +26,7 @@ from .model import TaskQueue, WorkerPool
 from .observe import QueueReading, RedisDirectory, read_queues, read_workers
 from .policy import SpecError
 from .registry import DeploymentSeen, InvalidObject, Key, Registry, Snapshot
+from .schedules import ScheduleRunner
 
 log = logging.getLogger("taskfleet.operator")
 
@@ -58,8 +59,8 @@ class Controller:
         self.states: dict[Key, PoolState] = {}
         self.queue_status: dict[Key, tuple[float, dict[str, Any]]] = {}
         self.invalid_reported: dict[tuple[str, Key], tuple[int, str]] = {}
-        self.hooks: list[Callable[[Snapshot, dict[Key, QueueReading], float], None]] = []
-        """Extra work on each pass (the scheduler), given the same observations."""
+        self.schedules: ScheduleRunner | None = None
+        """Fires TaskQueue schedules on each pass, when set."""
 
     # -- loop ---------------------------------------------------------------------------
 
@@ -98,8 +99,6 @@ class Controller:
         for key in list(self.states):
             if key not in snap.pools:
                 del self.states[key]
-        for hook in self.hooks:
-            hook(snap, readings, now)
 
     # -- one pool -----------------------------------------------------------------------
 
@@ -224,15 +223,29 @@ class Controller:
             s = reading.stats
             status.update(ready=s.ready, inFlight=s.in_flight, delayed=s.delayed, dead=s.dead,
                           oldestAgeSeconds=round(s.oldest_age_seconds, 3))
+        changed_schedules = False
+        entries: list[dict[str, Any]] = []
+        problems: list[str] = []
+        if self.schedules is not None and (tq.schedules or (last and "schedules" in last[1])):
+            entries, problems = self.schedules.run(tq, now)
+            status["schedules"] = entries
+            previous_entries = last[1].get("schedules") if last else None
+            changed_schedules = entries != previous_entries
         message = "queue read" if ok else ((reading.error if reading is not None else None)
                                            or "not read")
         previous = last[1].get("conditions", []) if last else []
-        status["conditions"] = set_condition(previous, "MetricsAvailable", ok,
-                                             "QueueRead" if ok else "MetricsError", message,
-                                             now, tq.generation)
+        conditions = set_condition(previous, "MetricsAvailable", ok,
+                                   "QueueRead" if ok else "MetricsError", message, now,
+                                   tq.generation)
+        if "schedules" in status:
+            conditions = set_condition(conditions, "SchedulesValid", not problems,
+                                       "Invalid" if problems else "Valid",
+                                       "; ".join(problems) or f"{len(entries)} schedule(s)",
+                                       now, tq.generation)
+        status["conditions"] = conditions
         if last is not None:
-            flipped = last[1].get("conditions") != status["conditions"]
-            if last[1] == status or (not flipped and now - last[0] < QUEUE_STATUS_SECONDS):
+            urgent = last[1].get("conditions") != status["conditions"] or changed_schedules
+            if last[1] == status or (not urgent and now - last[0] < QUEUE_STATUS_SECONDS):
                 return
         self.actuator.patch_status("taskqueues", tq.namespace, tq.name, status)
         self.queue_status[tq.key] = (now, status)

@@ -16,6 +16,7 @@ from .deployment import DEFAULT_IMAGE
 from .leader import LeaseElector
 from .observe import RedisDirectory, secret_reader
 from .registry import Registry
+from .schedules import ScheduleRunner
 from .wakeups import WakeListener
 
 
@@ -51,9 +52,11 @@ class OperatorRuntime:
         self.elector = LeaseElector(client, config.lease_namespace, config.lease_name,
                                     config.identity, config.lease_seconds)
         self.elector.on_change = registry.wake
-        self.controller = Controller(registry, Actuator(client), self.directory,
+        actuator = Actuator(client)
+        self.controller = Controller(registry, actuator, self.directory,
                                      default_image=config.worker_image,
                                      is_leader=self.elector.is_leader)
+        self.controller.schedules = ScheduleRunner(actuator, self.directory)
         self.wakeups = WakeListener(self.directory, registry.wake)
         self._threads: list[threading.Thread] = []
 

@@ -1,0 +1,82 @@
+"""Fires TaskQueue schedules on each controller pass (leader only), through the runtime's
+Scheduler, and reports them in status.schedules and as Events."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from taskfleet.broker import Broker
+from taskfleet.schedule import PassResult, Schedule, ScheduleError, Scheduler
+
+from .act import Actuator
+from .conditions import rfc3339
+from .model import TaskQueue
+from .observe import RedisDirectory
+from .registry import Key
+
+log = logging.getLogger("taskfleet.operator")
+
+
+class ScheduleRunner:
+    def __init__(self, actuator: Actuator, directory: RedisDirectory) -> None:
+        self.actuator = actuator
+        self.directory = directory
+        self.schedulers: dict[int, Scheduler] = {}
+        self.reported: dict[Key, list[str]] = {}
+
+    def _scheduler(self, tq: TaskQueue) -> Scheduler:
+        client = self.directory.client(tq.namespace, tq.redis)
+        found = self.schedulers.get(id(client))
+        if found is None:
+            found = self.schedulers[id(client)] = Scheduler(Broker(client))
+        return found
+
+    def run(self, tq: TaskQueue, now: float) -> tuple[list[dict[str, Any]], list[str]]:
+        """Send what is due; returns status.schedules entries and the invalid ones' errors."""
+        when = datetime.fromtimestamp(now, UTC)
+        entries: list[dict[str, Any]] = []
+        problems: list[str] = []
+        for raw in tq.schedules:
+            try:
+                schedule = Schedule.from_dict(raw, queue=tq.queue_name, where="spec.schedules")
+            except ScheduleError as exc:
+                problems.append(str(exc))
+                entries.append({"name": str(raw.get("name", "")), "message": str(exc)})
+                continue
+            result = self._scheduler(tq).run_due(schedule, when)
+            self._report(tq, schedule, result)
+            entries.append(_entry(schedule, result))
+        if problems and problems != self.reported.get(tq.key):
+            self.actuator.event("TaskQueue", tq.namespace, tq.name, tq.uid, "InvalidSchedule",
+                                "; ".join(problems), "Warning")
+        self.reported[tq.key] = problems
+        return entries, problems
+
+    def _report(self, tq: TaskQueue, s: Schedule, result: PassResult) -> None:
+        if result.sent is not None:
+            sent = rfc3339(result.sent.timestamp())
+            self.actuator.event("TaskQueue", tq.namespace, tq.name, tq.uid, "Scheduled",
+                                f"schedule {s.name}: sent {s.task} for {sent} as task "
+                                f"{result.task_id}")
+        for tick in result.skipped:
+            self.actuator.event("TaskQueue", tq.namespace, tq.name, tq.uid, "MissedSchedule",
+                                f"schedule {s.name}: tick {rfc3339(tick.timestamp())} skipped "
+                                f"(more than startingDeadlineSeconds="
+                                f"{s.starting_deadline_seconds:g} late)", "Warning")
+
+
+def _entry(s: Schedule, r: PassResult) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": s.name}
+    if r.last_tick is not None:
+        entry["lastScheduleTime"] = rfc3339(r.last_tick.timestamp())
+    if r.next_tick is not None:
+        entry["nextScheduleTime"] = rfc3339(r.next_tick.timestamp())
+    if r.last_task_id:
+        entry["lastTaskId"] = r.last_task_id
+    if r.skipped:
+        entry["lastSkippedTime"] = rfc3339(r.skipped[-1].timestamp())
+    if s.suspend:
+        entry["message"] = "suspended"
+    return entry
