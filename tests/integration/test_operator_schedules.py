@@ -1,0 +1,87 @@
+"""Schedules run by the operator, in real time, with a standby and a failover."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from taskfleet import App, queue_stats
+from tests.support.cluster import Cluster, wait_for
+from tests.support.operator import OperatorProcess
+
+
+def _status(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = (cluster.get("taskqueue", name, ns) or {}).get("status") or {}
+    return status
+
+
+def _sleep_until_second(second: float) -> None:
+    """Sleep until the given second of the next minute."""
+    now = time.time()
+    target = (int(now) // 60) * 60 + second
+    if target <= now + 0.5:
+        target += 60
+    time.sleep(target - now)
+
+
+def test_schedule_fires_once_per_tick_across_a_failover(cluster: Cluster, namespace: str,
+                                                        operator: OperatorProcess,
+                                                        redis_url: str, tmp_path: Path) -> None:
+    standby = OperatorProcess(cluster, namespace, tmp_path / "standby.log").start()
+    try:
+        cluster.apply(yaml.safe_dump_all([
+            {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue",
+             "metadata": {"name": "reports"},
+             "spec": {"redis": {"url": redis_url}, "schedules": [
+                 {"name": "ping", "cron": "* * * * *", "task": "sample.add", "args": [1, 2]},
+                 {"name": "paused", "cron": "* * * * *", "task": "sample.add", "suspend": True},
+             ]}},
+            {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue",
+             "metadata": {"name": "badzone"},
+             "spec": {"redis": {"url": redis_url}, "schedules": [
+                 {"name": "r", "cron": "@hourly", "task": "t", "timezone": "Mars/Olympus"}]}},
+        ]), namespace=namespace)
+        wait_for("SchedulesValid=False on the bad time zone",
+                 lambda: any(c["type"] == "SchedulesValid" and c["status"] == "False"
+                             for c in _status(cluster, namespace, "badzone").get(
+                                 "conditions", [])), 30)
+        [bad] = [c for c in _status(cluster, namespace, "badzone")["conditions"]
+                 if c["type"] == "SchedulesValid"]
+        assert "spec.schedules['r'].timezone: unknown time zone 'Mars/Olympus'" in bad["message"]
+
+        app = App(redis_url)
+
+        def sent() -> int:
+            return queue_stats(app.redis, ["reports"])["reports"].ready
+
+        wait_for("the schedule is seen", lambda: _status(cluster, namespace, "reports").get(
+            "schedules"), 30)
+        _sleep_until_second(5)
+        wait_for("first tick sent", lambda: sent() == 1, 15)
+        entry = _status(cluster, namespace, "reports")["schedules"][0]
+        assert entry["name"] == "ping" and "nextScheduleTime" in entry
+        wait_for("status shows the task", lambda: _status(cluster, namespace, "reports")[
+            "schedules"][0].get("lastTaskId"), 10)
+
+        # kill whichever operator is active just before the next tick
+        _sleep_until_second(58)
+        lease = cluster.get("lease", "taskfleet-operator", namespace) or {}
+        holder = lease["spec"]["holderIdentity"]
+        assert operator.process is not None and standby.process is not None
+        active = operator if holder.endswith(f"-{operator.process.pid}") else standby
+        active.kill()
+        wait_for("the tick after the failover sent", lambda: sent() == 2, 30,
+                 describe=lambda: standby.log() + operator.log())
+        time.sleep(3)
+        assert sent() == 2, "exactly one task per tick"
+        events = [e["message"] for e in cluster.list("events", namespace)
+                  if e["reason"] == "Scheduled"]
+        assert len(events) == 2 and all("schedule ping: sent sample.add" in m for m in events)
+        statuses = {s["name"]: s for s in _status(cluster, namespace, "reports")["schedules"]}
+        assert statuses["paused"].get("message") == "suspended"
+        assert "lastTaskId" not in statuses["paused"]
+    finally:
+        standby.stop()
