@@ -144,7 +144,7 @@ def operator_footprint(cluster: Cluster, ns: str, url: str, pools: int,
                 raise TimeoutError("operator did not create every Deployment")
             time.sleep(2)
         converge = time.monotonic() - start
-        time.sleep(5)
+        time.sleep(30)  # let status writes and watch echoes of the start settle
         assert op.process is not None
         pid = op.process.pid
         cpu0, t0 = _cpu_seconds(pid), time.monotonic()
