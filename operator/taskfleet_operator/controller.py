@@ -42,6 +42,7 @@ class PoolState:
     history: History
     last_eval: float = 0.0
     applied_hash: str | None = None
+    applied_inputs: tuple[object, ...] = ()
     applied_at: float = 0.0
     last_status: dict[str, Any] = field(default_factory=dict)
 
@@ -152,12 +153,18 @@ class Controller:
 
         if dep is not None and desired < current:
             self._mark_deletion_costs(pool, present[0])
-        manifest = build_deployment(pool, present, desired, self.default_image)
-        digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
-        if (dep is None or dep.spec_replicas != desired or digest != state.applied_hash
+        # The manifest is a function of these; rebuild it only when one changes.
+        inputs = (pool.generation, pool.uid, tuple((q.name, q.generation) for q in present),
+                  desired, self.default_image)
+        if (dep is None or dep.spec_replicas != desired or inputs != state.applied_inputs
                 or now - state.applied_at > REAPPLY_SECONDS):
-            self.actuator.apply_deployment(manifest)
-            state.applied_hash, state.applied_at = digest, now
+            manifest = build_deployment(pool, present, desired, self.default_image)
+            digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+            if dep is None or dep.spec_replicas != desired or digest != state.applied_hash \
+                    or now - state.applied_at > REAPPLY_SECONDS:
+                self.actuator.apply_deployment(manifest)
+                state.applied_hash, state.applied_at = digest, now
+            state.applied_inputs = inputs
         if desired != current:
             reason = "ScaledUp" if desired > current else "ScaledDown"
             log.info("pool %s/%s: %s", pool.namespace, pool.name, decision.reason)
