@@ -9,7 +9,7 @@ metrics fail instead of collapsing it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .policy import ScalingPolicy
 
@@ -31,6 +31,16 @@ class History:
     """(time, recommended replicas) within the longest stabilization window."""
     last_active: float | None = None
     """Last time work (ready or in flight) was seen; None: not since the operator started."""
+    changes: tuple[tuple[float, int, int], ...] = ()
+    """(time, before, after) of each change of replicas within the longest rate-limit period,
+    so a step limit bounds the change over a period, however often decide() runs."""
+
+    def count_at(self, t: float, current: int) -> int:
+        """Replicas in effect at time ``t``."""
+        earlier = [after for when, _, after in self.changes if when <= t]
+        if earlier:
+            return earlier[-1]
+        return self.changes[0][1] if self.changes else current
 
 
 @dataclass(frozen=True)
@@ -50,10 +60,11 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History) -> Decisio
     if obs.metrics_error is not None:
         if policy.fallback_replicas is not None:
             n = _clamp(policy.fallback_replicas, policy)
-            return Decision(n, f"metrics unavailable ({obs.metrics_error}): fallback {n}",
-                            history)
-        n = _clamp(current, policy)
-        return Decision(n, f"metrics unavailable ({obs.metrics_error}): holding {n}", history)
+            reason = f"metrics unavailable ({obs.metrics_error}): fallback {n}"
+        else:
+            n = _clamp(current, policy)
+            reason = f"metrics unavailable ({obs.metrics_error}): holding {n}"
+        return Decision(n, reason, _record(history, policy, obs.now, current, n))
 
     work = obs.ready + obs.in_flight
     last_active = obs.now if work > 0 else history.last_active
@@ -94,9 +105,10 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History) -> Decisio
         desired = max(current, stable)
         if desired < recommendation:
             notes.append("stabilizing")
-        step = max(math.ceil(current * up.max_step_percent / 100), up.max_step_replicas)
-        if desired > current + step:
-            desired = current + step
+        base = history.count_at(obs.now - up.period_seconds, current)
+        limit = base + max(math.ceil(base * up.max_step_percent / 100), up.max_step_replicas)
+        if desired > max(current, limit):
+            desired = max(current, limit)
             notes.append("rate-limited")
     elif recommendation < current:
         down = policy.scale_down
@@ -104,9 +116,11 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History) -> Decisio
         desired = min(current, stable)
         if desired > recommendation:
             notes.append("stabilizing")
-        step = max(math.ceil(current * down.max_step_percent / 100), down.max_step_replicas)
-        if desired < current - step:
-            desired = current - step
+        base = history.count_at(obs.now - down.period_seconds, current)
+        limit = base - max(math.ceil(base * down.max_step_percent / 100),
+                           down.max_step_replicas)
+        if desired < min(current, limit):
+            desired = min(current, limit)
             notes.append("rate-limited")
     desired = _clamp(desired, policy)
     if desired == policy.max_replicas and recommendation >= policy.max_replicas > current:
@@ -114,8 +128,20 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History) -> Decisio
     if desired == policy.min_replicas and desired < current:
         notes.append("min")
     suffix = f" ({', '.join(notes)})" if notes else ""
+    kept = History(recommendations=recs, last_active=last_active, changes=history.changes)
     return Decision(desired, f"{figures} → {desired}{suffix}",
-                    History(recommendations=recs, last_active=last_active))
+                    _record(kept, policy, obs.now, current, desired))
+
+
+def _record(history: History, policy: ScalingPolicy, now: float, current: int,
+            desired: int) -> History:
+    """History with this change of replicas, pruned to the longest rate-limit period
+    (and the last change before it, which gives the count at the period's start)."""
+    period = max(policy.scale_up.period_seconds, policy.scale_down.period_seconds)
+    changes = history.changes + (((now, current, desired),) if desired != current else ())
+    inside = [c for c in changes if now - c[0] <= period]
+    older = [c for c in changes if now - c[0] > period][-1:]
+    return replace(history, changes=tuple(older + inside))
 
 
 def _clamp(n: int, policy: ScalingPolicy) -> int:

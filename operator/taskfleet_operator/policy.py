@@ -15,7 +15,9 @@ class StepPolicy:
     stabilization_seconds: float
     max_step_percent: float
     max_step_replicas: int
-    """At least this many replicas per step, whatever the percentage allows (from 0 or 1)."""
+    """At least this many replicas per period, whatever the percentage allows (from 0 or 1)."""
+    period_seconds: float = 2.0
+    """The step limits apply to the change over any window this long (as HPA policies)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def _step(d: dict[str, Any], path: str, default: StepPolicy) -> StepPolicy:
                                       default.stabilization_seconds),
         max_step_percent=_number(d, "maxStepPercent", path, default.max_step_percent, 1.0),
         max_step_replicas=_int(d, "maxStepReplicas", path, default.max_step_replicas, 1),
+        period_seconds=_number(d, "periodSeconds", path, default.period_seconds, 0.0),
     )
 
 

@@ -8,6 +8,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from taskfleet_operator.decide import Decision, History, Observation, decide
 from taskfleet_operator.policy import ScalingPolicy, SpecError, StepPolicy, parse_policy
 
@@ -33,6 +34,12 @@ def test_burst_scales_out_to_max_within_a_few_polls() -> None:
     assert [d.replicas for d in ds] == [4, 8, 16, 20, 20]
     assert ds[0].reason == "ready=400 inFlight=0 target=5 → 4 (rate-limited)"
     assert ds[3].reason == "ready=400 inFlight=0 target=5 → 20 (max)"
+
+
+def test_step_limits_hold_per_period_however_often_decide_runs() -> None:
+    # the controller also re-decides on every watch event: ten passes in one second
+    ds = run(BURSTY, [(t / 10, 400, 0) for t in range(10)] + [(2.05, 400, 0), (4.1, 400, 0)])
+    assert [d.replicas for d in ds] == [4] * 10 + [8, 16]
 
 
 def test_in_flight_work_alone_keeps_the_pool_up() -> None:
@@ -101,8 +108,10 @@ policies = st.builds(
         scale_down=down),
     st.integers(0, 5), st.integers(1, 30), st.floats(0.5, 50), st.integers(0, 20),
     st.floats(0, 600),
-    st.builds(StepPolicy, st.floats(0, 120), st.floats(1, 400), st.integers(1, 10)),
-    st.builds(StepPolicy, st.floats(0, 120), st.floats(1, 400), st.integers(1, 10)),
+    st.builds(StepPolicy, st.floats(0, 120), st.floats(1, 400), st.integers(1, 10),
+              st.floats(0, 30)),
+    st.builds(StepPolicy, st.floats(0, 120), st.floats(1, 400), st.integers(1, 10),
+              st.floats(0, 30)),
 )
 observations = st.lists(st.tuples(st.floats(0.1, 120), st.integers(0, 2000), st.integers(0, 50),
                                   st.booleans()), min_size=1, max_size=30)
@@ -114,6 +123,11 @@ def test_properties_hold_over_any_sequence(policy: ScalingPolicy,
                                            steps: list[tuple[float, int, int, bool]],
                                            start: int) -> None:
     history, current, now = History(), start, 0.0
+    timeline = [(-1e9, start)]  # (time, replicas from then on), as the test saw them
+
+    def count_at(t: float) -> int:
+        return [n for when, n in timeline if when <= t][-1]
+
     for dt, ready, in_flight, broken in steps:
         now += dt
         obs = Observation(now, current, ready, in_flight,
@@ -123,20 +137,25 @@ def test_properties_hold_over_any_sequence(policy: ScalingPolicy,
         assert lo <= d.replicas <= hi, "always within [min, max]"
         if broken:
             assert d.replicas == min(hi, max(lo, current)), "a metrics error holds the count"
-            assert d.history == history
+            assert d.history.recommendations == history.recommendations
         else:
             work = ready + in_flight
             if work > 0 and (current > 0 or work > policy.activation_threshold):
                 assert d.replicas >= 1, "never zero while work is ready or in flight"
             if lo <= current <= hi:
-                up = max(math.ceil(current * policy.scale_up.max_step_percent / 100),
+                a = count_at(now - policy.scale_up.period_seconds)
+                b = count_at(now - policy.scale_down.period_seconds)
+                up = max(math.ceil(a * policy.scale_up.max_step_percent / 100),
                          policy.scale_up.max_step_replicas)
-                down = max(math.ceil(current * policy.scale_down.max_step_percent / 100),
+                down = max(math.ceil(b * policy.scale_down.max_step_percent / 100),
                            policy.scale_down.max_step_replicas)
-                assert current - down <= d.replicas <= current + up, "step limits hold"
+                assert d.replicas <= max(current, a + up), "scale-up limit per period holds"
+                assert d.replicas >= min(current, b - down), "scale-down limit per period"
             if d.replicas < current and lo <= current <= hi:
                 window = [r for t, r in d.history.recommendations
                           if now - t <= policy.scale_down.stabilization_seconds]
                 assert d.replicas >= min(current, max(window)), "scale-down is stabilized"
         assert "→" in d.reason or "metrics unavailable" in d.reason
+        if d.replicas != current:
+            timeline.append((now, d.replicas))
         history, current = d.history, d.replicas

@@ -1,0 +1,186 @@
+"""`make demo`: the video site on a laptop, with no cluster and nothing running.
+
+Starts a local redis-server and the local Kubernetes control plane (kwok
+nodes), installs the CRDs, runs the operator, applies this example, and plays
+a burst of uploads through the web tier's own enqueue code. Pods on kwok
+nodes run no containers, so a stand-in for the kubelet runs each Running
+worker pod's command as a local process for the life of the pod. The screen
+shows queue depth, in-flight, desired and ready replicas per pool as the
+transcoder pool goes from zero up and back down; at the end a PNG chart is
+written and everything is cleaned up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+from web import app as web  # noqa: E402
+
+from taskfleet import App, queue_stats  # noqa: E402
+from tests.support.cluster import Cluster  # noqa: E402
+from tests.support.kubelet import PodProcessRunner  # noqa: E402
+from tests.support.operator import OperatorProcess, crds_applied  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+
+NS = "video-site"
+POOLS = ("transcoder", "default")
+QUEUES = ("transcode", "default", "reports")
+KWOK = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+# Shorter windows than production, so the demo comes back to zero in a minute.
+DEMO_SCALING = {"scaleToZeroAfterSeconds": 8, "pollSeconds": 1,
+                "scaleDown": {"stabilizationSeconds": 5}}
+
+
+def manifests(redis_url: str) -> list[dict[str, Any]]:
+    """The example's queues and pools, pointed at the local Redis, on kwok nodes."""
+    docs: list[dict[str, Any]] = []
+    for name in ("10-queues.yaml", "20-pools.yaml"):
+        docs += [d for d in yaml.safe_load_all((HERE / name).read_text()) if d]
+    for d in docs:
+        if d["kind"] == "TaskQueue":
+            d["spec"]["redis"]["url"] = redis_url
+        if d["kind"] == "WorkerPool":
+            d["spec"].setdefault("tolerations", []).append(KWOK)
+            d["spec"]["autoscaling"].update(DEMO_SCALING)
+    return docs
+
+
+def observe(cluster: Cluster, app: App) -> dict[str, tuple[int, int]]:
+    """queue:NAME -> (ready, in flight); pool:NAME -> (desired, ready replicas)."""
+    stats = queue_stats(app.redis, QUEUES)
+    row = {f"queue:{q}": (s.ready, s.in_flight) for q, s in stats.items()}
+    for wp in cluster.list("workerpools", NS):
+        st = wp.get("status") or {}
+        row[f"pool:{wp['metadata']['name']}"] = (st.get("desiredReplicas", 0),
+                                                 st.get("readyReplicas", 0))
+    return row
+
+
+def line(t: float, row: dict[str, tuple[int, int]]) -> str:
+    q, d = row["queue:transcode"], row["queue:default"]
+    tp, dp = row.get("pool:transcoder", (0, 0)), row.get("pool:default", (0, 0))
+    return (f"{t:6.1f}s | transcode ready {q[0]:3d} in-flight {q[1]:3d} | transcoder "
+            f"desired {tp[0]:2d} ready {tp[1]:2d} | default ready {d[0]:3d} in-flight "
+            f"{d[1]:2d} | default pool desired {dp[0]} ready {dp[1]}")
+
+
+def chart(samples: list[tuple[float, dict[str, tuple[int, int]]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s[0] for s in samples]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    top.plot(t, [s[1]["queue:transcode"][0] for s in samples], label="transcode ready")
+    top.plot(t, [s[1]["queue:transcode"][1] for s in samples], label="transcode in flight")
+    top.plot(t, [sum(s[1]["queue:default"]) for s in samples],
+             label="default ready + in flight")
+    top.set_ylabel("tasks")
+    top.legend(loc="upper right")
+    top.set_title("taskfleet demo: the transcoder pool follows its queue")
+    for pool in POOLS:
+        key = "pool:" + pool
+        bottom.step(t, [s[1].get(key, (0, 0))[0] for s in samples], where="post",
+                    label=f"{pool} desired")
+        bottom.step(t, [s[1].get(key, (0, 0))[1] for s in samples], where="post",
+                    linestyle="--", label=f"{pool} ready")
+    bottom.set_ylabel("replicas")
+    bottom.yaxis.get_major_locator().set_params(integer=True)
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--uploads", type=int, default=30)
+    parser.add_argument("--seconds-per-1080p", type=float, default=1.5)
+    parser.add_argument("--out", type=Path, default=ROOT / "demo-output")
+    args = parser.parse_args()
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    args.out.mkdir(parents=True)
+
+    print("starting redis-server and the local control plane ...", flush=True)
+    redis_server = RedisServer().start()
+    cluster = Cluster(name="taskfleet-demo").up()
+    operator = runner = None
+    try:
+        crds_applied(cluster)
+        cluster.kubectl("create", "namespace", NS)
+        operator = OperatorProcess(cluster, NS, args.out / "operator.log").start()
+        cluster.apply(yaml.safe_dump_all(manifests(redis_server.url)), namespace=NS)
+        runner = PodProcessRunner(
+            str(cluster.kubeconfig), NS, "app.kubernetes.io/name=taskfleet-worker", HERE,
+            extra_env={"TRANSCODE_SECONDS_PER_1080P": str(args.seconds_per_1080p)},
+            log_dir=args.out).start()
+        app = App(redis_server.url)
+        web.app.configure(redis_server.url)
+        print(f"applied examples/video-site ({', '.join(POOLS)} pools); operator log in "
+              f"{args.out / 'operator.log'}\n", flush=True)
+
+        start = time.monotonic()
+        samples: list[tuple[float, dict[str, tuple[int, int]]]] = []
+        sent: list[str] = []
+        phase = "warm-up"
+        peak = dict.fromkeys(POOLS, 0)
+        while True:
+            t = time.monotonic() - start
+            if phase == "warm-up" and t > 3:
+                print(f"--- a burst of {args.uploads} uploads (2 renditions each) and "
+                      f"{args.uploads} welcome mails ---", flush=True)
+                for i in range(args.uploads):
+                    sent += web.enqueue_upload(f"video-{i:03d}")
+                    sent.append(web.welcome(f"user-{i:03d}"))
+                phase = "burst"
+            row = observe(cluster, app)
+            samples.append((t, row))
+            print(line(t, row), flush=True)
+            for pool in POOLS:
+                peak[pool] = max(peak[pool], row.get("pool:" + pool, (0, 0))[0])
+            done = phase == "burst" and all(app.AsyncResult(i).ready() for i in sent[-3:])
+            if done and row["queue:transcode"] == (0, 0) and \
+                    row.get("pool:transcoder") == (0, 0):
+                phase = "finished"
+                break
+            if t > 240:
+                print("demo timed out", flush=True)
+                break
+            time.sleep(0.5)
+
+        results = [app.AsyncResult(i) for i in sent]
+        succeeded = sum(1 for r in results if r.successful())
+        png = args.out / "taskfleet-demo.png"
+        chart(samples, png)
+        tq = cluster.get("taskqueue", "reports", NS) or {}
+        nxt = ((tq.get("status") or {}).get("schedules") or [{}])[0].get("nextScheduleTime")
+        print()
+        print(f"tasks sent {len(sent)}, done {succeeded}, lost {len(sent) - succeeded}")
+        print(f"peak replicas: transcoder {peak['transcoder']}, default {peak['default']}")
+        print(f"hourly report next fires at {nxt} (exactly once, by the operator)")
+        print(f"chart: {png}")
+        return 0 if succeeded == len(sent) and phase == "finished" else 1
+    finally:
+        if runner is not None:
+            runner.stop()
+        if operator is not None:
+            operator.stop()
+        cluster.down()
+        redis_server.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

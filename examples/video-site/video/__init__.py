@@ -1,0 +1,1 @@
+"""The video site's background work: transcoding, mail, the hourly report."""
