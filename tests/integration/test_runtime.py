@@ -305,3 +305,28 @@ def test_inspect_json_and_password_protected_redis(tmp_path: object) -> None:
         assert "redis error" in bad.stderr
     finally:
         server.close()
+
+
+def test_cli_send_and_dead_letter_commands(redis_url: str, workers: list[WorkerProcess]) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "taskfleet", "--broker", redis_url, *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    bad_json = cli("send", "sample.add", "--args", "[1,")
+    assert bad_json.returncode == 2 and "--args: not valid JSON" in bad_json.stderr
+    start(workers, redis_url)
+    out = cli("send", "sample.add", "--args", "[20, 22]", "--wait", "20")
+    assert out.returncode == 0
+    assert out.stdout.split()[1] == "42"
+    out = cli("send", "no.such.task", "--queue", "default")
+    assert out.returncode == 0
+    app = App(redis_url)
+    wait_until(lambda: queue_stats(app.redis, ["default"])["default"].dead == 1, 20,
+               "unknown task dead-lettered")
+    listed = cli("dead", "list", "default")
+    assert "unknown task 'no.such.task'" in json.loads(listed.stdout.splitlines()[0])["reason"]
+    assert cli("dead", "requeue", "default").stdout.strip() == "requeued 1"
+    wait_until(lambda: queue_stats(app.redis, ["default"])["default"].dead == 1, 20,
+               "dead-lettered again")
+    assert cli("dead", "purge", "default").stdout.strip() == "purged 1"
+    assert queue_stats(app.redis, ["default"])["default"].dead == 0

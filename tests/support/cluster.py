@@ -17,7 +17,7 @@ from tests.support.processes import ROOT
 TESTENV = ROOT / "hack" / "testenv"
 
 
-def testenv_bin() -> Path:
+def binaries_dir() -> Path:
     """Directory of the pinned binaries (built once per machine, or $TASKFLEET_TESTENV_BIN)."""
     out = subprocess.run([str(TESTENV / "build.sh")], capture_output=True, text=True)
     if out.returncode != 0:
@@ -32,7 +32,7 @@ class Cluster:
         self.name = name or f"tf-test-{os.getpid()}"
         self.workdir = Path(tempfile.mkdtemp(prefix="taskfleet-kwok-"))
         self.kubeconfig = self.workdir / "kubeconfig"
-        self.bin = testenv_bin()
+        self.bin = binaries_dir()
         self.env = {**os.environ, "KWOK_WORKDIR": str(self.workdir / "kwok"),
                     "KUBECONFIG": str(self.kubeconfig),
                     "PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}

@@ -1,0 +1,32 @@
+"""`make cluster-up` / `make cluster-down`, as the README gives them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.support.cluster import binaries_dir
+from tests.support.processes import ROOT
+
+
+def test_make_cluster_up_twice_then_down(tmp_path: Path) -> None:
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "config"),
+           "KWOK_WORKDIR": str(tmp_path / "kwok")}
+    kubectl = [str(binaries_dir() / "kubectl"), "--context", "kwok-taskfleet"]
+    try:
+        for _ in range(2):  # starting twice is harmless
+            up = subprocess.run(["make", "-s", "-C", str(ROOT), "cluster-up"], env=env,
+                                capture_output=True, text=True, timeout=300)
+            assert up.returncode == 0, up.stderr
+            assert up.stdout.strip().endswith(str(tmp_path / "config"))
+        nodes = subprocess.run([*kubectl, "get", "nodes", "-o", "name"], env=env,
+                               capture_output=True, text=True, check=True).stdout.split()
+        assert nodes == ["node/kwok-node-0", "node/kwok-node-1", "node/kwok-node-2"]
+    finally:
+        down = subprocess.run(["make", "-s", "-C", str(ROOT), "cluster-down"], env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    gone = subprocess.run([*kubectl, "get", "nodes", "--request-timeout=3s"], env=env,
+                          capture_output=True, text=True)
+    assert gone.returncode != 0
