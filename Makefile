@@ -30,6 +30,7 @@ demo: setup
 
 bench: setup
 	$(PY) bench/throughput.py --json bench/results/throughput.json
+	$(PY) bench/autoscale.py --json bench/results/autoscale.json
 
 # The local control plane for trying things by hand: context kwok-taskfleet.
 cluster-up:
