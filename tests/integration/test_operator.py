@@ -217,6 +217,28 @@ def test_missing_queue_is_reported_and_nothing_is_created(cluster: Cluster, name
     assert cluster.get("deployment", "orphan", namespace) is None
 
 
+def test_spec_errors_only_the_operator_sees_are_reported(cluster: Cluster, namespace: str,
+                                                         operator: OperatorProcess,
+                                                         redis_url: str) -> None:
+    apply_queue(cluster, namespace, "q", redis_url)
+    apply_pool(cluster, namespace, "odd", ["q"], {"maxReplicas": 2,
+                                                  "onMetricsError": "zero"})
+    wait_for("Ready=False InvalidSpec",
+             lambda: condition(pool_status(cluster, namespace, "odd"),
+                               "Ready").get("reason") == "InvalidSpec", 30,
+             describe=describe(cluster, namespace, "odd", operator))
+    message = condition(pool_status(cluster, namespace, "odd"), "Ready")["message"]
+    assert message.startswith("spec.autoscaling.onMetricsError must be 'hold' or "
+                              "{fallbackReplicas: N}")
+    assert cluster.get("deployment", "odd", namespace) is None
+    warnings = [e for e in cluster.list("events", namespace) if e["type"] == "Warning"]
+    assert any(e["reason"] == "InvalidSpec" and e["involvedObject"]["name"] == "odd"
+               for e in warnings)
+    # fixed by the user: served from then on
+    apply_pool(cluster, namespace, "odd", ["q"], {"maxReplicas": 2, "onMetricsError": "hold"})
+    wait_for("reconciled once fixed", lambda: cluster.get("deployment", "odd", namespace), 30)
+
+
 def test_deleting_a_pool_garbage_collects_its_deployment(cluster: Cluster, namespace: str,
                                                          operator: OperatorProcess,
                                                          redis_url: str) -> None:
@@ -266,7 +288,9 @@ def test_deployment_shape(cluster: Cluster, namespace: str, operator: OperatorPr
                 redis={"url": redis_url, "passwordFrom": {"secretKeyRef": {
                     "name": "redis-auth", "key": "password"}}}, queueName="low-q")
     apply_pool(cluster, namespace, "shape", ["hi", "lo"], replicas=1, concurrency=3,
-               terminationGracePeriodSeconds=120, resources={"requests": {"cpu": "2"}})
+               terminationGracePeriodSeconds=120, resources={"requests": {"cpu": "2"}},
+               code={"configMap": "scripts"},
+               podTemplate={"metadata": {"labels": {"team": "media"}}})
     wait_for("deployment", lambda: cluster.get("deployment", "shape", namespace), 30,
              describe=describe(cluster, namespace, "shape", operator))
     dep = cluster.get("deployment", "shape", namespace)
@@ -295,6 +319,9 @@ def test_deployment_shape(cluster: Cluster, namespace: str, operator: OperatorPr
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["terminationGracePeriodSeconds"] == 120
     assert c["livenessProbe"]["exec"]["command"][:2] == ["taskfleet", "health"]
+    assert env["PYTHONPATH"]["value"] == "/opt/taskfleet/code"
+    assert {"name": "code", "configMap": {"name": "scripts", "defaultMode": 420}} in pod["volumes"]
+    assert dep["spec"]["template"]["metadata"]["labels"]["team"] == "media"
 
 
 def test_operator_restart_converges_without_duplicates(cluster: Cluster, namespace: str,
