@@ -174,8 +174,8 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             self._note_busy()
-            if started:
-                continue
+            if started or (self.pool == "inline" and self.buffer):
+                continue  # work in hand: no waiting for a wake-up
             self._collect(pending, self._wait(_WAIT_SECONDS))
             self._note_busy()
 

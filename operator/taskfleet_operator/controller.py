@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from .act import Actuator
 from .conditions import rfc3339, set_condition
 from .decide import Decision, History, Observation, decide
@@ -45,6 +47,7 @@ class PoolState:
     applied_inputs: tuple[object, ...] = ()
     applied_at: float = 0.0
     last_status: dict[str, Any] = field(default_factory=dict)
+    apply_error: str | None = None
 
 
 class Controller:
@@ -162,8 +165,23 @@ class Controller:
             digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
             if dep is None or dep.spec_replicas != desired or digest != state.applied_hash \
                     or now - state.applied_at > REAPPLY_SECONDS:
-                self.actuator.apply_deployment(manifest)
+                try:
+                    self.actuator.apply_deployment(manifest)
+                except ApiException as exc:
+                    if exc.status is None or exc.status >= 500 or exc.status in (409, 429):
+                        raise  # transient: the next pass tries again
+                    # The API refused what the spec asks for (say, a bad podTemplate).
+                    message = f"the Deployment was refused: {_api_message(exc)}"
+                    if message != state.apply_error:
+                        self.actuator.event("WorkerPool", pool.namespace, pool.name,
+                                            pool.uid, "ApplyFailed", message, "Warning")
+                        state.apply_error = message
+                    conditions = set_condition(conditions, "Ready", False, "ApplyFailed",
+                                               message, now, pool.generation)
+                    self._write_pool_status(pool, state, {**status, "conditions": conditions})
+                    return None
                 state.applied_hash, state.applied_at = digest, now
+                state.apply_error = None
             state.applied_inputs = inputs
         if desired != current:
             reason = "ScaledUp" if desired > current else "ScaledDown"
@@ -270,6 +288,13 @@ class Controller:
         self.actuator.event(obj.kind, obj.namespace, obj.name, obj.uid, "InvalidSpec",
                             obj.message, "Warning")
         self.invalid_reported[(obj.kind, obj.key)] = mark
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{exc.status} {exc.reason}"
 
 
 def _reading_error(reading: QueueReading | None) -> str | None:

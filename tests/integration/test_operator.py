@@ -234,6 +234,15 @@ def test_spec_errors_only_the_operator_sees_are_reported(cluster: Cluster, names
     warnings = [e for e in cluster.list("events", namespace) if e["type"] == "Warning"]
     assert any(e["reason"] == "InvalidSpec" and e["involvedObject"]["name"] == "odd"
                for e in warnings)
+    # a pod template the API server refuses: the API's own message, on the pool
+    apply_pool(cluster, namespace, "odd", ["q"], {"maxReplicas": 2},
+               podTemplate={"spec": {"restartPolicy": "Never"}})
+    wait_for("Ready=False ApplyFailed",
+             lambda: condition(pool_status(cluster, namespace, "odd"),
+                               "Ready").get("reason") == "ApplyFailed", 30,
+             describe=describe(cluster, namespace, "odd", operator))
+    assert "spec.template.spec.restartPolicy: Unsupported value: \"Never\"" in condition(
+        pool_status(cluster, namespace, "odd"), "Ready")["message"]
     # fixed by the user: served from then on
     apply_pool(cluster, namespace, "odd", ["q"], {"maxReplicas": 2, "onMetricsError": "hold"})
     wait_for("reconciled once fixed", lambda: cluster.get("deployment", "odd", namespace), 30)
