@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="touched on every successful heartbeat; see 'taskfleet health'")
     w.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus metrics on this port")
+    w.add_argument("--metrics-address", default="0.0.0.0",
+                   help="address the metrics server binds (default all; 127.0.0.1 locally)")
 
     s = sub.add_parser("send", help="enqueue a task by name")
     s.add_argument("name")
@@ -183,7 +185,7 @@ def _worker(args: argparse.Namespace, url: str) -> int:
             from .metrics import prepare_multiprocess, serve
 
             prepare_multiprocess()
-            serve(args.metrics_port, multiprocess=True)
+            serve(args.metrics_port, args.metrics_address, multiprocess=True)
             child += ["--metrics-port", "0"]
         load_app(args.app)  # fail here, once, rather than in every child
         return Supervisor(child, args.concurrency).run()
@@ -197,7 +199,7 @@ def _worker(args: argparse.Namespace, url: str) -> int:
         from .metrics import PrometheusMetrics, serve
 
         if args.metrics_port:
-            serve(args.metrics_port, multiprocess=False)
+            serve(args.metrics_port, args.metrics_address, multiprocess=False)
         metrics = PrometheusMetrics()
     worker = Worker(app, args.queues, concurrency=args.concurrency, pool=args.pool,
                     drain_timeout=args.drain_timeout, lease_seconds=args.lease_seconds,

@@ -27,7 +27,7 @@ def prepare_multiprocess() -> None:
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="taskfleet-metrics-")
 
 
-def serve(port: int, multiprocess: bool) -> None:
+def serve(port: int, address: str, multiprocess: bool) -> None:
     _client()
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client import multiprocess as mp
@@ -35,9 +35,9 @@ def serve(port: int, multiprocess: bool) -> None:
     if multiprocess:
         registry = CollectorRegistry()
         mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        start_http_server(port, registry=registry)
+        start_http_server(port, addr=address, registry=registry)
     else:
-        start_http_server(port)
+        start_http_server(port, addr=address)
 
 
 class PrometheusMetrics(Metrics):

@@ -330,3 +330,36 @@ def test_cli_send_and_dead_letter_commands(redis_url: str, workers: list[WorkerP
                "dead-lettered again")
     assert cli("dead", "purge", "default").stdout.strip() == "purged 1"
     assert queue_stats(app.redis, ["default"])["default"].dead == 0
+
+
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_prometheus_metrics(app: App, redis_url: str, workers: list[WorkerProcess],
+                            pool: str) -> None:
+    import urllib.request
+
+    from tests.support.redis_server import free_port
+
+    port = free_port()
+    start(workers, redis_url, pool=pool, concurrency=2,
+          extra=["--metrics-port", str(port), "--metrics-address", "127.0.0.1"])
+    for r in [app.send_task("sample.add", [1, 2]), app.send_task("sample.flaky", ["m", 1])]:
+        r.get(timeout=20)
+    app.send_task("sample.add", [1])  # wrong arguments: counted as failed
+
+    def scrape() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            return ""
+
+    def has_all() -> bool:
+        text = scrape()
+        return all(line in text for line in [
+            'taskfleet_tasks_finished_total{outcome="succeeded",task="sample.add"} 1.0',
+            'taskfleet_tasks_finished_total{outcome="retried",task="sample.flaky"} 1.0',
+            'taskfleet_tasks_finished_total{outcome="succeeded",task="sample.flaky"} 1.0',
+            'taskfleet_tasks_finished_total{outcome="failed",task="sample.add"} 1.0',
+            'taskfleet_task_duration_seconds_count{task="sample.add"} 2.0'])
+
+    wait_until(has_all, 20, f"metrics on :{port}")
