@@ -286,6 +286,21 @@ def test_heartbeats_show_busy_and_idle_workers(app: App, redis_url: str,
     wait_until(lambda: live_workers(app.redis)[0].busy == 1, 20, "worker reports busy")
 
 
+def test_tls_redis_with_a_verified_certificate(workers: list[WorkerProcess]) -> None:
+    from tests.support.redis_server import RedisServer
+
+    server = RedisServer(tls=True).start()
+    try:
+        assert server.url.startswith("rediss://")
+        result = App(server.url).send_task("sample.add", [2, 3])
+        start(workers, server.url)
+        assert result.get(timeout=20) == 5
+    finally:
+        for w in workers:
+            w.stop()
+        server.close()
+
+
 def test_inspect_json_and_password_protected_redis(tmp_path: object) -> None:
     from tests.support.redis_server import RedisServer
 

@@ -22,7 +22,8 @@ def free_port() -> int:
 class RedisServer:
     """Starts ``redis-server`` bound to 127.0.0.1 without persistence; ``stop`` ends it."""
 
-    def __init__(self, port: int | None = None, password: str | None = None) -> None:
+    def __init__(self, port: int | None = None, password: str | None = None,
+                 tls: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found: run 'make setup' (installs Debian's "
@@ -32,10 +33,20 @@ class RedisServer:
         self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="taskfleet-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
+        self.tls = tls
+        if tls:  # a self-signed certificate for 127.0.0.1, which clients trust as their CA
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", str(self.dir / "key.pem"), "-out",
+                            str(self.dir / "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True)
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return (f"rediss://{auth}127.0.0.1:{self.port}/0"
+                    f"?ssl_ca_certs={self.dir / 'cert.pem'}")
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
@@ -43,6 +54,10 @@ class RedisServer:
                 "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls:
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no",
+                     "--tls-cert-file", str(self.dir / "cert.pem"),
+                     "--tls-key-file", str(self.dir / "key.pem")]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
