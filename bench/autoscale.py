@@ -15,7 +15,6 @@ interval for activation from zero, then the HPA's 15 s sync period.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "operator"))
 
+from bench.report import write_json  # noqa: E402
 from taskfleet import App, keys  # noqa: E402
 from taskfleet_operator.decide import History, Observation, decide  # noqa: E402
 from taskfleet_operator.model import RedisRef, TaskQueue  # noqa: E402
@@ -227,10 +227,7 @@ def main() -> int:
     print(f"{'decide() for all pools':<34}{c['decide_ms_for_all_pools']:>10.1f}ms")
     print(f"{'operator RSS, ' + str(o['pools']) + ' pools':<34}{o['rss_mb']:>10.0f}MB")
     print(f"{'operator CPU at steady state':<34}{o['steady_cpu_percent']:>11.1f}%")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-        print(f"\nwrote {args.json}")
+    write_json(args.json, result)
     return 0
 
 

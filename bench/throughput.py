@@ -13,7 +13,6 @@ absolute figures depend on the machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -28,6 +27,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import write_json  # noqa: E402
 from taskfleet import App, keys, queue_stats, scripts  # noqa: E402
 from taskfleet.message import new_task_id  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -226,10 +226,7 @@ def main() -> int:
     print()
     for k, v in results["ratios"].items():
         print(f"{k:<28}{v:>6.2f}x")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"\nwrote {args.json}")
+    write_json(args.json, results)
     return 0
 
 
