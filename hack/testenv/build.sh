@@ -39,7 +39,7 @@ if ! have kube-apiserver kube-controller-manager kube-scheduler kubectl; then
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $pkg.gitVersion=${KUBE_VERSION} -X $pkg.gitMajor=1 -X $pkg.gitMinor=${minor} -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  echo "testenv: building kubernetes ${KUBE_VERSION} control plane (first time only, ~15 min)" >&2
+  echo "testenv: building kubernetes ${KUBE_VERSION} control plane (first time only: about 8 minutes on 2 cores)" >&2
   (cd "$here/kube" && go build -trimpath -ldflags "$ld" -o "$bin/" \
      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
