@@ -56,9 +56,12 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
 
 
 def scale_events(cluster: Cluster, ns: str, name: str) -> list[str]:
+    """Scale events in the order they were written: timestamps have whole seconds only,
+    so ties go by resourceVersion (etcd's revision, increasing as events are created)."""
     events = cluster.list("events", ns)
-    return [e["message"] for e in sorted(events, key=lambda e: e["metadata"]["creationTimestamp"])
-            if e["involvedObject"]["name"] == name
+    ordered = sorted(events, key=lambda e: (e["metadata"]["creationTimestamp"],
+                                            int(e["metadata"]["resourceVersion"])))
+    return [e["message"] for e in ordered if e["involvedObject"]["name"] == name
             and e["reason"] in ("ScaledUp", "ScaledDown")]
 
 
