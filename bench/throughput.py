@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -231,4 +232,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a CI timeout, kill) still runs the cleanup in main's finally blocks.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     raise SystemExit(main())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -183,4 +184,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a CI timeout, kill) still runs the cleanup in main's finally blocks.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     raise SystemExit(main())

@@ -27,7 +27,7 @@ from .deployment import DELETION_COST, build_deployment, selector_string, shared
 from .model import TaskQueue, WorkerPool
 from .observe import QueueReading, RedisDirectory, read_queues, read_workers
 from .policy import SpecError
-from .registry import DeploymentSeen, InvalidObject, Key, Registry, Snapshot
+from .registry import InvalidObject, Key, Registry, Snapshot
 from .schedules import ScheduleRunner
 
 log = logging.getLogger("taskfleet.operator")
@@ -70,12 +70,14 @@ class Controller:
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            woken = self.registry.wake.wait(self._next_due())
+            self.registry.wake.wait(self._next_due())
             self.registry.wake.clear()
+            everything = self.registry.wake_all.is_set()
+            self.registry.wake_all.clear()
             if stop.is_set() or not self.is_leader():
                 continue
             try:
-                self.reconcile(everything=woken)
+                self.reconcile(everything=everything)
             except Exception:
                 log.exception("reconcile pass failed; retrying")
                 stop.wait(1.0)
@@ -84,7 +86,8 @@ class Controller:
         return max(0.1, min([*self.registry.poll_intervals(), QUEUE_STATUS_SECONDS]))
 
     def reconcile(self, everything: bool = True) -> None:
-        """One pass: every pool when woken (a change, a queue no longer empty), else those due."""
+        """One pass: every pool when asked (a queue no longer empty), else the pools whose
+        objects changed and those whose poll interval is up."""
         snap = self.registry.snapshot()
         now = self.clock()
         due = [p for p in snap.pools.values()
@@ -310,6 +313,3 @@ def _parse_time(value: Any) -> float | None:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
-
-
-__all__ = ["Controller", "DeploymentSeen", "PoolState"]

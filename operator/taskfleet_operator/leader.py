@@ -31,7 +31,8 @@ class LeaseElector:
         self.identity = identity
         self.lease_seconds = lease_seconds
         self._renewed_at = 0.0
-        self.on_change: threading.Event | None = None
+        self.on_change: list[threading.Event] = []
+        """Set when leadership is gained or lost."""
 
     def is_leader(self) -> bool:
         return time.monotonic() - self._renewed_at < self.lease_seconds * 0.8
@@ -49,8 +50,8 @@ class LeaseElector:
                 log.info("%s leadership of %s/%s", "acquired" if now else "lost",
                          self.namespace, self.name)
                 was = now
-                if self.on_change is not None:
-                    self.on_change.set()
+                for event in self.on_change:
+                    event.set()
             stop.wait(self.lease_seconds / 3)
 
     def release(self) -> None:

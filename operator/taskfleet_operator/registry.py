@@ -58,6 +58,9 @@ class Registry:
         self._changed: set[Key] = set()
         self.wake = threading.Event()
         """Set when something changed or a queue went from empty to non-empty."""
+        self.wake_all = threading.Event()
+        """Set with wake when every pool must be looked at now (a queue woke, leadership
+        changed); an object's change alone only makes its own pools due."""
 
     def queue_event(self, kind: str | None, body: dict[str, Any]) -> None:
         meta = body["metadata"]

@@ -51,13 +51,13 @@ class OperatorRuntime:
         self.directory = RedisDirectory(secret_reader(k8s.CoreV1Api(client)))
         self.elector = LeaseElector(client, config.lease_namespace, config.lease_name,
                                     config.identity, config.lease_seconds)
-        self.elector.on_change = registry.wake
+        self.elector.on_change = [registry.wake_all, registry.wake]
         actuator = Actuator(client)
         self.controller = Controller(registry, actuator, self.directory,
                                      default_image=config.worker_image,
                                      is_leader=self.elector.is_leader)
         self.controller.schedules = ScheduleRunner(actuator, self.directory)
-        self.wakeups = WakeListener(self.directory, registry.wake)
+        self.wakeups = WakeListener(self.directory, registry.wake, registry.wake_all)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:

@@ -23,9 +23,11 @@ PATTERN = f"{keys.PREFIX}:{{*}}:wake"
 
 
 class WakeListener:
-    def __init__(self, directory: RedisDirectory, wake: threading.Event) -> None:
+    def __init__(self, directory: RedisDirectory, wake: threading.Event,
+                 wake_all: threading.Event) -> None:
         self.directory = directory
         self.wake = wake
+        self.wake_all = wake_all
         self._watched: set[int] = set()
 
     def run(self, stop: threading.Event) -> None:
@@ -45,6 +47,7 @@ class WakeListener:
                 pubsub.psubscribe(PATTERN)
                 while not stop.is_set():
                     if pubsub.get_message(timeout=1.0) is not None:
+                        self.wake_all.set()
                         self.wake.set()
             except redis.RedisError as exc:
                 log.debug("wake subscription lost (%s); retrying", exc)
