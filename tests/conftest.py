@@ -1,10 +1,13 @@
-"""Shared fixtures: a real redis-server per session, flushed for every test."""
+"""Shared fixtures: a real redis-server (flushed for every test), the local control plane
+and a namespace per test, the operator, and worker processes; all stopped at the end."""
 
 from __future__ import annotations
 
 import itertools
+import signal
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 import redis
@@ -13,6 +16,15 @@ from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, crds_applied
 from tests.support.processes import WorkerProcess
 from tests.support.redis_server import RedisServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (a CI time limit) ends the run like Ctrl-C, so fixtures still stop servers."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @pytest.fixture(scope="session")
