@@ -7,6 +7,7 @@ holder only, so kopf runs standalone (no kopf peering needed).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import kopf
@@ -28,7 +29,7 @@ def _plain(body: Any) -> dict[str, Any]:
 @kopf.on.startup()
 def start(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True
-    settings.posting.level = 30  # warnings and errors only; scale events are our own
+    settings.posting.level = logging.WARNING  # our own scale events are enough
     settings.watching.server_timeout = 300
     runtime = OperatorRuntime(CONFIG, REGISTRY)
     runtime.start()
