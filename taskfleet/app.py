@@ -82,17 +82,20 @@ class App:
     ``broker`` is a Redis URL; without it, $TASKFLEET_BROKER_URL is read on
     first use, so a tasks module can be imported where no broker is set.
     ``routes`` maps task-name patterns (``video.*``) to queues for
-    ``send_task`` callers that do not name one.
+    ``send_task`` callers that do not name one. A task whose worker died
+    holding it ``redelivery_limit`` times goes to the dead-letter list (0: no
+    limit), so a poison message cannot kill workers forever.
     """
 
     def __init__(self, broker: str | None = None, *, default_queue: str = DEFAULT_QUEUE,
                  routes: dict[str, str] | None = None, result_ttl: int = 86400,
-                 lease_seconds: float = 30.0) -> None:
+                 lease_seconds: float = 30.0, redelivery_limit: int = 5) -> None:
         self._broker_url = broker
         self.default_queue = default_queue
         self.routes = dict(routes or {})
         self.result_ttl = result_ttl
         self.lease_seconds = lease_seconds
+        self.redelivery_limit = redelivery_limit
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._redis: redis.Redis | None = None
         self._broker: Broker | None = None
@@ -118,7 +121,8 @@ class App:
     @property
     def broker(self) -> Broker:
         if self._broker is None:
-            self._broker = Broker(self.redis, result_ttl=self.result_ttl)
+            self._broker = Broker(self.redis, result_ttl=self.result_ttl,
+                                  redelivery_limit=self.redelivery_limit)
         return self._broker
 
     # -- registry -------------------------------------------------------------------

@@ -83,9 +83,12 @@ def now_ms() -> int:
 class Broker:
     """Queue operations over one Redis connection pool."""
 
-    def __init__(self, client: redis.Redis, result_ttl: int = 86400) -> None:
+    def __init__(self, client: redis.Redis, result_ttl: int = 86400,
+                 redelivery_limit: int = 5) -> None:
         self.redis = client
         self.result_ttl = result_ttl
+        self.redelivery_limit = redelivery_limit
+        """Dead-letter a task whose worker died holding it this many times (0: never)."""
         self._enqueue = client.register_script(scripts.ENQUEUE)
         self._fetch = client.register_script(scripts.FETCH)
         self._extend = client.register_script(scripts.EXTEND)
@@ -114,9 +117,10 @@ class Broker:
 
     # -- worker side ---------------------------------------------------------------
 
-    def fetch(self, queue: str, count: int, lease_ms: int, pipe: Any = None) -> list[Delivery]:
+    def fetch(self, queue: str, count: int, lease_ms: int) -> list[Delivery]:
         """Take up to ``count`` tasks from one queue, leased for ``lease_ms``."""
-        raw = self._fetch(keys=keys.QueueKeys(queue).all_keys(), args=[count, lease_ms])
+        raw = self._fetch(keys=keys.QueueKeys(queue).fetch_keys(),
+                          args=[count, lease_ms, self.redelivery_limit, queue])
         return parse_fetch(queue, raw)
 
     def settle(self, outcomes: Iterable[Outcome], fetch: tuple[str, int, int] | None = None
@@ -137,9 +141,11 @@ class Broker:
             # bodies are gone, which FETCH skips, rather than tasks run twice.
             pipe.hdel(qk.messages, *ids)
             pipe.zrem(qk.leases, *ids)
+            pipe.hdel(qk.expiries, *ids)
         if fetch is not None:
             queue, count, lease_ms = fetch
-            self._fetch(keys=keys.QueueKeys(queue).all_keys(), args=[count, lease_ms], client=pipe)
+            self._fetch(keys=keys.QueueKeys(queue).fetch_keys(),
+                        args=[count, lease_ms, self.redelivery_limit, queue], client=pipe)
         replies = pipe.execute()
         if fetch is None:
             return []
@@ -159,6 +165,7 @@ class Broker:
             record = json.dumps({"id": d.id, "queue": d.queue, "reason": outcome.reason,
                                  "failed_at": time.time(), "body": _unstored(d.body)})
             self._dead(keys=qk.all_keys(), args=[d.id, record], client=pipe)
+            pipe.hdel(qk.expiries, d.id)
         else:
             band = keys.priority_band(d.message.priority) if d.message else 0
             self._return(keys=qk.all_keys(), args=[d.id, band, d.ready_since_ms, qk.wake_channel],

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds running tasks get to finish after SIGTERM (default 25)")
     w.add_argument("--lease-seconds", type=float, default=None,
                    help="visibility timeout of a taken task, kept alive while it runs")
+    w.add_argument("--redelivery-limit", type=int, default=None,
+                   help="dead-letter a task whose worker died holding it this many times "
+                        "(default: the app's, 5; 0: never)")
     w.add_argument("--health-file", default=os.environ.get("TASKFLEET_HEALTH_FILE"),
                    help="touched on every successful heartbeat; see 'taskfleet health'")
     w.add_argument("--metrics-port", type=int, default=None,
@@ -179,6 +182,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
                  "--drain-timeout", str(args.drain_timeout)]
         if args.lease_seconds is not None:
             child += ["--lease-seconds", str(args.lease_seconds)]
+        if args.redelivery_limit is not None:
+            child += ["--redelivery-limit", str(args.redelivery_limit)]
         if args.health_file:
             child += ["--health-file", args.health_file]
         if args.metrics_port is not None:
@@ -194,6 +199,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
 
     app = load_app(args.app)
     app.configure(url)
+    if args.redelivery_limit is not None:
+        app.redelivery_limit = args.redelivery_limit
     metrics = None
     if args.metrics_port is not None:
         from .metrics import PrometheusMetrics, serve

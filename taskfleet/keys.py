@@ -88,6 +88,15 @@ class QueueKeys:
         """Pub/sub channel told when the queue goes from empty to non-empty."""
         return f"{self.tag}:wake"
 
+    @property
+    def expiries(self) -> str:
+        """Hash task-id -> how many of its leases expired (its worker died holding it)."""
+        return f"{self.tag}:expiries"
+
+    def fetch_keys(self) -> list[str]:
+        """Keys of the FETCH script: all_keys() and the expiry counts."""
+        return [*self.all_keys(), self.expiries]
+
     def schedule_state(self, schedule: str) -> str:
         """Hash: the last tick a schedule handled and the task it sent."""
         return f"{self.tag}:schedule:{schedule}"

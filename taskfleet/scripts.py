@@ -37,14 +37,27 @@ return pushed
 # Takes up to ARGV[1] tasks and leases them for ARGV[2] ms in the same atomic
 # step, so a worker killed at any instant loses nothing. Before that it puts
 # back the tasks of expired leases (a dead worker's) and promotes due delayed
-# tasks. Returns a flat list: id, stored body, ready-since ms, ...
+# tasks. A task whose lease expired ARGV[3] times (0: no limit) killed its
+# worker each time (a poison message: OOM, segfault); it goes to the dead-letter
+# list of queue ARGV[4] instead of killing the next one. KEYS[8]: expiry counts.
+# Returns a flat list: id, stored body, ready-since ms, ...
 FETCH = _NOW + """
+local limit = tonumber(ARGV[3])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[5], id)
   local body = redis.call('HGET', KEYS[4], id)
   if body then
-    redis.call('LPUSH', KEYS[3 - tonumber(string.sub(body, 1, 1))], now .. ':' .. id)
+    local lost = redis.call('HINCRBY', KEYS[8], id, 1)
+    if limit > 0 and lost >= limit then
+      redis.call('LPUSH', KEYS[7], cjson.encode({id = id, queue = ARGV[4], failed_at = now / 1000,
+        reason = 'its worker died while running it ' .. lost .. ' times (crash, OOM kill, '
+                 .. 'node loss); not delivered again', body = string.sub(body, 2)}))
+      redis.call('HDEL', KEYS[4], id)
+      redis.call('HDEL', KEYS[8], id)
+    else
+      redis.call('LPUSH', KEYS[3 - tonumber(string.sub(body, 1, 1))], now .. ':' .. id)
+    end
   end
 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 100)

@@ -21,7 +21,7 @@ def main(url: str, queue: str) -> None:
     fetch = client.register_script(scripts.FETCH)
     store = client.register_script(scripts.STORE_RESULT)
     qk = keys.QueueKeys(queue)
-    all_keys = qk.all_keys()
+    fetch_keys = qk.fetch_keys()
     done: list[str] = []
     result = json.dumps({"status": "SUCCESS", "result": None})
     while True:
@@ -32,7 +32,8 @@ def main(url: str, queue: str) -> None:
         if done:
             pipe.hdel(qk.messages, *done)
             pipe.zrem(qk.leases, *done)
-        fetch(keys=all_keys, args=[9, 30000], client=pipe)
+            pipe.hdel(qk.expiries, *done)
+        fetch(keys=fetch_keys, args=[9, 30000, 5, queue], client=pipe)
         got = pipe.execute()[-1]
         done = [got[i] for i in range(0, len(got), 3)]
         if not done:

@@ -156,6 +156,25 @@ def test_sigkill_mid_task_is_redone_by_another_worker(app: App, redis_url: str,
     assert (st.ready, st.in_flight, st.dead) == (0, 0, 0)
 
 
+def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_limit(
+        app: App, redis_url: str, redis_client: redis.Redis,
+        workers: list[WorkerProcess]) -> None:
+    poison = app.send_task("sample.crash")
+    good = app.send_task("sample.add", [1, 1])
+    start(workers, redis_url, pool="processes", concurrency=1,
+          extra=["--lease-seconds", "0.5", "--redelivery-limit", "3"])
+    assert good.get(timeout=30) == 2, "the pool keeps serving other tasks"
+    wait_until(lambda: queue_stats(app.redis, ["default"])["default"].dead == 1, 30,
+               "poison message dead-lettered")
+    [record] = app.broker.dead_list("default")
+    assert record["id"] == poison.id
+    assert record["reason"].startswith("its worker died while running it 3 times")
+    assert runs(redis_client, "started") == ["crash"] * 3
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.ready, st.in_flight) == (0, 0)
+    assert app.broker.dead_requeue("default") == 1, "and it can be requeued once fixed"
+
+
 def test_sigterm_drains_running_tasks_and_keeps_the_rest(app: App, redis_url: str,
                                                          redis_client: redis.Redis,
                                                          workers: list[WorkerProcess]) -> None:

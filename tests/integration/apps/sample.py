@@ -53,6 +53,13 @@ def ask_retry() -> None:
     raise Retry("not yet", countdown=0.05)
 
 
+@app.task(name="sample.crash")
+def crash() -> None:
+    """Kills its own worker process, as an out-of-memory kill would."""
+    _log("started", "crash")
+    os.kill(os.getpid(), 9)
+
+
 @app.task(name="sample.slow_limited", time_limit=0.5)
 def slow_limited() -> None:
     time.sleep(5)
