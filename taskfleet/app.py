@@ -29,7 +29,8 @@ class Task(Generic[P, R]):
     def __init__(self, app: App, fn: Callable[P, R], *, name: str, queue: str | None,
                  max_retries: int, retry_backoff: float, retry_backoff_max: float,
                  retry_jitter: bool, retry_for: tuple[type[BaseException], ...],
-                 time_limit: float | None, ignore_result: bool) -> None:
+                 time_limit: float | None, ignore_result: bool,
+                 track_started: bool = False) -> None:
         if max_retries < 0:
             raise ValueError(f"task {name}: max_retries must be >= 0, got {max_retries}")
         if time_limit is not None and time_limit <= 0:
@@ -45,6 +46,7 @@ class Task(Generic[P, R]):
         self.retry_for = retry_for
         self.time_limit = time_limit
         self.ignore_result = ignore_result
+        self.track_started = track_started
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
 
@@ -136,6 +138,7 @@ class App:
              retry_jitter: bool = True,
              retry_for: tuple[type[BaseException], ...] = (Exception,),
              time_limit: float | None = None, ignore_result: bool = False,
+             track_started: bool = False,
              ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(self, fn: Callable[P, R] | None = None, *, name: str | None = None,
@@ -143,15 +146,21 @@ class App:
              retry_backoff_max: float = 600.0, retry_jitter: bool = True,
              retry_for: tuple[type[BaseException], ...] = (Exception,),
              time_limit: float | None = None, ignore_result: bool = False,
+             track_started: bool = False,
              ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
-        """Register a function as a task (``@app.task`` or ``@app.task(name=..., ...)``)."""
+        """Register a function as a task (``@app.task`` or ``@app.task(name=..., ...)``).
+
+        ``track_started`` makes the status STARTED while it runs (one more Redis
+        write per run, so off by default, as in Celery).
+        """
 
         def register(f: Callable[P, R]) -> Task[P, R]:
             task_name = name or f"{f.__module__}.{f.__qualname__}"
             t: Task[P, R] = Task(self, f, name=task_name, queue=queue, max_retries=max_retries,
                                  retry_backoff=retry_backoff, retry_backoff_max=retry_backoff_max,
                                  retry_jitter=retry_jitter, retry_for=retry_for,
-                                 time_limit=time_limit, ignore_result=ignore_result)
+                                 time_limit=time_limit, ignore_result=ignore_result,
+                                 track_started=track_started)
             self.tasks[task_name] = t
             return t
 

@@ -16,13 +16,16 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+import redis
+
+from . import keys
 from .app import App, Task
 from .backoff import retry_delay
 from .broker import Ack, DeadLetter, Delivery, Outcome, RetryLater, Return
 from .errors import MessageError, TimeLimitExceeded
 from .errors import Retry as RetryRequest
 from .message import Message
-from .result import RETRY, failure_record, success_record
+from .result import RETRY, STARTED, failure_record, success_record
 
 log = logging.getLogger("taskfleet.worker")
 
@@ -61,6 +64,11 @@ def run(app: App, delivery: Delivery) -> Outcome:
         log.warning("task %s -> dead letter: %s", delivery.id, prepared.reason)
         return prepared
     task, message = prepared
+    if task.track_started:
+        try:
+            app.redis.set(keys.state_key(message.id), STARTED, ex=app.result_ttl)
+        except redis.RedisError as exc:  # a status nicety; the task runs all the same
+            log.warning("task %s: STARTED not recorded (%s)", message.id, exc)
     try:
         with time_limit(task.time_limit, task.name):
             value = task.fn(*message.args, **message.kwargs)

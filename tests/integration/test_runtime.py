@@ -147,6 +147,7 @@ def test_sigkill_mid_task_is_redone_by_another_worker(app: App, redis_url: str,
     doomed = start(workers, redis_url, extra=["--lease-seconds", "1"])
     wait_until(lambda: runs(redis_client, "started") == ["job"], 20, "task started")
     assert queue_stats(app.redis, ["default"])["default"].in_flight == 1
+    assert result.status == "STARTED"
     doomed.kill_group()
     start(workers, redis_url, extra=["--lease-seconds", "1"])
     assert result.get(timeout=30) == "job"

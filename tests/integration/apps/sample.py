@@ -30,7 +30,7 @@ def record(value: str) -> str:
     return value
 
 
-@app.task(name="sample.sleep_record")
+@app.task(name="sample.sleep_record", track_started=True)
 def sleep_record(value: str, seconds: float) -> str:
     _log("started", value)
     time.sleep(seconds)
