@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Writes kube/go.mod: a wrapper module that builds the control plane of one
-# pinned k8s.io/kubernetes release. That release replaces its staging modules
+# Writes kube/go.mod: a wrapper module that builds the control plane (and the
+# kubelet of the real test node) of one pinned k8s.io/kubernetes release. That release replaces its staging modules
 # with local paths, which a dependent module cannot follow, so each staging
 # module is replaced with its published v0.<minor>.<patch> tag instead. The
 # list is read from the release's own go.mod, never typed by hand.
@@ -17,7 +17,7 @@ modfile=$(go mod download -json "k8s.io/kubernetes@${version}" | sed -n 's/.*"Go
   sed -n 's/^go \(.*\)/go \1/p' "$modfile"
   sed -n 's/^godebug \(.*\)/godebug \1/p' "$modfile"
   echo
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
     echo "tool k8s.io/kubernetes/cmd/${cmd}"
   done
   echo
