@@ -91,12 +91,12 @@ class App:
 
     def __init__(self, broker: str | None = None, *, default_queue: str = DEFAULT_QUEUE,
                  routes: dict[str, str] | None = None, result_ttl: int = 86400,
-                 lease_seconds: float = 30.0, redelivery_limit: int = 5) -> None:
+                 task_lease_seconds: float = 30.0, redelivery_limit: int = 5) -> None:
         self._broker_url = broker
         self.default_queue = default_queue
         self.routes = dict(routes or {})
         self.result_ttl = result_ttl
-        self.lease_seconds = lease_seconds
+        self.task_lease_seconds = task_lease_seconds
         self.redelivery_limit = redelivery_limit
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._redis: redis.Redis | None = None

@@ -73,11 +73,14 @@ Outcome = Ack | RetryLater | DeadLetter | Return
 
 
 def stored_body(message: Message) -> str:
+    """A message as stored in a queue: ``<band digit><json>``. The digit lets the Lua
+    scripts requeue a task into its band without decoding JSON."""
     return f"{keys.priority_band(message.priority)}{message.encode()}"
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def message_json(body: str) -> str:
+    """The message JSON of a stored body (the inverse of :func:`stored_body`)."""
+    return body[1:] if body[:1].isdigit() else body
 
 
 class Broker:
@@ -163,7 +166,7 @@ class Broker:
             if outcome.result is not None:
                 self._store_result(pipe, d.id, outcome.result)
             record = json.dumps({"id": d.id, "queue": d.queue, "reason": outcome.reason,
-                                 "failed_at": time.time(), "body": _unstored(d.body)})
+                                 "failed_at": time.time(), "body": message_json(d.body)})
             self._dead(keys=qk.all_keys(), args=[d.id, record], client=pipe)
             pipe.hdel(qk.expiries, d.id)
         else:
@@ -220,8 +223,3 @@ def parse_fetch(queue: str, raw: list[Any]) -> list[Delivery]:
         out.append(Delivery(id=text(raw[i]), queue=queue, body=text(raw[i + 1]),
                             ready_since_ms=int(raw[i + 2])))
     return out
-
-
-def _unstored(body: str) -> str:
-    """The message JSON of a stored body (which starts with its band digit)."""
-    return body[1:] if body[:1].isdigit() else body

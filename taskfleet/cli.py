@@ -1,4 +1,4 @@
-"""The ``taskfleet`` command: worker, send, inspect, dead, health."""
+"""The ``taskfleet`` command: worker, send, inspect, dead, health, beat, operator."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import redis
 
-from . import heartbeat
+from . import heartbeat, keys
 from .app import App
-from .connection import broker_url, connect
+from .connection import broker_url, connect, text
 from .errors import ConfigError
 from .stats import queue_stats
 
@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--drain-timeout", type=float,
                    default=float(os.environ.get("TASKFLEET_DRAIN_TIMEOUT", "25")),
                    help="seconds running tasks get to finish after SIGTERM (default 25)")
-    w.add_argument("--lease-seconds", type=float, default=None,
-                   help="visibility timeout of a taken task, kept alive while it runs")
+    w.add_argument("--task-lease-seconds", type=float, default=None,
+                   help="visibility timeout of a taken task, kept alive while it runs "
+                        "(default: the app's, 30)")
     w.add_argument("--redelivery-limit", type=int, default=None,
                    help="dead-letter a task whose worker died holding it this many times "
                         "(default: the app's, 5; 0: never)")
@@ -118,9 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
     o.add_argument("--worker-image", default=os.environ.get("TASKFLEET_WORKER_IMAGE"),
                    help="image of WorkerPools that name none")
-    o.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
-    o.add_argument("--lease-seconds", type=float, default=15.0,
-                   help="leader lease duration; a standby takes over this long after a crash")
+    o.add_argument("--leader-lease-namespace",
+                   default=os.environ.get("POD_NAMESPACE", "default"),
+                   help="namespace of the Lease that elects the active operator")
+    o.add_argument("--leader-lease-seconds", type=float, default=15.0,
+                   help="leader Lease duration; a standby takes over this long after a crash")
     o.add_argument("--liveness-port", type=int, default=None)
     return p
 
@@ -180,8 +183,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
         child = ["--broker", url, "--log-level", args.log_level, "worker", "--app", args.app,
                  "--queues", ",".join(args.queues), "--pool", "inline", "--concurrency", "1",
                  "--drain-timeout", str(args.drain_timeout)]
-        if args.lease_seconds is not None:
-            child += ["--lease-seconds", str(args.lease_seconds)]
+        if args.task_lease_seconds is not None:
+            child += ["--task-lease-seconds", str(args.task_lease_seconds)]
         if args.redelivery_limit is not None:
             child += ["--redelivery-limit", str(args.redelivery_limit)]
         if args.health_file:
@@ -195,7 +198,7 @@ def _worker(args: argparse.Namespace, url: str) -> int:
         load_app(args.app)  # fail here, once, rather than in every child
         return Supervisor(child, args.concurrency).run()
 
-    from .worker import Worker
+    from .worker import Worker, WorkerSettings
 
     app = load_app(args.app)
     app.configure(url)
@@ -208,10 +211,11 @@ def _worker(args: argparse.Namespace, url: str) -> int:
         if args.metrics_port:
             serve(args.metrics_port, args.metrics_address, multiprocess=False)
         metrics = PrometheusMetrics()
-    worker = Worker(app, args.queues, concurrency=args.concurrency, pool=args.pool,
-                    drain_timeout=args.drain_timeout, lease_seconds=args.lease_seconds,
-                    health_file=args.health_file, metrics=metrics)
-    return worker.run()
+    settings = WorkerSettings(queues=args.queues, concurrency=args.concurrency, pool=args.pool,
+                              drain_timeout=args.drain_timeout,
+                              task_lease_seconds=args.task_lease_seconds,
+                              health_file=args.health_file)
+    return Worker(app, settings, metrics).run()
 
 
 def _operator(args: argparse.Namespace) -> int:
@@ -221,8 +225,9 @@ def _operator(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError(f"the operator needs its extras: pip install 'taskfleet[operator]' "
                           f"({exc})") from exc
-    config = OperatorConfig(namespace=args.namespace, lease_namespace=args.lease_namespace,
-                            lease_seconds=args.lease_seconds)
+    config = OperatorConfig(namespace=args.namespace,
+                            leader_lease_namespace=args.leader_lease_namespace,
+                            leader_lease_seconds=args.leader_lease_seconds)
     if args.worker_image:
         config.worker_image = args.worker_image
     return run(config, args.liveness_port)
@@ -230,11 +235,8 @@ def _operator(args: argparse.Namespace) -> int:
 
 def _inspect(client: redis.Redis, names: list[str], as_json: bool) -> int:
     if not names:
-        found = {str(k).split("{", 1)[1].split("}", 1)[0]
-                 for k in client.scan_iter(match="tf:{*}:messages", count=1000)}
-        found |= {str(k).split("{", 1)[1].split("}", 1)[0]
-                  for k in client.scan_iter(match="tf:{*}:dead", count=1000)}
-        names = sorted(found)
+        names = sorted({keys.queue_of_key(text(k)) for pattern in keys.QUEUE_SCAN_PATTERNS
+                        for k in client.scan_iter(match=pattern, count=1000)})
     stats = queue_stats(client, names)
     workers = heartbeat.live_workers(client)
     if as_json:

@@ -21,7 +21,7 @@ import redis
 from . import keys
 from .app import App, Task
 from .backoff import retry_delay
-from .broker import Ack, DeadLetter, Delivery, Outcome, RetryLater, Return
+from .broker import Ack, DeadLetter, Delivery, Outcome, RetryLater, Return, message_json
 from .errors import MessageError, TimeLimitExceeded
 from .errors import Retry as RetryRequest
 from .message import Message
@@ -40,7 +40,7 @@ class ShutdownInterrupt(BaseException):
 def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | DeadLetter:
     """Decode the message and find its task, or say why it cannot run."""
     try:
-        message = delivery.message or Message.decode(delivery.body[1:])
+        message = delivery.message or Message.decode(message_json(delivery.body))
     except MessageError as exc:
         return DeadLetter(delivery, f"undecodable message: {exc}")
     delivery.message = message

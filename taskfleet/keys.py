@@ -12,6 +12,15 @@ PREFIX = "tf"
 PRIORITY_BANDS = 3
 """Ready lists per queue; band 2 is served first. See :func:`priority_band`."""
 
+QUEUE_SCAN_PATTERNS = (f"{PREFIX}:{{*}}:messages", f"{PREFIX}:{{*}}:dead")
+"""SCAN patterns that find every queue holding tasks or dead letters."""
+
+
+def queue_of_key(key: str) -> str:
+    """The queue name in a queue key's hash tag (``tf:{name}:...`` -> ``name``)."""
+    return key.split("{", 1)[1].split("}", 1)[0]
+
+
 WORKERS_KEY = f"{PREFIX}:workers"
 """Sorted set of worker ids scored by their last heartbeat (unix seconds)."""
 

@@ -3,7 +3,8 @@
 One loop thread talks to Redis for taking and settling tasks; tasks run on a
 small pool of daemon threads (``threads``) or in the loop thread itself
 (``inline``, what each child of the processes pool uses). Two helper threads
-keep leases and the heartbeat alive and turn queue wake-ups into events.
+keep leases and the heartbeat alive and turn queue wake-ups into notices for
+the loop.
 
 SIGTERM drains: no new tasks, running ones finish within ``drain_timeout``,
 the rest go back to the front of their queue, exit code 0. A second SIGTERM
@@ -37,17 +38,46 @@ from .execution import ShutdownInterrupt, run
 log = logging.getLogger("taskfleet.worker")
 
 PoolKind = Literal["threads", "inline"]
-_WAIT_SECONDS = 1.0
+IDLE_WAIT_SECONDS = 1.0
 """Longest idle wait between fetches: the safety net for a missed wake-up."""
 FAST_TASK_SECONDS = 0.005
 """Below this average run time the inline pool prefetches and settles in batches."""
 GIVE_BACK_AFTER_SECONDS = 1.0
 """A task running this long sends the prefetched ones back to the queue for others."""
-_SETTLE_BATCH = 64
+PREFETCH = 8
+"""Extra tasks the inline pool holds while its tasks are fast."""
+SETTLE_BATCH = 64
+"""Most outcomes written in one round trip while fast tasks run back to back."""
+REDIS_BACKOFF = (0.5, 5.0)
+"""First and longest wait between attempts while Redis is unreachable."""
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How a worker runs: the ``taskfleet worker`` options that travel together."""
+
+    queues: Sequence[str]
+    """Served in this order: the first non-empty one wins."""
+    concurrency: int = 1
+    pool: PoolKind = "threads"
+    drain_timeout: float = 25.0
+    """Seconds running tasks get to finish after SIGTERM."""
+    task_lease_seconds: float | None = None
+    """Visibility timeout of a taken task (default: the app's)."""
+    health_file: str | None = None
+    """Touched on each heartbeat that reached Redis (``taskfleet health``)."""
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ValueError("a worker needs at least one queue (--queues a,b)")
+        if self.concurrency < 1:
+            raise ValueError(f"--concurrency must be >= 1, got {self.concurrency}")
+        if self.pool == "inline" and self.concurrency != 1:
+            raise ValueError("the inline pool runs one task at a time: use --concurrency 1")
 
 
 @dataclass
-class _Done:
+class _Finished:
     outcome: Outcome
     duration: float
 
@@ -57,7 +87,8 @@ class _Wake:
 
 
 _WAKE = _Wake()
-Event = _Done | _Wake
+Notice = _Finished | _Wake
+"""What the loop thread is told: a task finished, or there may be work."""
 
 
 class Metrics:
@@ -68,38 +99,69 @@ class Metrics:
     def finished(self, task: str, outcome: Outcome, duration: float) -> None: ...
 
 
-class Worker:
-    def __init__(self, app: App, queues: Sequence[str], *, concurrency: int = 1,
-                 pool: PoolKind = "threads", drain_timeout: float = 25.0,
-                 lease_seconds: float | None = None, pod: str | None = None,
-                 health_file: str | None = None, metrics: Metrics | None = None,
-                 install_signals: bool = True, prefetch: int = 8) -> None:
-        if not queues:
-            raise ValueError("a worker needs at least one queue (--queues a,b)")
-        if concurrency < 1:
-            raise ValueError(f"--concurrency must be >= 1, got {concurrency}")
-        if pool == "inline" and concurrency != 1:
-            raise ValueError("the inline pool runs one task at a time: use --concurrency 1")
-        self.app = app
-        self.queues = list(queues)
-        self.concurrency = concurrency
-        self.pool = pool
-        self.drain_timeout = drain_timeout
-        self.lease_ms = int((lease_seconds or app.lease_seconds) * 1000)
-        self.pod = pod or os.environ.get("POD_NAME") or socket.gethostname()
-        self.id = f"{self.pod}-{os.getpid()}-{os.urandom(3).hex()}"
-        self.health_file = Path(health_file) if health_file else None
-        self.metrics = metrics or Metrics()
-        self.install_signals = install_signals
-        self.prefetch = prefetch
-        self.buffer: deque[Delivery] = deque()
-        """Inline pool: leased, not started (adaptive prefetch; see _capacity)."""
-        self._avg_seconds: float | None = None
-        self._current_started: float | None = None
+class AdaptivePrefetch:
+    """The inline pool's prefetch: hold several tasks only while tasks are fast.
 
-        self.events: queue_mod.Queue[Event] = queue_mod.Queue()
+    A worker that prefetches slow tasks keeps them waiting behind the one it
+    runs (Celery's prefetch trap), so the buffer exists only while the average
+    run time is under FAST_TASK_SECONDS, and is given back to the queue when
+    the current task runs past GIVE_BACK_AFTER_SECONDS.
+    """
+
+    def __init__(self, size: int = PREFETCH) -> None:
+        self.size = size
+        self.buffer: deque[Delivery] = deque()
+        """Leased, not started."""
+        self.average_seconds: float | None = None
+        self.current_started: float | None = None
+
+    @property
+    def fast(self) -> bool:
+        return self.average_seconds is not None and self.average_seconds < FAST_TASK_SECONDS
+
+    def capacity(self) -> int:
+        """Tasks to hold at once: the one that runs, plus the buffer while tasks are fast."""
+        return 1 + (self.size if self.fast else 0)
+
+    def task_started(self) -> None:
+        self.current_started = time.monotonic()
+
+    def task_finished(self, duration: float) -> None:
+        self.current_started = None
+        avg = self.average_seconds
+        self.average_seconds = duration if avg is None else 0.8 * avg + 0.2 * duration
+
+    def should_give_back(self) -> bool:
+        """True while tasks wait in the buffer behind one that has run too long."""
+        started = self.current_started
+        return bool(self.buffer) and started is not None and \
+            time.monotonic() - started >= GIVE_BACK_AFTER_SECONDS
+
+
+class Worker:
+    """Serves ``settings.queues`` of ``app`` until drained.
+
+    The loop thread fetches (take and lease in one script), runs or hands out
+    tasks, and settles their outcomes in batches with the next fetch; the
+    keeper thread extends leases and publishes the heartbeat; the waker turns
+    queue wake-ups into notices so an idle worker answers at once.
+    """
+
+    def __init__(self, app: App, settings: WorkerSettings, metrics: Metrics | None = None
+                 ) -> None:
+        self.app = app
+        self.settings = settings
+        self.queues = list(settings.queues)
+        self.lease_ms = int((settings.task_lease_seconds or app.task_lease_seconds) * 1000)
+        self.pod = os.environ.get("POD_NAME") or socket.gethostname()
+        self.id = f"{self.pod}-{os.getpid()}-{os.urandom(3).hex()}"
+        self.health_file = Path(settings.health_file) if settings.health_file else None
+        self.metrics = metrics or Metrics()
+        self.prefetch = AdaptivePrefetch()
+        self.notices: queue_mod.Queue[Notice] = queue_mod.Queue()
         self.running: dict[str, Delivery] = {}
-        self._lock = threading.Lock()  # guards running against the keeper thread
+        """Leased by this worker: started, or waiting in the prefetch buffer."""
+        self._lock = threading.Lock()  # guards running and the buffer against the keeper
         self.draining = False
         self.forced = False
         self._stop = threading.Event()
@@ -107,22 +169,24 @@ class Worker:
         self._published_busy = False
         self._inline_busy = False
         self._work: queue_mod.Queue[Delivery] = queue_mod.Queue()
-        self.last_redis_ok = time.monotonic()
+
+    @property
+    def inline(self) -> bool:
+        return self.settings.pool == "inline"
 
     # -- public -----------------------------------------------------------------------
 
     def run(self) -> int:
         """Serve until drained; returns the process exit code."""
-        if self.install_signals:
-            signal.signal(signal.SIGTERM, self._on_signal)
-            signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
         self._start_thread(self._keeper, "keeper")
         self._start_thread(self._waker, "waker")
-        if self.pool == "threads":
-            for i in range(self.concurrency):
+        if not self.inline:
+            for i in range(self.settings.concurrency):
                 self._start_thread(self._executor, f"task-{i}")
         log.info("worker %s serving %s (pool=%s, concurrency=%d)", self.id,
-                 ",".join(self.queues), self.pool, self.concurrency)
+                 ",".join(self.queues), self.settings.pool, self.settings.concurrency)
         try:
             self._loop()
         finally:
@@ -139,121 +203,113 @@ class Worker:
         self._beat_now.set()
         if force:
             self.forced = True
-        self.events.put(_WAKE)
+        self.notices.put(_WAKE)
 
     # -- the loop ---------------------------------------------------------------------
 
     def _loop(self) -> None:
         pending: list[Outcome] = []
-        backoff = 0.5
-        while True:
-            if self.forced:
-                with self._lock:
-                    pending.extend(Return(d) for d in self.running.values())
-                    self.running.clear()
-                    self.buffer.clear()
-            if self.draining:
-                pending.extend(Return(d) for d in self._take_buffer())
-            if self.draining and not self.running:
-                self._settle_until_done(pending)
-                return
-            if self.pool == "inline":
-                with self._lock:
-                    delivery = self.buffer.popleft() if self.buffer else None
-                if delivery is not None:
-                    self._run_inline(delivery, pending)
-                    # Fast tasks settle together, at most a few ms late; slow ones at once.
-                    if self.buffer and self._fast() and len(pending) < _SETTLE_BATCH:
-                        continue
+        backoff = REDIS_BACKOFF[0]
+        while not self._shut_down(pending):
+            if self._run_buffered(pending):
+                continue
             try:
-                started = self._settle_and_fetch(pending)
-                backoff = 0.5
+                took = self._settle_and_fetch(pending)
             except redis.RedisError as exc:
                 log.error("redis unreachable (%s); retrying in %.1fs", exc, backoff)
-                self._wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                self._collect(pending, self._wait(backoff))
+                backoff = min(backoff * 2, REDIS_BACKOFF[1])
                 continue
+            backoff = REDIS_BACKOFF[0]
             self._note_busy()
-            if started or (self.pool == "inline" and self.buffer):
-                continue  # work in hand: no waiting for a wake-up
-            self._collect(pending, self._wait(_WAIT_SECONDS))
-            self._note_busy()
+            if not took and not self.prefetch.buffer:  # nothing in hand: wait for news
+                self._collect(pending, self._wait(IDLE_WAIT_SECONDS))
+                self._note_busy()
+
+    def _shut_down(self, pending: list[Outcome]) -> bool:
+        """Return what a drain or a forced stop gives back; True once nothing runs."""
+        if self.forced:
+            with self._lock:
+                pending.extend(Return(d) for d in self.running.values())
+                self.running.clear()
+                self.prefetch.buffer.clear()
+        if not self.draining:
+            return False
+        pending.extend(Return(d) for d in self._take_buffer())
+        if self.running:
+            return False
+        self._settle_until_done(pending)
+        return True
+
+    def _run_buffered(self, pending: list[Outcome]) -> bool:
+        """Inline pool: run the next prefetched task. True to run the next one before
+        settling (fast tasks settle together, at most a few ms late; slow ones at once)."""
+        if not self.inline:
+            return False
+        with self._lock:
+            delivery = self.prefetch.buffer.popleft() if self.prefetch.buffer else None
+        if delivery is None:
+            return False
+        self._inline_busy = True
+        self.prefetch.task_started()
+        try:
+            done = self._execute(delivery)
+        finally:
+            self._inline_busy = False
+        self.prefetch.task_finished(done.duration)
+        self._collect(pending, [done])
+        return bool(self.prefetch.buffer) and self.prefetch.fast and \
+            len(pending) < SETTLE_BATCH
 
     def _settle_and_fetch(self, pending: list[Outcome]) -> bool:
-        """Write finished outcomes and take new tasks; True when tasks were started."""
-        free = 0 if self.draining else self._capacity() - len(self.running)
+        """Write finished outcomes and take new tasks; True when tasks were taken."""
+        capacity = self.prefetch.capacity() if self.inline else self.settings.concurrency
+        free = 0 if self.draining else capacity - len(self.running)
         broker = self.app.broker
         if free <= 0:
             if pending:
                 broker.settle(pending)
                 pending.clear()
-                self.last_redis_ok = time.monotonic()
             return False
         deliveries: list[Delivery] = []
         for i, name in enumerate(self.queues):
-            if i == 0:
+            if i == 0:  # the settle rides with the first fetch: one round trip
                 deliveries = broker.settle(pending, fetch=(name, free, self.lease_ms))
                 pending.clear()
             else:
                 deliveries = broker.fetch(name, free, self.lease_ms)
             if deliveries:
                 break
-        self.last_redis_ok = time.monotonic()
         for d in deliveries:
-            self._start(d, pending)
+            self._hand_out(d)
         return bool(deliveries)
 
-    def _capacity(self) -> int:
-        """Tasks to hold at once. The inline pool takes several only while its tasks are
-        fast, so a long task never keeps others waiting behind it (Celery's prefetch trap)."""
-        if self.pool == "threads":
-            return self.concurrency
-        return 1 + (self.prefetch if self._fast() else 0)
-
-    def _fast(self) -> bool:
-        return self._avg_seconds is not None and self._avg_seconds < FAST_TASK_SECONDS
-
-    def _start(self, delivery: Delivery, pending: list[Outcome]) -> None:
+    def _hand_out(self, delivery: Delivery) -> None:
         with self._lock:
             self.running[delivery.id] = delivery
-            if self.pool == "inline":
-                self.buffer.append(delivery)
+            if self.inline:
+                self.prefetch.buffer.append(delivery)
                 return
         self._work.put(delivery)
-
-    def _run_inline(self, delivery: Delivery, pending: list[Outcome]) -> None:
-        self._inline_busy = True
-        self._current_started = time.monotonic()
-        try:
-            done = self._execute(delivery)
-        finally:
-            self._inline_busy = False
-            self._current_started = None
-        avg = self._avg_seconds
-        self._avg_seconds = done.duration if avg is None else 0.8 * avg + 0.2 * done.duration
-        self._collect(pending, [done])
 
     def _take_buffer(self) -> list[Delivery]:
         """Prefetched tasks out of this worker's hands (they have not started)."""
         with self._lock:
-            taken = list(self.buffer)
-            self.buffer.clear()
+            taken = list(self.prefetch.buffer)
+            self.prefetch.buffer.clear()
             for d in taken:
                 self.running.pop(d.id, None)
         return taken
 
     def _give_back_if_stuck(self) -> None:
-        started = self._current_started
-        if not self.buffer or started is None:
-            return
-        if time.monotonic() - started < GIVE_BACK_AFTER_SECONDS:
+        if not self.prefetch.should_give_back():
             return
         taken = self._take_buffer()
         if taken:
             log.info("task running long: %d prefetched task(s) back to the queue", len(taken))
             self.app.broker.settle([Return(d) for d in taken])
 
-    def _execute(self, delivery: Delivery) -> _Done:
+    def _execute(self, delivery: Delivery) -> _Finished:
         started = time.monotonic()
         name = delivery.message.task if delivery.message else "?"
         self.metrics.started(name)
@@ -264,30 +320,30 @@ class Worker:
         duration = time.monotonic() - started
         task = delivery.message.task if delivery.message else name
         self.metrics.finished(task, outcome, duration)
-        return _Done(outcome, duration)
+        return _Finished(outcome, duration)
 
-    def _collect(self, pending: list[Outcome], events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, _Done):
+    def _collect(self, pending: list[Outcome], notices: list[Notice]) -> None:
+        for notice in notices:
+            if isinstance(notice, _Finished):
                 with self._lock:
                     # A task returned by a forced shutdown may still finish; its
                     # outcome no longer belongs to this worker.
-                    if self.running.pop(event.outcome.delivery.id, None) is None:
+                    if self.running.pop(notice.outcome.delivery.id, None) is None:
                         continue
-                pending.append(event.outcome)
+                pending.append(notice.outcome)
 
-    def _wait(self, timeout: float) -> list[Event]:
-        """Block for the next event (a finished task, a wake-up), then take all queued."""
-        events: list[Event] = []
+    def _wait(self, timeout: float) -> list[Notice]:
+        """Block for the next notice (a finished task, a wake-up), then take all queued."""
+        notices: list[Notice] = []
         try:
-            events.append(self.events.get(timeout=timeout))
+            notices.append(self.notices.get(timeout=timeout))
         except queue_mod.Empty:
-            return events
+            return notices
         while True:
             try:
-                events.append(self.events.get_nowait())
+                notices.append(self.notices.get_nowait())
             except queue_mod.Empty:
-                return events
+                return notices
 
     def _note_busy(self) -> None:
         """Publish idle <-> busy changes at once (not every task): the operator removes
@@ -319,7 +375,7 @@ class Worker:
     def _executor(self) -> None:
         while True:
             delivery = self._work.get()
-            self.events.put(self._execute(delivery))
+            self.notices.put(self._execute(delivery))
 
     def _keeper(self) -> None:
         """Extends leases of running tasks and publishes the heartbeat, every lease/3;
@@ -342,13 +398,12 @@ class Worker:
                     by_queue: dict[str, list[str]] = {}
                     for d in self.running.values():
                         by_queue.setdefault(d.queue, []).append(d.id)
-                    busy = len(self.running) - len(self.buffer)
+                    busy = len(self.running) - len(self.prefetch.buffer)
                 for q, ids in by_queue.items():
                     self.app.broker.extend(q, ids, self.lease_ms)
                 heartbeat.publish(client, heartbeat.WorkerInfo(
                     id=self.id, pod=self.pod, queues=self.queues, busy=busy,
-                    concurrency=self.concurrency, last_seen=time.time()))
-                self.last_redis_ok = time.monotonic()
+                    concurrency=self.settings.concurrency, last_seen=time.time()))
                 if self.health_file is not None:
                     self.health_file.touch()
             except redis.RedisError as exc:
@@ -365,7 +420,7 @@ class Worker:
                 pubsub.subscribe(*channels)
                 while not self._stop.is_set():
                     if pubsub.get_message(timeout=1.0) is not None:
-                        self.events.put(_WAKE)
+                        self.notices.put(_WAKE)
             except redis.RedisError:
                 self._stop.wait(1.0)
             finally:
@@ -377,9 +432,9 @@ class Worker:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self.draining:
             log.info("signal %d: draining (%d running, up to %.0fs)", signum, len(self.running),
-                     self.drain_timeout)
+                     self.settings.drain_timeout)
             self.stop()
-            timer = threading.Timer(self.drain_timeout, self._drain_expired)
+            timer = threading.Timer(self.settings.drain_timeout, self._drain_expired)
             timer.daemon = True
             timer.start()
             return
@@ -390,5 +445,6 @@ class Worker:
 
     def _drain_expired(self) -> None:
         if self.running:
-            log.info("drain window of %.0fs over: returning running tasks", self.drain_timeout)
+            log.info("drain window of %.0fs over: returning running tasks",
+                     self.settings.drain_timeout)
             os.kill(os.getpid(), signal.SIGTERM)

@@ -21,7 +21,3 @@ def set_condition(conditions: list[dict[str, Any]], type_: str, ok: bool, reason
     out.append({"type": type_, "status": status, "reason": reason, "message": message,
                 "lastTransitionTime": since, "observedGeneration": generation})
     return sorted(out, key=lambda c: str(c["type"]))
-
-
-def condition_is(conditions: list[dict[str, Any]], type_: str, status: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == status for c in conditions)

@@ -25,10 +25,10 @@ class OperatorConfig:
     namespace: str | None = None
     """Watch only this namespace; None: all namespaces."""
     worker_image: str = DEFAULT_IMAGE
-    lease_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE",
-                                                                        "default"))
-    lease_name: str = "taskfleet-operator"
-    lease_seconds: float = 15.0
+    leader_lease_namespace: str = field(default_factory=lambda: os.environ.get(
+        "POD_NAMESPACE", "default"))
+    leader_lease_name: str = "taskfleet-operator"
+    leader_lease_seconds: float = 15.0
     identity: str = field(default_factory=lambda: os.environ.get(
         "TASKFLEET_OPERATOR_IDENTITY", f"{socket.gethostname()}-{os.getpid()}"))
 
@@ -49,8 +49,9 @@ class OperatorRuntime:
         self.stop = threading.Event()
         client = api_client()
         self.directory = RedisDirectory(secret_reader(k8s.CoreV1Api(client)))
-        self.elector = LeaseElector(client, config.lease_namespace, config.lease_name,
-                                    config.identity, config.lease_seconds)
+        self.elector = LeaseElector(client, config.leader_lease_namespace,
+                                    config.leader_lease_name, config.identity,
+                                    config.leader_lease_seconds)
         self.elector.on_change = [registry.wake_all, registry.wake]
         actuator = Actuator(client)
         self.controller = Controller(registry, actuator, self.directory,

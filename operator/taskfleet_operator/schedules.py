@@ -3,7 +3,6 @@ Scheduler, and reports them in status.schedules and as Events."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +14,6 @@ from .conditions import rfc3339
 from .model import TaskQueue
 from .observe import RedisDirectory
 from .registry import Key
-
-log = logging.getLogger("taskfleet.operator")
 
 
 class ScheduleRunner:

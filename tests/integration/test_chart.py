@@ -93,7 +93,7 @@ def test_install_runs_the_operator_with_least_privilege(crds: Cluster, namespace
     kubeconfig = token_kubeconfig(crds, namespace, sa, tmp_path / "sa.kubeconfig")
     op = OperatorProcess(crds, namespace, tmp_path / "sa-operator.log")
     op.argv = [str(operator_image_bin / "taskfleet"), "operator", "--namespace", namespace,
-               "--lease-namespace", namespace, "--lease-seconds", "2"]
+               "--leader-lease-namespace", namespace, "--leader-lease-seconds", "2"]
     op.env = {"PATH": f"{operator_image_bin}:/usr/bin:/bin", "KUBECONFIG": str(kubeconfig),
               "HOME": str(tmp_path)}
     op.start()
@@ -143,10 +143,10 @@ def test_install_runs_the_operator_with_least_privilege(crds: Cluster, namespace
 
 def test_upgrade_and_uninstall(crds: Cluster, namespace: str, release: str) -> None:
     helm(crds, "upgrade", release, str(CHART), "-n", namespace, "--reuse-values", "--set",
-         "leaseSeconds=30", "--wait", "--timeout", "90s")
+         "leaderLeaseSeconds=30", "--wait", "--timeout", "90s")
     dep = crds.get("deployment", "tf-taskfleet", namespace) or {}
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--lease-seconds=30" in args and f"--namespace={namespace}" in args
+    assert "--leader-lease-seconds=30" in args and f"--namespace={namespace}" in args
     status = json.loads(helm(crds, "status", release, "-n", namespace, "-o", "json").stdout)
     assert status["version"] == 2 and status["info"]["status"] == "deployed"
     notes = status["info"]["notes"]

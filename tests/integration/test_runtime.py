@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from taskfleet import App, ResultTimeout, TaskFailed, queue_stats
+from taskfleet import App, ResultTimeout, TaskFailed, keys, queue_stats
 from taskfleet.keys import QueueKeys
 from tests.support.processes import ROOT, WorkerProcess, wait_until
 
@@ -119,7 +119,7 @@ def test_countdown_waits_in_redis_not_in_the_worker(app: App, redis_url: str,
     with pytest.raises(ResultTimeout):
         result.get(timeout=0.5)
     assert result.get(timeout=20) == 2
-    done = json.loads(app.redis.lindex(f"tf:result:{{{result.id}}}", 0))
+    done = json.loads(app.redis.lindex(keys.result_key(result.id), 0))
     assert done["date_done"] - sent >= 1.5
 
 
@@ -144,12 +144,12 @@ def test_sigkill_mid_task_is_redone_by_another_worker(app: App, redis_url: str,
                                                       redis_client: redis.Redis,
                                                       workers: list[WorkerProcess]) -> None:
     result = app.send_task("sample.sleep_record", ["job", 1.5])
-    doomed = start(workers, redis_url, extra=["--lease-seconds", "1"])
+    doomed = start(workers, redis_url, extra=["--task-lease-seconds", "1"])
     wait_until(lambda: runs(redis_client, "started") == ["job"], 20, "task started")
     assert queue_stats(app.redis, ["default"])["default"].in_flight == 1
     assert result.status == "STARTED"
     doomed.kill_group()
-    start(workers, redis_url, extra=["--lease-seconds", "1"])
+    start(workers, redis_url, extra=["--task-lease-seconds", "1"])
     assert result.get(timeout=30) == "job"
     assert runs(redis_client, "started") == ["job", "job"]
     assert runs(redis_client) == ["job"]
@@ -163,7 +163,7 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_limit(
     poison = app.send_task("sample.crash")
     good = app.send_task("sample.add", [1, 1])
     start(workers, redis_url, pool="processes", concurrency=1,
-          extra=["--lease-seconds", "0.5", "--redelivery-limit", "3"])
+          extra=["--task-lease-seconds", "0.5", "--redelivery-limit", "3"])
     assert good.get(timeout=30) == 2, "the pool keeps serving other tasks"
     wait_until(lambda: queue_stats(app.redis, ["default"])["default"].dead == 1, 30,
                "poison message dead-lettered")

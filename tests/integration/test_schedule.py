@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from taskfleet import App, queue_stats
+from taskfleet.broker import message_json
 from taskfleet.keys import QueueKeys
 from taskfleet.message import Message
 from taskfleet.schedule import Schedule, ScheduleError, Scheduler
@@ -33,7 +34,7 @@ def every_minute(**extra: object) -> Schedule:
 def sent(app: App) -> list[Message]:
     qk = QueueKeys("reports")
     ids = [e.split(":", 1)[1] for e in app.redis.lrange(qk.ready(0), 0, -1)]
-    return [Message.decode(app.redis.hget(qk.messages, i)[1:]) for i in ids]
+    return [Message.decode(message_json(app.redis.hget(qk.messages, i))) for i in ids]
 
 
 @pytest.fixture

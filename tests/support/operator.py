@@ -14,7 +14,8 @@ class OperatorProcess:
     def __init__(self, cluster: Cluster, namespace: str, log_path: Path,
                  lease_seconds: float = 2.0, identity: str | None = None) -> None:
         self.argv = [sys.executable, "-m", "taskfleet", "operator", "--namespace", namespace,
-                     "--lease-namespace", namespace, "--lease-seconds", str(lease_seconds),
+                     "--leader-lease-namespace", namespace, "--leader-lease-seconds",
+                     str(lease_seconds),
                      "--worker-image", "taskfleet/worker:test"]
         self.env = {**cluster.env, "KUBECONFIG": str(cluster.kubeconfig)}
         if identity:
