@@ -7,8 +7,9 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 import redis
 
@@ -23,32 +24,61 @@ R = TypeVar("R")
 DEFAULT_QUEUE = "default"
 
 
+class TaskOptions(TypedDict, total=False):
+    """What ``@app.task(...)`` accepts; each has the default of :class:`TaskSettings`."""
+
+    name: str
+    queue: str | None
+    max_retries: int
+    retry_backoff: float
+    retry_backoff_max: float
+    retry_jitter: bool
+    retry_for: tuple[type[BaseException], ...]
+    time_limit: float | None
+    ignore_result: bool
+    track_started: bool
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """How a task is sent and run (arq's ``Function``): checked once, at registration."""
+
+    name: str
+    queue: str | None = None
+    """Its queue; None: the app's routes, then its default queue."""
+    max_retries: int = 0
+    retry_backoff: float = 1.0
+    """First retry delay (seconds); doubles per retry, with full jitter."""
+    retry_backoff_max: float = 600.0
+    retry_jitter: bool = True
+    retry_for: tuple[type[BaseException], ...] = (Exception,)
+    """Exceptions that are retried; others dead-letter at once."""
+    time_limit: float | None = None
+    """Seconds before the task is interrupted (processes pool)."""
+    ignore_result: bool = False
+    track_started: bool = False
+    """Status STARTED while it runs (one more Redis write per run, so off by default,
+    as in Celery)."""
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"task {self.name}: max_retries must be >= 0, "
+                             f"got {self.max_retries}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"task {self.name}: time_limit must be > 0 seconds, "
+                             f"got {self.time_limit}")
+
+
 class Task(Generic[P, R]):
     """A registered function; call it to run it here, ``delay`` it to run it on a worker."""
 
-    def __init__(self, app: App, fn: Callable[P, R], *, name: str, queue: str | None,
-                 max_retries: int, retry_backoff: float, retry_backoff_max: float,
-                 retry_jitter: bool, retry_for: tuple[type[BaseException], ...],
-                 time_limit: float | None, ignore_result: bool,
-                 track_started: bool = False) -> None:
-        if max_retries < 0:
-            raise ValueError(f"task {name}: max_retries must be >= 0, got {max_retries}")
-        if time_limit is not None and time_limit <= 0:
-            raise ValueError(f"task {name}: time_limit must be > 0 seconds, got {time_limit}")
+    def __init__(self, app: App, fn: Callable[P, R], settings: TaskSettings) -> None:
         self.app = app
         self.fn = fn
-        self.name = name
-        self.queue = queue
-        self.max_retries = max_retries
-        self.retry_backoff = retry_backoff
-        self.retry_backoff_max = retry_backoff_max
-        self.retry_jitter = retry_jitter
-        self.retry_for = retry_for
-        self.time_limit = time_limit
-        self.ignore_result = ignore_result
-        self.track_started = track_started
+        self.settings = settings
+        self.name = settings.name
         self.__doc__ = fn.__doc__
-        self.__name__ = getattr(fn, "__name__", name)
+        self.__name__ = getattr(fn, "__name__", settings.name)
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -69,12 +99,12 @@ class Task(Generic[P, R]):
                     countdown: float | None = None, eta: datetime | None = None,
                     queue: str | None = None, priority: int = 0) -> AsyncResult:
         return self.app.send_task(self.name, args, kwargs, countdown=countdown, eta=eta,
-                                  queue=queue or self.queue, priority=priority)
+                                  queue=queue or self.settings.queue, priority=priority)
 
     def delay_many(self, arg_tuples: Iterable[Sequence[Any]], *, queue: str | None = None,
                    priority: int = 0) -> list[AsyncResult]:
         """Enqueue one task per argument tuple, in one round trip per queue."""
-        return self.app.send_many(self.name, arg_tuples, queue=queue or self.queue,
+        return self.app.send_many(self.name, arg_tuples, queue=queue or self.settings.queue,
                                   priority=priority)
 
 
@@ -133,35 +163,19 @@ class App:
     def task(self, fn: Callable[P, R]) -> Task[P, R]: ...
 
     @overload
-    def task(self, fn: None = None, *, name: str | None = None, queue: str | None = None,
-             max_retries: int = 0, retry_backoff: float = 1.0, retry_backoff_max: float = 600.0,
-             retry_jitter: bool = True,
-             retry_for: tuple[type[BaseException], ...] = (Exception,),
-             time_limit: float | None = None, ignore_result: bool = False,
-             track_started: bool = False,
+    def task(self, fn: None = None, **options: Unpack[TaskOptions]
              ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
-    def task(self, fn: Callable[P, R] | None = None, *, name: str | None = None,
-             queue: str | None = None, max_retries: int = 0, retry_backoff: float = 1.0,
-             retry_backoff_max: float = 600.0, retry_jitter: bool = True,
-             retry_for: tuple[type[BaseException], ...] = (Exception,),
-             time_limit: float | None = None, ignore_result: bool = False,
-             track_started: bool = False,
+    def task(self, fn: Callable[P, R] | None = None, **options: Unpack[TaskOptions]
              ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
-        """Register a function as a task (``@app.task`` or ``@app.task(name=..., ...)``).
-
-        ``track_started`` makes the status STARTED while it runs (one more Redis
-        write per run, so off by default, as in Celery).
-        """
+        """Register a function as a task (``@app.task`` or ``@app.task(name=..., ...)``);
+        the options are :class:`TaskSettings`'s. The name defaults to module.function."""
 
         def register(f: Callable[P, R]) -> Task[P, R]:
-            task_name = name or f"{f.__module__}.{f.__qualname__}"
-            t: Task[P, R] = Task(self, f, name=task_name, queue=queue, max_retries=max_retries,
-                                 retry_backoff=retry_backoff, retry_backoff_max=retry_backoff_max,
-                                 retry_jitter=retry_jitter, retry_for=retry_for,
-                                 time_limit=time_limit, ignore_result=ignore_result,
-                                 track_started=track_started)
-            self.tasks[task_name] = t
+            given: TaskOptions = {"name": f"{f.__module__}.{f.__qualname__}", **options}
+            settings = TaskSettings(**given)
+            t: Task[P, R] = Task(self, f, settings)
+            self.tasks[settings.name] = t
             return t
 
         return register(fn) if fn is not None else register
@@ -169,8 +183,8 @@ class App:
     def route(self, task_name: str) -> str:
         """The queue of a task sent without one: its registration, a route, or the default."""
         registered = self.tasks.get(task_name)
-        if registered is not None and registered.queue:
-            return registered.queue
+        if registered is not None and registered.settings.queue:
+            return registered.settings.queue
         for pattern, queue in self.routes.items():
             if fnmatch.fnmatchcase(task_name, pattern):
                 return queue

@@ -64,23 +64,23 @@ def run(app: App, delivery: Delivery) -> Outcome:
         log.warning("task %s -> dead letter: %s", delivery.id, prepared.reason)
         return prepared
     task, message = prepared
-    if task.track_started:
+    if task.settings.track_started:
         try:
             app.redis.set(keys.state_key(message.id), STARTED, ex=app.result_ttl)
         except redis.RedisError as exc:  # a status nicety; the task runs all the same
             log.warning("task %s: STARTED not recorded (%s)", message.id, exc)
     try:
-        with time_limit(task.time_limit, task.name):
+        with time_limit(task.settings.time_limit, task.name):
             value = task.fn(*message.args, **message.kwargs)
     except ShutdownInterrupt:
         return Return(delivery)
     except RetryRequest as req:
         return _retry_or_dead(delivery, task, message, req, req.countdown)
     except Exception as exc:
-        if isinstance(exc, task.retry_for):
+        if isinstance(exc, task.settings.retry_for):
             return _retry_or_dead(delivery, task, message, exc, None)
         return _dead(delivery, task, message, exc)
-    if task.ignore_result:
+    if task.settings.ignore_result:
         return Ack(delivery)
     try:
         return Ack(delivery, success_record(task.name, value))
@@ -121,12 +121,14 @@ def time_limit(seconds: float | None, task_name: str) -> Iterator[None]:
 
 def _retry_or_dead(delivery: Delivery, task: Task[Any, Any], message: Message,
                    exc: BaseException, countdown: float | None) -> Outcome:
-    if message.retries >= task.max_retries:
+    settings = task.settings
+    if message.retries >= settings.max_retries:
         return _dead(delivery, task, message, exc)
     delay = countdown if countdown is not None else retry_delay(
-        message.retries, task.retry_backoff, task.retry_backoff_max, task.retry_jitter)
+        message.retries, settings.retry_backoff, settings.retry_backoff_max,
+        settings.retry_jitter)
     log.info("task %s %s failed (%r); retry %d/%d in %.1fs", task.name, message.id, exc,
-             message.retries + 1, task.max_retries, delay)
+             message.retries + 1, settings.max_retries, delay)
     message.retries += 1
     return RetryLater(delivery, message, int((time.time() + delay) * 1000), state=RETRY)
 

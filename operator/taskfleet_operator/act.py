@@ -1,4 +1,4 @@
-"""Act: the only module that writes to the Kubernetes API."""
+"""Act: the controller's writes to the Kubernetes API (the leader Lease is leader.py's)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -18,6 +18,22 @@ from .model import GROUP, VERSION
 log = logging.getLogger("taskfleet.operator")
 
 FIELD_MANAGER = "taskfleet-operator"
+
+
+class Actions(Protocol):
+    """The writes the controller and the schedule runner make; Actuator makes them."""
+
+    def apply_deployment(self, manifest: dict[str, Any]) -> None: ...
+
+    def patch_status(self, plural: str, namespace: str, name: str,
+                     status: dict[str, Any]) -> None: ...
+
+    def list_pods(self, namespace: str, selector: str) -> list[Any]: ...
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None: ...
+
+    def record_event(self, kind: str, namespace: str, name: str, uid: str, reason: str,
+                     message: str, type_: str = "Normal") -> None: ...
 
 
 class Actuator:
@@ -55,8 +71,8 @@ class Actuator:
             if exc.status != 404:
                 raise
 
-    def event(self, kind: str, namespace: str, name: str, uid: str, reason: str, message: str,
-              type_: str = "Normal") -> None:
+    def record_event(self, kind: str, namespace: str, name: str, uid: str, reason: str,
+                     message: str, type_: str = "Normal") -> None:
         """A core/v1 Event on the object (best effort: an event is never worth a failure)."""
         now = rfc3339(time.time())
         body: Any = {

@@ -8,7 +8,6 @@ scale-down, an Event per scale, and the status subresources.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -20,14 +19,14 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from .act import Actuator
+from .act import Actions
 from .conditions import rfc3339, set_condition
 from .decide import Decision, History, Observation, decide
 from .deployment import DELETION_COST, build_deployment, selector_string, shared_redis
 from .model import TaskQueue, WorkerPool
-from .observe import QueueReading, RedisDirectory, read_queues, read_workers
+from .observe import Observer, QueueReading
 from .policy import SpecError
-from .registry import InvalidObject, Key, Registry, Snapshot
+from .registry import DeploymentSeen, InvalidObject, Key, Registry, Snapshot
 from .schedules import ScheduleRunner
 
 log = logging.getLogger("taskfleet.operator")
@@ -38,25 +37,43 @@ QUEUE_STATUS_SECONDS = 2.0
 """How often a TaskQueue's figures are written to its status."""
 IDLE_COST, UNKNOWN_COST, BUSY_COST = -100, 0, 100
 
+Problem = tuple[str, str]
+"""(reason, message) of why a pool cannot be served; its Ready condition says it."""
+
 
 @dataclass
 class PoolState:
+    """What the controller remembers of one pool between passes."""
+
     history: History
     last_eval: float = 0.0
-    applied_hash: str | None = None
-    applied_inputs: tuple[object, ...] = ()
+    applied_inputs: tuple[object, ...] | None = None
+    """What the Deployment last applied was built from (None: not applied by this process);
+    the manifest is a function of these, so it is rebuilt only when one changes."""
     applied_at: float = 0.0
-    last_status: dict[str, Any] = field(default_factory=dict)
+    written_status: dict[str, Any] = field(default_factory=dict)
     apply_error: str | None = None
+
+    def conditions(self, pool: WorkerPool) -> list[dict[str, Any]]:
+        """The freshest conditions: what this process wrote, else what the watch shows."""
+        found = self.written_status.get("conditions") or pool.status.get("conditions")
+        return list(found or [])
 
 
 class Controller:
-    def __init__(self, registry: Registry, actuator: Actuator, directory: RedisDirectory, *,
+    """Reconciles every pool and queue on a tick or a wake-up, as the Lease holder.
+
+    Reads go through ``observer`` (Redis) and writes through ``actuator`` (the
+    API server); ``clock`` gives the time. All three are injected, so tests can
+    drive passes in-process with stand-ins.
+    """
+
+    def __init__(self, registry: Registry, actuator: Actions, observer: Observer, *,
                  default_image: str, is_leader: Callable[[], bool] = lambda: True,
                  clock: Callable[[], float] = time.time) -> None:
         self.registry = registry
         self.actuator = actuator
-        self.directory = directory
+        self.observer = observer
         self.default_image = default_image
         self.is_leader = is_leader
         self.clock = clock
@@ -93,7 +110,7 @@ class Controller:
         due = [p for p in snap.pools.values()
                if everything or p.key in snap.changed or p.key not in self.states
                or now - self.states[p.key].last_eval >= p.policy.poll_seconds * 0.9]
-        readings = read_queues(self.directory, snap.queues.values())
+        readings = self.observer.read_queues(snap.queues.values())
         for pool in due:
             try:
                 self.reconcile_pool(pool, snap, readings, now)
@@ -111,118 +128,70 @@ class Controller:
 
     def reconcile_pool(self, pool: WorkerPool, snap: Snapshot,
                        readings: dict[Key, QueueReading], now: float) -> Decision | None:
+        """observe -> decide -> act for one pool; None when it cannot be served."""
         state = self.states.get(pool.key)
         if state is None:
             state = self.states[pool.key] = PoolState(History(
                 last_active=_parse_time(pool.status.get("lastActiveTime"))))
         state.last_eval = now
         dep = snap.deployments.get(pool.key)
-        current = dep.spec_replicas if dep else 0
-        conditions = list(pool.status.get("conditions") or [])
-        status: dict[str, Any] = {"selector": selector_string(pool),
-                                  "observedGeneration": pool.generation,
-                                  "replicas": dep.replicas if dep else 0,
-                                  "readyReplicas": dep.ready_replicas if dep else 0}
+        status = deployment_status(pool, dep)
 
-        queues = [snap.queues.get((pool.namespace, name)) for name in pool.queues]
-        missing = [n for n, q in zip(pool.queues, queues, strict=True) if q is None]
-        problem = None
-        if missing:
-            problem = ("QueueNotFound", f"TaskQueue {missing[0]!r} not found in namespace "
-                       f"{pool.namespace}; create it or fix spec.queues")
-        else:
-            try:
-                shared_redis([q for q in queues if q is not None])
-            except SpecError as exc:
-                problem = ("InvalidSpec", str(exc))
+        queues, problem = resolve_queues(pool, snap.queues)
         if problem is not None:
-            conditions = set_condition(conditions, "Ready", False, problem[0], problem[1], now,
-                                       pool.generation)
-            self._write_pool_status(pool, state, {**status, "conditions": conditions})
+            self._report_not_ready(pool, state, status, problem, now)
             return None
-        present = [q for q in queues if q is not None]
-
-        errors = [_reading_error(readings.get(q.key)) for q in present]
-        error = next((e for e in errors if e is not None), None)
-        if error is not None:
-            obs = Observation(now, current, metrics_error=error)
-        else:
-            stats = [readings[q.key].stats for q in present]
-            obs = Observation(now, current,
-                              ready=sum(s.ready for s in stats if s),
-                              in_flight=sum(s.in_flight for s in stats if s),
-                              oldest_age_seconds=max(s.oldest_age_seconds for s in stats if s))
-            status["queueReady"], status["queueInFlight"] = obs.ready, obs.in_flight
+        obs = observe_pool(queues, readings, dep, now)
         decision = decide(pool.policy, obs, state.history)
         state.history = decision.history
-        desired = decision.replicas
 
-        if dep is not None and desired < current:
-            self._mark_deletion_costs(pool, present[0])
-        # The manifest is a function of these; rebuild it only when one changes.
-        inputs = (pool.generation, pool.uid, tuple((q.name, q.generation) for q in present),
-                  desired, self.default_image)
-        if (dep is None or dep.spec_replicas != desired or inputs != state.applied_inputs
-                or now - state.applied_at > REAPPLY_SECONDS):
-            manifest = build_deployment(pool, present, desired, self.default_image)
-            digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
-            if dep is None or dep.spec_replicas != desired or digest != state.applied_hash \
-                    or now - state.applied_at > REAPPLY_SECONDS:
-                try:
-                    self.actuator.apply_deployment(manifest)
-                except ApiException as exc:
-                    if exc.status is None or exc.status >= 500 or exc.status in (409, 429):
-                        raise  # transient: the next pass tries again
-                    # The API refused what the spec asks for (say, a bad podTemplate).
-                    message = f"the Deployment was refused: {_api_message(exc)}"
-                    if message != state.apply_error:
-                        self.actuator.event("WorkerPool", pool.namespace, pool.name,
-                                            pool.uid, "ApplyFailed", message, "Warning")
-                        state.apply_error = message
-                    conditions = set_condition(conditions, "Ready", False, "ApplyFailed",
-                                               message, now, pool.generation)
-                    self._write_pool_status(pool, state, {**status, "conditions": conditions})
-                    return None
-                state.applied_hash, state.applied_at = digest, now
-                state.apply_error = None
-            state.applied_inputs = inputs
-        if desired != current:
-            reason = "ScaledUp" if desired > current else "ScaledDown"
+        if dep is not None and decision.replicas < dep.spec_replicas:
+            self._mark_deletion_costs(pool, queues[0])
+        problem = self._apply_deployment(pool, queues, dep, decision.replicas, state, now)
+        if problem is not None:
+            self._report_not_ready(pool, state, status, problem, now)
+            return None
+        if decision.replicas != obs.current_replicas:
+            reason = "ScaledUp" if decision.replicas > obs.current_replicas else "ScaledDown"
             log.info("pool %s/%s: %s", pool.namespace, pool.name, decision.reason)
-            self.actuator.event("WorkerPool", pool.namespace, pool.name, pool.uid, reason,
-                                decision.reason)
-            status["lastScaleTime"] = rfc3339(now)
-            status["lastScaleReason"] = decision.reason
-        if decision.history.last_active is not None:
-            status["lastActiveTime"] = rfc3339(decision.history.last_active)
-        status["desiredReplicas"] = desired
-
-        conditions = set_condition(
-            conditions, "MetricsAvailable", obs.metrics_error is None,
-            "QueuesRead" if obs.metrics_error is None else "MetricsError",
-            obs.metrics_error or f"read {len(present)} queue(s)", now, pool.generation)
-        ready_now = dep.ready_replicas if dep else 0
-        conditions = set_condition(
-            conditions, "Scaling", desired != ready_now,
-            "Stable" if desired == ready_now else ("ScalingUp" if desired > ready_now
-                                                   else "ScalingDown"),
-            decision.reason, now, pool.generation)
-        conditions = set_condition(
-            conditions, "Ready", True, "ScaledToZero" if desired == 0 else "Reconciled",
-            f"Deployment {pool.name} at {desired} replica(s)", now, pool.generation)
-        status["conditions"] = conditions
-        self._write_pool_status(pool, state, status)
+            self.actuator.record_event("WorkerPool", pool.namespace, pool.name, pool.uid, reason,
+                                       decision.reason)
+        self._write_pool_status(pool, state, {
+            **status, **decided_status(pool, state.conditions(pool), obs, decision, dep,
+                                       len(queues), now)})
         return decision
+
+    def _apply_deployment(self, pool: WorkerPool, queues: list[TaskQueue],
+                          dep: DeploymentSeen | None, desired: int, state: PoolState,
+                          now: float) -> Problem | None:
+        """Server-side apply when the replicas differ, an input of the manifest changed, or
+        REAPPLY_SECONDS passed; returns the problem when the API refuses the manifest."""
+        inputs = (pool.generation, pool.uid, tuple((q.name, q.generation) for q in queues),
+                  desired, self.default_image)
+        if (dep is not None and dep.spec_replicas == desired and inputs == state.applied_inputs
+                and now - state.applied_at <= REAPPLY_SECONDS):
+            return None
+        try:
+            self.actuator.apply_deployment(
+                build_deployment(pool, queues, desired, self.default_image))
+        except ApiException as exc:
+            if exc.status is None or exc.status >= 500 or exc.status in (409, 429):
+                raise  # transient: the next pass tries again
+            # The API refused what the spec asks for (say, a bad podTemplate).
+            message = f"the Deployment was refused: {_api_message(exc)}"
+            if message != state.apply_error:
+                self.actuator.record_event("WorkerPool", pool.namespace, pool.name, pool.uid,
+                                           "ApplyFailed", message, "Warning")
+                state.apply_error = message
+            return ("ApplyFailed", message)
+        state.applied_inputs, state.applied_at, state.apply_error = inputs, now, None
+        return None
 
     def _mark_deletion_costs(self, pool: WorkerPool, queue: TaskQueue) -> None:
         """Idle pods cheapest, busy ones dearest, so a scale-down removes idle workers first."""
-        try:
-            client = self.directory.client(queue.namespace, queue.redis)
-        except Exception:
+        busy = self.observer.busy_by_pod(queue)
+        if busy is None:
             return
-        busy: dict[str, int] = {}
-        for w in read_workers(client):
-            busy[w.pod] = busy.get(w.pod, 0) + w.busy
         for pod in self.actuator.list_pods(pool.namespace, selector_string(pool)):
             name = pod.metadata.name
             if name not in busy:
@@ -233,13 +202,20 @@ class Controller:
             if annotations.get(DELETION_COST) != str(cost):
                 self.actuator.set_deletion_cost(pool.namespace, name, cost)
 
+    def _report_not_ready(self, pool: WorkerPool, state: PoolState, status: dict[str, Any],
+                          problem: Problem, now: float) -> None:
+        conditions = set_condition(state.conditions(pool), "Ready", False, problem[0],
+                                   problem[1], now, pool.generation)
+        self._write_pool_status(pool, state, {**status, "conditions": conditions})
+
     def _write_pool_status(self, pool: WorkerPool, state: PoolState,
                            status: dict[str, Any]) -> None:
-        merged = {**pool.status, **state.last_status, **status}
-        if merged == {**pool.status, **state.last_status}:
+        """Patch only what differs from what the object shows or this process wrote."""
+        merged = {**pool.status, **state.written_status, **status}
+        if merged == {**pool.status, **state.written_status}:
             return
         self.actuator.patch_status("workerpools", pool.namespace, pool.name, status)
-        state.last_status = {**state.last_status, **status}
+        state.written_status = {**state.written_status, **status}
 
     # -- queues and invalid objects -----------------------------------------------------------
 
@@ -288,9 +264,76 @@ class Controller:
         self.actuator.patch_status(plural, obj.namespace, obj.name,
                                    {"conditions": conditions,
                                     "observedGeneration": obj.generation})
-        self.actuator.event(obj.kind, obj.namespace, obj.name, obj.uid, "InvalidSpec",
-                            obj.message, "Warning")
+        self.actuator.record_event(obj.kind, obj.namespace, obj.name, obj.uid, "InvalidSpec",
+                                   obj.message, "Warning")
         self.invalid_reported[(obj.kind, obj.key)] = mark
+
+
+def resolve_queues(pool: WorkerPool, queues: dict[Key, TaskQueue]
+                   ) -> tuple[list[TaskQueue], Problem | None]:
+    """The pool's TaskQueues in priority order, or why they cannot serve it."""
+    found = [queues.get((pool.namespace, name)) for name in pool.queues]
+    missing = [n for n, q in zip(pool.queues, found, strict=True) if q is None]
+    if missing:
+        return [], ("QueueNotFound", f"TaskQueue {missing[0]!r} not found in namespace "
+                    f"{pool.namespace}; create it or fix spec.queues")
+    present = [q for q in found if q is not None]
+    try:
+        shared_redis(present)
+    except SpecError as exc:
+        return [], ("InvalidSpec", str(exc))
+    return present, None
+
+
+def observe_pool(queues: list[TaskQueue], readings: dict[Key, QueueReading],
+                 dep: DeploymentSeen | None, now: float) -> Observation:
+    """The pool's work, summed over its queues; any unreadable queue is a metrics error."""
+    current = dep.spec_replicas if dep else 0
+    for q in queues:
+        error = _reading_error(readings.get(q.key))
+        if error is not None:
+            return Observation(now, current, metrics_error=error)
+    stats = [s for s in (readings[q.key].stats for q in queues) if s is not None]
+    return Observation(now, current, ready=sum(s.ready for s in stats),
+                       in_flight=sum(s.in_flight for s in stats),
+                       oldest_age_seconds=max((s.oldest_age_seconds for s in stats),
+                                              default=0.0))
+
+
+def deployment_status(pool: WorkerPool, dep: DeploymentSeen | None) -> dict[str, Any]:
+    """Status fields every pass writes, whatever else happens."""
+    return {"selector": selector_string(pool), "observedGeneration": pool.generation,
+            "replicas": dep.replicas if dep else 0,
+            "readyReplicas": dep.ready_replicas if dep else 0}
+
+
+def decided_status(pool: WorkerPool, conditions: list[dict[str, Any]], obs: Observation,
+                   decision: Decision, dep: DeploymentSeen | None, queues_read: int,
+                   now: float) -> dict[str, Any]:
+    """Status fields and conditions (updated from ``conditions``) after a decision."""
+    desired = decision.replicas
+    status: dict[str, Any] = {"desiredReplicas": desired}
+    if obs.metrics_error is None:
+        status["queueReady"], status["queueInFlight"] = obs.ready, obs.in_flight
+    if desired != obs.current_replicas:
+        status["lastScaleTime"] = rfc3339(now)
+        status["lastScaleReason"] = decision.reason
+    if decision.history.last_active is not None:
+        status["lastActiveTime"] = rfc3339(decision.history.last_active)
+    read = obs.metrics_error is None
+    conditions = set_condition(
+        conditions, "MetricsAvailable", read, "QueuesRead" if read else "MetricsError",
+        obs.metrics_error or f"read {queues_read} queue(s)", now, pool.generation)
+    ready_now = dep.ready_replicas if dep else 0
+    conditions = set_condition(
+        conditions, "Scaling", desired != ready_now,
+        "Stable" if desired == ready_now else ("ScalingUp" if desired > ready_now
+                                               else "ScalingDown"),
+        decision.reason, now, pool.generation)
+    status["conditions"] = set_condition(
+        conditions, "Ready", True, "ScaledToZero" if desired == 0 else "Reconciled",
+        f"Deployment {pool.name} at {desired} replica(s)", now, pool.generation)
+    return status
 
 
 def _api_message(exc: ApiException) -> str:

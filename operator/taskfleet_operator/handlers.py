@@ -1,7 +1,11 @@
 """kopf wiring: watches feed the registry; startup and cleanup run the controller.
 
-Handlers hold no logic. Every write happens in the controller, on the Lease
-holder only, so kopf runs standalone (no kopf peering needed).
+Handlers hold no logic, and share state through kopf's ``memo`` (set up by
+main.run: ``memo.registry``, ``memo.config``, then ``memo.runtime``). Every
+write happens in the controller, on the holder of a coordination.k8s.io Lease
+only. The Lease replaces kopf's peering because peering pauses only kopf's own
+handlers, not work started in the background (kopf discussion #1003), while
+the Lease gates the controller thread itself; kopf therefore runs standalone.
 """
 
 from __future__ import annotations
@@ -13,12 +17,7 @@ from typing import Any
 import kopf
 
 from .model import GROUP, VERSION
-from .registry import Registry
-from .runtime import OperatorConfig, OperatorRuntime
-
-REGISTRY = Registry()
-CONFIG = OperatorConfig()
-_RUNTIME: list[OperatorRuntime] = []
+from .runtime import OperatorRuntime
 
 
 def _plain(body: Any) -> dict[str, Any]:
@@ -27,32 +26,32 @@ def _plain(body: Any) -> dict[str, Any]:
 
 
 @kopf.on.startup()
-def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING  # our own scale events are enough
     settings.watching.server_timeout = 300
-    runtime = OperatorRuntime(CONFIG, REGISTRY)
-    runtime.start()
-    _RUNTIME.append(runtime)
+    memo.runtime = OperatorRuntime(memo.config, memo.registry)
+    memo.runtime.start()
 
 
 @kopf.on.cleanup()
-def stop(**_: Any) -> None:
-    while _RUNTIME:
-        _RUNTIME.pop().shutdown()
+def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: OperatorRuntime | None = memo.get("runtime")
+    if runtime is not None:
+        runtime.shutdown()
 
 
 @kopf.on.event(GROUP, VERSION, "taskqueues")
-def taskqueue_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    REGISTRY.queue_event(event.get("type"), _plain(body))
+def taskqueue_watch(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.registry.queue_changed(event.get("type"), _plain(body))
 
 
 @kopf.on.event(GROUP, VERSION, "workerpools")
-def workerpool_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    REGISTRY.pool_event(event.get("type"), _plain(body))
+def workerpool_watch(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.registry.pool_changed(event.get("type"), _plain(body))
 
 
 @kopf.on.event("apps", "v1", "deployments",
                labels={"app.kubernetes.io/managed-by": "taskfleet-operator"})
-def deployment_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-    REGISTRY.deployment_event(event.get("type"), _plain(body))
+def deployment_watch(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    memo.registry.deployment_changed(event.get("type"), _plain(body))

@@ -6,12 +6,12 @@ import logging
 
 import kopf
 
-from . import handlers
+from . import handlers  # noqa: F401  (registers the kopf handlers)
+from .registry import Registry
 from .runtime import OperatorConfig
 
 
 def run(config: OperatorConfig, liveness_port: int | None = None) -> int:
-    handlers.CONFIG.__dict__.update(config.__dict__)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     namespaces = [config.namespace] if config.namespace else []
@@ -20,5 +20,6 @@ def run(config: OperatorConfig, liveness_port: int | None = None) -> int:
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+        memo=kopf.Memo(config=config, registry=Registry()),
     )
     return 0

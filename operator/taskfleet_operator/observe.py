@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -101,6 +101,39 @@ def read_workers(client: redis.Redis) -> list[WorkerInfo]:
     except redis.RedisError as exc:
         log.warning("cannot read worker heartbeats: %s", exc)
         return []
+
+
+class Observer(Protocol):
+    """What the controller reads from the queues' Redis servers."""
+
+    def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
+        """Figures of every queue, keyed by (namespace, TaskQueue name)."""
+        ...
+
+    def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
+        """Running tasks per pod from the workers' heartbeats on the queue's Redis;
+        None when that Redis cannot be resolved."""
+        ...
+
+
+class RedisObserver:
+    """The Observer of a running operator: real Redis servers through a directory."""
+
+    def __init__(self, directory: RedisDirectory) -> None:
+        self.directory = directory
+
+    def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
+        return read_queues(self.directory, queues)
+
+    def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
+        try:
+            client = self.directory.client(queue.namespace, queue.redis)
+        except Exception:  # a Secret gone: no costs this pass, the scale-down still happens
+            return None
+        busy: dict[str, int] = {}
+        for w in read_workers(client):
+            busy[w.pod] = busy.get(w.pod, 0) + w.busy
+        return busy
 
 
 def secret_reader(core_api: Any) -> SecretReader:

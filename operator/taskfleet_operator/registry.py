@@ -62,7 +62,7 @@ class Registry:
         """Set with wake when every pool must be looked at now (a queue woke, leadership
         changed); an object's change alone only makes its own pools due."""
 
-    def queue_event(self, kind: str | None, body: dict[str, Any]) -> None:
+    def queue_changed(self, kind: str | None, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         with self._lock:
@@ -78,7 +78,7 @@ class Registry:
                                  if k[0] == key[0] and key[1] in p.queues)
         self.wake.set()
 
-    def pool_event(self, kind: str | None, body: dict[str, Any]) -> None:
+    def pool_changed(self, kind: str | None, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         with self._lock:
@@ -92,7 +92,7 @@ class Registry:
             self._changed.add(key)
         self.wake.set()
 
-    def deployment_event(self, kind: str | None, body: dict[str, Any]) -> None:
+    def deployment_changed(self, kind: str | None, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         with self._lock:

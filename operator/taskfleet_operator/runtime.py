@@ -14,7 +14,7 @@ from .act import Actuator
 from .controller import Controller
 from .deployment import DEFAULT_IMAGE
 from .leader import LeaseElector
-from .observe import RedisDirectory, secret_reader
+from .observe import RedisDirectory, RedisObserver, secret_reader
 from .registry import Registry
 from .schedules import ScheduleRunner
 from .wakeups import WakeListener
@@ -54,7 +54,7 @@ class OperatorRuntime:
                                     config.leader_lease_seconds)
         self.elector.on_change = [registry.wake_all, registry.wake]
         actuator = Actuator(client)
-        self.controller = Controller(registry, actuator, self.directory,
+        self.controller = Controller(registry, actuator, RedisObserver(self.directory),
                                      default_image=config.worker_image,
                                      is_leader=self.elector.is_leader)
         self.controller.schedules = ScheduleRunner(actuator, self.directory)

@@ -9,7 +9,7 @@ from typing import Any
 from taskfleet.broker import Broker
 from taskfleet.schedule import PassResult, Schedule, ScheduleError, Scheduler
 
-from .act import Actuator
+from .act import Actions
 from .conditions import rfc3339
 from .model import TaskQueue
 from .observe import RedisDirectory
@@ -17,7 +17,7 @@ from .registry import Key
 
 
 class ScheduleRunner:
-    def __init__(self, actuator: Actuator, directory: RedisDirectory) -> None:
+    def __init__(self, actuator: Actions, directory: RedisDirectory) -> None:
         self.actuator = actuator
         self.directory = directory
         self.schedulers: dict[int, Scheduler] = {}
@@ -46,22 +46,24 @@ class ScheduleRunner:
             self._report(tq, schedule, result)
             entries.append(_entry(schedule, result))
         if problems and problems != self.reported.get(tq.key):
-            self.actuator.event("TaskQueue", tq.namespace, tq.name, tq.uid, "InvalidSchedule",
-                                "; ".join(problems), "Warning")
+            self._record(tq, "InvalidSchedule", "; ".join(problems), "Warning")
         self.reported[tq.key] = problems
         return entries, problems
 
     def _report(self, tq: TaskQueue, s: Schedule, result: PassResult) -> None:
         if result.sent is not None:
             sent = rfc3339(result.sent.timestamp())
-            self.actuator.event("TaskQueue", tq.namespace, tq.name, tq.uid, "Scheduled",
-                                f"schedule {s.name}: sent {s.task} for {sent} as task "
-                                f"{result.task_id}")
+            self._record(tq, "Scheduled", f"schedule {s.name}: sent {s.task} for {sent} as "
+                                          f"task {result.task_id}")
         for tick in result.skipped:
-            self.actuator.event("TaskQueue", tq.namespace, tq.name, tq.uid, "MissedSchedule",
-                                f"schedule {s.name}: tick {rfc3339(tick.timestamp())} skipped "
-                                f"(more than startingDeadlineSeconds="
-                                f"{s.starting_deadline_seconds:g} late)", "Warning")
+            self._record(tq, "MissedSchedule",
+                         f"schedule {s.name}: tick {rfc3339(tick.timestamp())} skipped (more "
+                         f"than startingDeadlineSeconds={s.starting_deadline_seconds:g} late)",
+                         "Warning")
+
+    def _record(self, tq: TaskQueue, reason: str, message: str, type_: str = "Normal") -> None:
+        self.actuator.record_event("TaskQueue", tq.namespace, tq.name, tq.uid, reason, message,
+                                   type_)
 
 
 def _entry(s: Schedule, r: PassResult) -> dict[str, Any]:

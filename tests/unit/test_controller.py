@@ -1,0 +1,288 @@
+"""The Controller in-process: a recording actuator, readings given by the test, and a
+clock the test moves. What the controller writes, and when, in milliseconds; the same
+behaviour against a real API server and Redis is in tests/integration/test_operator.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from taskfleet import QueueStats
+from taskfleet_operator.controller import REAPPLY_SECONDS, Controller
+from taskfleet_operator.deployment import DELETION_COST
+from taskfleet_operator.model import TaskQueue
+from taskfleet_operator.observe import QueueReading
+from taskfleet_operator.registry import Registry
+
+NS = "shop"
+
+
+@dataclass
+class RecordingActuator:
+    """Records every write the controller makes; can refuse Deployments like the API."""
+
+    applied: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    costs: dict[str, int] = field(default_factory=dict)
+    pods: list[Any] = field(default_factory=list)
+    refuse: ApiException | None = None
+
+    def apply_deployment(self, manifest: dict[str, Any]) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.applied.append(manifest)
+
+    def patch_status(self, plural: str, namespace: str, name: str,
+                     status: dict[str, Any]) -> None:
+        self.statuses.append((plural, name, status))
+
+    def list_pods(self, namespace: str, selector: str) -> list[Any]:
+        return self.pods
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None:
+        self.costs[pod] = cost
+
+    def record_event(self, kind: str, namespace: str, name: str, uid: str, reason: str,
+                     message: str, type_: str = "Normal") -> None:
+        self.events.append((name, reason, message))
+
+    def pool_status(self, name: str) -> dict[str, Any]:
+        """Everything written to a pool's status so far, merged as the API merges it."""
+        merged: dict[str, Any] = {}
+        for plural, n, status in self.statuses:
+            if plural == "workerpools" and n == name:
+                merged.update(status)
+        return merged
+
+
+@dataclass
+class GivenReadings:
+    """Queue figures and worker heartbeats as the test sets them."""
+
+    stats: dict[str, QueueStats | str] = field(default_factory=dict)
+    """Per queue name: its figures, or an error message."""
+    busy: dict[str, int] | None = field(default_factory=dict)
+
+    def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
+        out = {}
+        for q in queues:
+            value = self.stats.get(q.queue_name, QueueStats(0, 0, 0, 0, 0.0))
+            out[q.key] = QueueReading(None, value) if isinstance(value, str) \
+                else QueueReading(value)
+        return out
+
+    def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
+        return self.busy
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Setup:
+    registry: Registry
+    actuator: RecordingActuator
+    readings: GivenReadings
+    clock: Clock
+    controller: Controller
+
+    def queue(self, name: str) -> None:
+        self.registry.queue_changed("ADDED", {
+            "metadata": {"namespace": NS, "name": name, "uid": f"uid-{name}", "generation": 1},
+            "spec": {"redis": {"url": "redis://127.0.0.1:1/0"}}})
+
+    def pool(self, name: str, queues: list[str], generation: int = 1,
+             **autoscaling: Any) -> None:
+        self.registry.pool_changed("ADDED", {
+            "metadata": {"namespace": NS, "name": name, "uid": f"uid-{name}",
+                         "generation": generation},
+            "spec": {"queues": queues, "app": "video.tasks:app",
+                     "autoscaling": {"enabled": True, "minReplicas": 0, "maxReplicas": 10,
+                                     "targetPerReplica": 5, **autoscaling}}})
+
+    def deployment(self, name: str, replicas: int, ready: int | None = None) -> None:
+        """What the Deployment watch reports after the controller's write."""
+        self.registry.deployment_changed("MODIFIED", {
+            "metadata": {"namespace": NS, "name": name}, "spec": {"replicas": replicas},
+            "status": {"replicas": replicas,
+                       "readyReplicas": replicas if ready is None else ready}})
+
+    def work(self, queue: str, ready: int = 0, in_flight: int = 0) -> None:
+        self.readings.stats[queue] = QueueStats(ready, in_flight, 0, 0, 0.0)
+
+    def reconcile(self, seconds_later: float = 0.0) -> None:
+        self.clock.now += seconds_later
+        self.controller.reconcile(everything=True)
+
+
+@pytest.fixture
+def setup() -> Setup:
+    registry, actuator, readings, clock = Registry(), RecordingActuator(), GivenReadings(), Clock()
+    controller = Controller(registry, actuator, readings, default_image="worker:test",
+                            clock=clock)
+    return Setup(registry, actuator, readings, clock, controller)
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+def test_work_scales_out_with_an_event_and_status(setup: Setup) -> None:
+    setup.queue("transcode")
+    setup.pool("transcoder", ["transcode"])
+    setup.work("transcode", ready=12)
+    setup.reconcile()
+    [manifest] = setup.actuator.applied
+    assert manifest["metadata"]["name"] == "transcoder"
+    assert manifest["spec"]["replicas"] == 3
+    assert setup.actuator.events == [("transcoder", "ScaledUp",
+                                      "ready=12 inFlight=0 target=5 → 3")]
+    status = setup.actuator.pool_status("transcoder")
+    assert status["desiredReplicas"] == 3 and status["queueReady"] == 12
+    assert status["lastScaleReason"] == "ready=12 inFlight=0 target=5 → 3"
+    assert condition(status, "MetricsAvailable")["status"] == "True"
+    assert condition(status, "Ready")["reason"] == "Reconciled"
+    assert condition(status, "Scaling")["reason"] == "ScalingUp"
+
+
+def test_nothing_changed_means_nothing_written_until_the_reapply_period(setup: Setup) -> None:
+    setup.queue("q")
+    setup.pool("p", ["q"], minReplicas=1)
+    setup.reconcile()
+    setup.deployment("p", 1)
+    setup.reconcile(1.0)
+    writes = (len(setup.actuator.applied), len(setup.actuator.statuses),
+              len(setup.actuator.events))
+    for _ in range(5):
+        setup.reconcile(1.0)
+    assert (len(setup.actuator.applied), len(setup.actuator.statuses),
+            len(setup.actuator.events)) == writes, "an unchanged pool costs no writes"
+    setup.reconcile(REAPPLY_SECONDS)
+    assert len(setup.actuator.applied) == writes[0] + 1, "re-applied to undo hand edits"
+    assert setup.actuator.applied[-1]["spec"]["replicas"] == 1
+
+
+def test_a_new_generation_is_applied_at_once(setup: Setup) -> None:
+    setup.queue("q")
+    setup.pool("p", ["q"])
+    setup.reconcile()
+    setup.deployment("p", 0)
+    setup.reconcile(1.0)
+    applied = len(setup.actuator.applied)
+    setup.pool("p", ["q"], generation=2, maxReplicas=3)
+    setup.reconcile(0.1)
+    assert len(setup.actuator.applied) == applied + 1
+
+
+def test_a_missing_queue_is_a_condition_and_nothing_is_applied(setup: Setup) -> None:
+    setup.pool("p", ["nowhere"])
+    setup.reconcile()
+    assert setup.actuator.applied == []
+    ready = condition(setup.actuator.pool_status("p"), "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "QueueNotFound"
+    assert "TaskQueue 'nowhere' not found" in ready["message"]
+
+
+def test_queues_on_different_redis_servers_are_refused(setup: Setup) -> None:
+    setup.queue("a")
+    setup.registry.queue_changed("ADDED", {
+        "metadata": {"namespace": NS, "name": "b", "uid": "u", "generation": 1},
+        "spec": {"redis": {"url": "redis://127.0.0.1:2/0"}}})
+    setup.pool("p", ["a", "b"])
+    setup.reconcile()
+    ready = condition(setup.actuator.pool_status("p"), "Ready")
+    assert ready["reason"] == "InvalidSpec" and "same spec.redis" in ready["message"]
+
+
+def test_a_metrics_error_holds_the_count(setup: Setup) -> None:
+    setup.queue("q")
+    setup.pool("p", ["q"])
+    setup.work("q", ready=20)
+    setup.reconcile()
+    setup.deployment("p", 4)
+    setup.readings.stats["q"] = "redis: Connection refused"
+    events = len(setup.actuator.events)
+    setup.reconcile(600.0)
+    assert setup.actuator.applied[-1]["spec"]["replicas"] == 4
+    assert len(setup.actuator.events) == events, "holding is not a scale"
+    metrics = condition(setup.actuator.pool_status("p"), "MetricsAvailable")
+    assert metrics["status"] == "False" and "Connection refused" in metrics["message"]
+
+
+def test_scale_down_marks_idle_pods_cheapest_before_applying(setup: Setup) -> None:
+    setup.queue("q")
+    setup.pool("p", ["q"], scaleDown={"stabilizationSeconds": 0})
+    setup.work("q", ready=15)
+    setup.reconcile()
+    setup.deployment("p", 3)
+    setup.actuator.pods = [SimpleNamespace(metadata=SimpleNamespace(name=n, annotations=a))
+                           for n, a in (("busy", None), ("idle", None),
+                                        ("new", {DELETION_COST: "0"}))]
+    setup.readings.busy = {"busy": 1, "idle": 0}
+    setup.work("q", in_flight=1)
+    setup.reconcile(5.0)
+    assert setup.actuator.costs == {"busy": 100, "idle": -100}, \
+        "unknown pods keep cost 0 without a write"
+    assert setup.actuator.applied[-1]["spec"]["replicas"] < 3
+
+
+def test_a_refused_deployment_is_reported_once(setup: Setup) -> None:
+    setup.queue("q")
+    setup.pool("p", ["q"])
+    setup.actuator.refuse = ApiException(status=422, reason="Unprocessable Entity")
+    setup.actuator.refuse.body = '{"message": "spec.template.spec.containers[0].image: Required"}'
+    setup.reconcile()
+    setup.reconcile(1.0)
+    refused = [e for e in setup.actuator.events if e[1] == "ApplyFailed"]
+    assert len(refused) == 1 and "image: Required" in refused[0][2]
+    ready = condition(setup.actuator.pool_status("p"), "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ApplyFailed"
+    setup.actuator.refuse = None
+    setup.reconcile(1.0)
+    assert condition(setup.actuator.pool_status("p"), "Ready")["status"] == "True"
+
+
+def test_a_transient_api_error_is_retried_next_pass(setup: Setup) -> None:
+    setup.queue("q")
+    setup.pool("p", ["q"])
+    setup.actuator.refuse = ApiException(status=503, reason="Service Unavailable")
+    setup.reconcile()
+    assert not [e for e in setup.actuator.events if e[1] == "ApplyFailed"]
+    setup.actuator.refuse = None
+    setup.reconcile(0.1)
+    assert len(setup.actuator.applied) == 1
+
+
+def test_an_invalid_pool_is_reported_once_per_generation(setup: Setup) -> None:
+    body = {"metadata": {"namespace": NS, "name": "bad", "uid": "u", "generation": 1},
+            "spec": {"queues": ["q"], "app": "no-colon"}}
+    setup.registry.pool_changed("ADDED", body)
+    setup.reconcile()
+    setup.reconcile(1.0)
+    invalid = [e for e in setup.actuator.events if e[1] == "InvalidSpec"]
+    assert len(invalid) == 1 and "spec.app" in invalid[0][2]
+    setup.registry.pool_changed("MODIFIED", {**body, "metadata": {**body["metadata"],
+                                                                  "generation": 2}})
+    setup.reconcile(1.0)
+    assert len([e for e in setup.actuator.events if e[1] == "InvalidSpec"]) == 2
+
+
+def test_a_deleted_pool_is_forgotten(setup: Setup) -> None:
+    setup.queue("q")
+    setup.pool("p", ["q"])
+    setup.reconcile()
+    assert ("shop", "p") in setup.controller.states
+    setup.registry.pool_changed("DELETED", {"metadata": {"namespace": NS, "name": "p"}})
+    setup.reconcile(0.1)
+    assert ("shop", "p") not in setup.controller.states
