@@ -8,7 +8,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 . "$here/versions.env"
-need=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl helm)
+need=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kwok kwokctl helm)
 
 fail() { echo "testenv: $*" >&2; exit 1; }
 
@@ -32,17 +32,24 @@ probe_proxy() {
   (cd "$here/$1" && go mod download >/dev/null 2>&1) || fail "cannot download Go modules for hack/testenv/$1 (is the Go module proxy reachable? check GOPROXY and the network)"
 }
 
+minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
+kube_ld="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  kube_ld="$kube_ld -X $pkg.gitVersion=${KUBE_VERSION} -X $pkg.gitMajor=1 -X $pkg.gitMinor=${minor} -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
 if ! have kube-apiserver kube-controller-manager kube-scheduler kubectl; then
   probe_proxy kube
-  minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-  ld="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld="$ld -X $pkg.gitVersion=${KUBE_VERSION} -X $pkg.gitMajor=1 -X $pkg.gitMinor=${minor} -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
   echo "testenv: building kubernetes ${KUBE_VERSION} control plane (first time only: about 8 minutes on 2 cores)" >&2
-  (cd "$here/kube" && go build -trimpath -ldflags "$ld" -o "$bin/" \
+  (cd "$here/kube" && go build -trimpath -ldflags "$kube_ld" -o "$bin/" \
      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+fi
+if ! have kubelet; then
+  # The kubelet of the real test node (hack/testenv/node.sh), from the same
+  # module set. Built on its own so caches made before it only add it.
+  probe_proxy kube
+  echo "testenv: building kubelet ${KUBE_VERSION} (first time only: under a minute more)" >&2
+  (cd "$here/kube" && go build -trimpath -ldflags "$kube_ld" -o "$bin/" k8s.io/kubernetes/cmd/kubelet)
 fi
 if ! have etcd; then
   # Debian's etcd 3.4 lacks the watch-progress support the API server's
