@@ -41,3 +41,9 @@ cluster-down:
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
+
+# The worker, operator and video-site images from their Dockerfiles, without a
+# Docker engine (podman's storage); SAVE=1 also writes OCI archives for containerd.
+.PHONY: images
+images:
+	@hack/images.sh $(if $(SAVE),--save)

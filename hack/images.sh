@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Builds the worker, operator and video-site images from their unchanged
+# Dockerfiles without a Docker engine (buildah, podman's storage), on a base
+# made here (hack/base-image.sh), since no registry is reachable. Layers are
+# cached: a run with nothing changed takes seconds. Installs Debian's buildah,
+# podman, runc and debootstrap when they are missing.
+#   hack/images.sh [--save]
+#   --save   also write each image as an OCI archive under the cache, for
+#            `ctr -n k8s.io images import`; only when its image ID changed
+#   TASKFLEET_TESTENV_CACHE    cache root (default ~/.cache/taskfleet/testenv)
+# podman needs the same settings to run the images here:
+#   CONTAINERS_CONF=hack/containers.conf podman run --rm video-site:1.0 --help
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache=${TASKFLEET_TESTENV_CACHE:-$HOME/.cache/taskfleet/testenv}/images
+export CONTAINERS_CONF="$root/hack/containers.conf"
+export PATH="$PATH:/usr/sbin:/sbin"  # runc and debootstrap live there
+
+fail() { echo "images: $*" >&2; exit 1; }
+
+save=false
+for arg in "$@"; do
+  case $arg in
+    --save) save=true ;;
+    *) fail "unknown argument '$arg'; usage: hack/images.sh [--save]" ;;
+  esac
+done
+
+[ "$(id -u)" -eq 0 ] || fail "needs root (debootstrap and podman's system storage); run 'sudo make images'"
+
+missing=()
+for tool in buildah podman runc conmon debootstrap; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || fail "missing ${missing[*]} and there is no apt-get; install buildah, podman, runc and debootstrap by other means"
+  echo "images: installing ${missing[*]} from Debian" >&2
+  apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+  { apt_get update -qq && apt_get install -y -qq buildah podman runc conmon debootstrap \
+      containernetworking-plugins golang-github-containers-common debian-archive-keyring; } \
+      >"${TMPDIR:-/tmp}/taskfleet-images-apt.log" 2>&1 \
+    || fail "apt-get could not install buildah, podman, runc and debootstrap (is the Debian mirror reachable?); see ${TMPDIR:-/tmp}/taskfleet-images-apt.log"
+fi
+
+mkdir -p "$cache"
+# One run at a time: concurrent test sessions share podman's storage and the cache.
+exec 9>"$cache/.lock"
+flock 9
+
+start=$SECONDS
+"$root/hack/base-image.sh"
+
+build_args=(--isolation chroot --layers --pull=never)
+# Where TLS leaves through an inspecting proxy, RUN steps (pip) need the host's
+# CA bundle. Bound for the build only: the images keep Debian's own bundle.
+host_ca=/etc/ssl/certs/ca-certificates.crt
+[ -f "$host_ca" ] && build_args+=(-v "$host_ca:$host_ca:ro")
+
+# name | Dockerfile | context | the fully qualified name a kubelet resolves it to
+images=(
+  "taskfleet/worker:0.1.0|worker_image/Dockerfile|.|localhost/taskfleet/worker:0.1.0"
+  "taskfleet/operator:0.1.0|operator/Dockerfile|.|localhost/taskfleet/operator:0.1.0"
+  "video-site:1.0|examples/video-site/Dockerfile|examples/video-site|localhost/video-site:1.0"
+)
+
+for entry in "${images[@]}"; do
+  IFS='|' read -r name dockerfile context qualified <<<"$entry"
+  log="$cache/build-${name//[\/:]/-}.log"
+  t0=$SECONDS
+  # Both tags: podman lists the short one as localhost/NAME; the fully qualified one is
+  # what a kubelet asks containerd for, and what the saved archive is called.
+  if ! (cd "$root" && buildah bud "${build_args[@]}" -f "$dockerfile" -t "$name" -t "$qualified" \
+          "$context") >"$log" 2>&1; then
+    tail -n 25 "$log" >&2
+    fail "building $name from $dockerfile failed; full log: $log"
+  fi
+  id=$(podman image inspect --format '{{.Id}}' "$qualified")
+  echo "images: $name ${id:0:12} ($((SECONDS - t0)) s)" >&2
+done
+
+if $save; then
+  for entry in "${images[@]}"; do
+    IFS='|' read -r name _ _ qualified <<<"$entry"
+    archive="$cache/${name//[\/:]/-}.oci.tar"
+    id=$(podman image inspect --format '{{.Id}}' "$qualified")
+    if [ ! -f "$archive" ] || [ "$(cat "$archive.id" 2>/dev/null)" != "$id" ]; then
+      rm -f "$archive.id" "$archive.tmp"
+      podman save -q --format oci-archive -o "$archive.tmp" "$qualified" \
+        || fail "podman save of $qualified to $archive failed"
+      mv "$archive.tmp" "$archive"
+      echo "$id" >"$archive.id"
+    fi
+    echo "$archive"
+  done
+fi
+echo "images: ready in $((SECONDS - start)) s (CONTAINERS_CONF=$CONTAINERS_CONF podman images)" >&2
