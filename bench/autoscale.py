@@ -25,22 +25,19 @@ from typing import Any
 import redis
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "operator"))
-
-from bench.report import write_json  # noqa: E402
-from taskfleet import App, keys  # noqa: E402
-from taskfleet_operator.decide import History, Observation, decide  # noqa: E402
-from taskfleet_operator.model import RedisRef, TaskQueue  # noqa: E402
-from taskfleet_operator.observe import RedisDirectory, read_queues  # noqa: E402
-from taskfleet_operator.policy import ScalingPolicy  # noqa: E402
-from tests.support.cluster import Cluster  # noqa: E402
-from tests.support.operator import OperatorProcess, crds_applied  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
+from bench.report import write_json
+from taskfleet import App, keys
+from taskfleet_operator.decide import History, Observation, decide
+from taskfleet_operator.model import RedisRef, TaskQueue
+from taskfleet_operator.observe import RedisDirectory, read_queues
+from taskfleet_operator.policy import ScalingPolicy
+from tests.support.cluster import Cluster
+from tests.support.operator import OperatorProcess, crds_applied
+from tests.support.redis_server import RedisServer
+from tests.support.resources import task_queue, worker_pool
 
 KEDA = {"activation_poll_seconds": 30, "hpa_sync_seconds": 15}
-TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
+BENCH_APP = "bench.peers.taskfleet_app:app"
 
 
 def pct(values: list[float], p: float) -> float:
@@ -70,14 +67,11 @@ def clear(client: redis.Redis, queue: str) -> None:
 def reaction(cluster: Cluster, ns: str, url: str, bursts: int, minimum: int) -> list[float]:
     name = f"react{minimum}"
     cluster.apply(yaml.safe_dump_all([
-        {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue", "metadata": {"name": name},
-         "spec": {"redis": {"url": url}}},
-        {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "WorkerPool", "metadata": {"name": name},
-         "spec": {"queues": [name], "app": "bench.peers.taskfleet_app:app",
-                  "tolerations": [TOLERATION],
-                  "autoscaling": {"minReplicas": minimum, "maxReplicas": 10,
-                                  "scaleToZeroAfterSeconds": 0,
-                                  "scaleDown": {"stabilizationSeconds": 0}}}}]), namespace=ns)
+        task_queue(name, url),
+        worker_pool(name, [name], {"minReplicas": minimum, "maxReplicas": 10,
+                                   "scaleToZeroAfterSeconds": 0,
+                                   "scaleDown": {"stabilizationSeconds": 0}}, app=BENCH_APP),
+    ]), namespace=ns)
     app = App(url)
     client = redis.Redis.from_url(url)
     times = []
@@ -129,13 +123,9 @@ def operator_footprint(cluster: Cluster, ns: str, url: str, pools: int,
                        tmp: Path) -> dict[str, float]:
     docs: list[dict[str, Any]] = []
     for i in range(pools):
-        docs.append({"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue",
-                     "metadata": {"name": f"tq{i}"},
-                     "spec": {"redis": {"url": url}, "queueName": f"q{i}"}})
-        docs.append({"apiVersion": "taskfleet.dev/v1alpha1", "kind": "WorkerPool",
-                     "metadata": {"name": f"wp{i}"},
-                     "spec": {"queues": [f"tq{i}"], "app": "bench.peers.taskfleet_app:app",
-                              "autoscaling": {"minReplicas": 0, "maxReplicas": 3}}})
+        docs.append(task_queue(f"tq{i}", url, queueName=f"q{i}"))
+        docs.append(worker_pool(f"wp{i}", [f"tq{i}"], {"minReplicas": 0, "maxReplicas": 3},
+                                app=BENCH_APP))
     cluster.apply(yaml.safe_dump_all(docs), namespace=ns)
     op = OperatorProcess(cluster, ns, tmp / "operator-footprint.log").start()
     try:

@@ -25,13 +25,12 @@ from typing import Any
 
 import redis
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.report import write_json
+from taskfleet import App, keys, queue_stats, scripts
+from taskfleet.message import new_task_id
+from tests.support.redis_server import RedisServer
 
-from bench.report import write_json  # noqa: E402
-from taskfleet import App, keys, queue_stats, scripts  # noqa: E402
-from taskfleet.message import new_task_id  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 QUEUE = "bench"
 

@@ -33,6 +33,11 @@ if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
     || fail "pip could not install the project's dependencies (is the package index reachable?)"
   touch "$stamp"
 fi
+# The repository root on the virtualenv's path, as an editable install puts its
+# packages there: the benchmarks and the demo import tests.support (the same
+# servers and fixtures the tests use) from any working directory.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$root" > "$site/taskfleet-dev.pth"
 
 "$root/hack/testenv/build.sh" >/dev/null
 echo "setup: ready ($venv, test binaries in $("$root/hack/testenv/build.sh"))" >&2

@@ -21,23 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from web import app as web  # this directory: run as a script, it is sys.path[0]
+
+from taskfleet import App, queue_stats
+from tests.support.cluster import Cluster
+from tests.support.kubelet import PodProcessRunner
+from tests.support.operator import OperatorProcess, crds_applied
+from tests.support.redis_server import RedisServer
+from tests.support.resources import KWOK_TOLERATION
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path[:0] = [str(ROOT), str(HERE)]
-
-from web import app as web  # noqa: E402
-
-from taskfleet import App, queue_stats  # noqa: E402
-from tests.support.cluster import Cluster  # noqa: E402
-from tests.support.kubelet import PodProcessRunner  # noqa: E402
-from tests.support.operator import OperatorProcess, crds_applied  # noqa: E402
-from tests.support.redis_server import RedisServer  # noqa: E402
 
 NS = "video-site"
 POOLS = ("transcoder", "default")
 QUEUES = ("transcode", "default", "reports")
-KWOK = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 # Shorter windows than production, so the demo comes back to zero in a minute.
 DEMO_SCALING = {"scaleToZeroAfterSeconds": 8, "pollSeconds": 1,
                 "scaleDown": {"stabilizationSeconds": 5}}
@@ -52,7 +50,7 @@ def manifests(redis_url: str) -> list[dict[str, Any]]:
         if d["kind"] == "TaskQueue":
             d["spec"]["redis"]["url"] = redis_url
         if d["kind"] == "WorkerPool":
-            d["spec"].setdefault("tolerations", []).append(KWOK)
+            d["spec"].setdefault("tolerations", []).append(KWOK_TOLERATION)
             d["spec"]["autoscaling"].update(DEMO_SCALING)
     return docs
 

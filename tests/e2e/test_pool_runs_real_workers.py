@@ -7,10 +7,12 @@ import redis
 import yaml
 
 from taskfleet import App
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import Cluster
 from tests.support.kubelet import PodProcessRunner
 from tests.support.operator import OperatorProcess
 from tests.support.processes import ROOT
+from tests.support.resources import task_queue, worker_pool
+from tests.support.waiting import wait_for
 
 
 def test_pool_scales_with_real_workers_and_loses_nothing(cluster: Cluster, namespace: str,
@@ -18,17 +20,12 @@ def test_pool_scales_with_real_workers_and_loses_nothing(cluster: Cluster, names
                                                          redis_url: str,
                                                          redis_client: redis.Redis) -> None:
     cluster.apply(yaml.safe_dump_all([
-        {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue",
-         "metadata": {"name": "jobs"}, "spec": {"redis": {"url": redis_url}}},
-        {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "WorkerPool",
-         "metadata": {"name": "jobs-pool"},
-         "spec": {"queues": ["jobs"], "app": "tests.integration.apps.sample:app",
-                  "pool": "threads", "concurrency": 2, "terminationGracePeriodSeconds": 30,
-                  "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists",
-                                   "effect": "NoSchedule"}],
-                  "autoscaling": {"minReplicas": 0, "maxReplicas": 3, "targetPerReplica": 20,
-                                  "scaleToZeroAfterSeconds": 2, "pollSeconds": 0.5,
-                                  "scaleDown": {"stabilizationSeconds": 1}}}},
+        task_queue("jobs", redis_url),
+        worker_pool("jobs-pool", ["jobs"], {"minReplicas": 0, "maxReplicas": 3,
+                                            "targetPerReplica": 20, "scaleToZeroAfterSeconds": 2,
+                                            "pollSeconds": 0.5,
+                                            "scaleDown": {"stabilizationSeconds": 1}},
+                    pool="threads", concurrency=2, terminationGracePeriodSeconds=30),
     ]), namespace=namespace)
     runner = PodProcessRunner(str(cluster.kubeconfig), namespace,
                               "app.kubernetes.io/instance=jobs-pool", ROOT).start()

@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from taskfleet import App
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import Cluster
 from tests.support.images import build_like_image, read_dockerfile
 from tests.support.operator import OperatorProcess
 from tests.support.processes import ROOT
+from tests.support.waiting import wait_for
 
 CHART = ROOT / "charts" / "taskfleet"
 KWOK = "tolerations[0].key=kwok.x-k8s.io/node,tolerations[0].operator=Exists"

@@ -8,8 +8,10 @@ from pathlib import Path
 import redis
 import yaml
 
-from tests.support.cluster import Cluster, names, tolerate_kwok, wait_for
+from tests.support.cluster import Cluster, names
 from tests.support.redis_server import RedisServer
+from tests.support.resources import tolerate_kwok
+from tests.support.waiting import wait_for
 
 WIDGET_CRD = """
 apiVersion: apiextensions.k8s.io/v1

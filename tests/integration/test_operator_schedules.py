@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from taskfleet import App, queue_stats
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
+from tests.support.resources import task_queue
+from tests.support.waiting import assert_stays, wait_for
 
 
 def _status(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
@@ -33,16 +36,12 @@ def test_schedule_fires_once_per_tick_across_a_failover(cluster: Cluster, namesp
     standby = OperatorProcess(cluster, namespace, tmp_path / "standby.log").start()
     try:
         cluster.apply(yaml.safe_dump_all([
-            {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue",
-             "metadata": {"name": "reports"},
-             "spec": {"redis": {"url": redis_url}, "schedules": [
-                 {"name": "ping", "cron": "* * * * *", "task": "sample.add", "args": [1, 2]},
-                 {"name": "paused", "cron": "* * * * *", "task": "sample.add", "suspend": True},
-             ]}},
-            {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue",
-             "metadata": {"name": "badzone"},
-             "spec": {"redis": {"url": redis_url}, "schedules": [
-                 {"name": "r", "cron": "@hourly", "task": "t", "timezone": "Mars/Olympus"}]}},
+            task_queue("reports", redis_url, schedules=[
+                {"name": "ping", "cron": "* * * * *", "task": "sample.add", "args": [1, 2]},
+                {"name": "paused", "cron": "* * * * *", "task": "sample.add", "suspend": True},
+            ]),
+            task_queue("badzone", redis_url, schedules=[
+                {"name": "r", "cron": "@hourly", "task": "t", "timezone": "Mars/Olympus"}]),
         ]), namespace=namespace)
         wait_for("SchedulesValid=False on the bad time zone",
                  lambda: any(c["type"] == "SchedulesValid" and c["status"] == "False"
@@ -57,9 +56,13 @@ def test_schedule_fires_once_per_tick_across_a_failover(cluster: Cluster, namesp
         def sent() -> int:
             return queue_stats(app.redis, ["reports"])["reports"].ready
 
-        wait_for("the schedule is seen", lambda: _status(cluster, namespace, "reports").get(
-            "schedules"), 30)
-        _sleep_until_second(5)
+        [first] = wait_for("the schedule is seen", lambda: [
+            s for s in _status(cluster, namespace, "reports").get("schedules", [])
+            if s["name"] == "ping" and "nextScheduleTime" in s], 30)
+        # the first tick is the first minute after the schedule was created, not before
+        tick = datetime.strptime(first["nextScheduleTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=UTC).timestamp()
+        time.sleep(max(0.0, tick - time.time()))
         wait_for("first tick sent", lambda: sent() == 1, 15)
         entry = _status(cluster, namespace, "reports")["schedules"][0]
         assert entry["name"] == "ping" and "nextScheduleTime" in entry
@@ -75,8 +78,7 @@ def test_schedule_fires_once_per_tick_across_a_failover(cluster: Cluster, namesp
         active.kill()
         wait_for("the tick after the failover sent", lambda: sent() == 2, 30,
                  describe=lambda: standby.log() + operator.log())
-        time.sleep(3)
-        assert sent() == 2, "exactly one task per tick"
+        assert_stays("exactly one task per tick", lambda: sent() == 2, 3.0)
         events = [e["message"] for e in cluster.list("events", namespace)
                   if e["reason"] == "Scheduled"]
         assert len(events) == 2 and all("schedule ping: sent sample.add" in m for m in events)

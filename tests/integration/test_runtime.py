@@ -14,7 +14,8 @@ import redis
 
 from taskfleet import App, ResultTimeout, TaskFailed, keys, queue_stats
 from taskfleet.keys import QueueKeys
-from tests.support.processes import ROOT, WorkerProcess, wait_until
+from tests.support.processes import ROOT, WorkerProcess
+from tests.support.waiting import wait_for
 
 SAMPLE = "tests.integration.apps.sample:app"
 
@@ -34,6 +35,10 @@ def start(workers: list[WorkerProcess], url: str, queues: list[str] | None = Non
 
 def runs(client: redis.Redis, kind: str = "record") -> list[str]:
     return list(client.lrange(f"test:runs:{kind}", 0, -1))
+
+
+def dead(app: App, queue: str = "default") -> int:
+    return queue_stats(app.redis, [queue])[queue].dead
 
 
 def test_fifo_order_within_a_queue(app: App, redis_url: str, redis_client: redis.Redis,
@@ -96,8 +101,7 @@ def test_retries_exhausted_go_to_dead_letter(app: App, redis_url: str,
     assert queue_stats(app.redis, ["default"])["default"].dead == 1
     # requeue gives it a fresh set of attempts (which fail again here)
     assert app.broker.dead_requeue("default") == 1
-    wait_until(lambda: queue_stats(app.redis, ["default"])["default"].dead == 1, 20,
-               "requeued task dead-lettered again after its retries")
+    wait_for("requeued task dead-lettered again after its retries", lambda: dead(app) == 1, 20)
 
 
 def test_retry_requested_by_the_task(app: App, redis_url: str,
@@ -145,7 +149,7 @@ def test_sigkill_mid_task_is_redone_by_another_worker(app: App, redis_url: str,
                                                       workers: list[WorkerProcess]) -> None:
     result = app.send_task("sample.sleep_record", ["job", 1.5])
     doomed = start(workers, redis_url, extra=["--task-lease-seconds", "1"])
-    wait_until(lambda: runs(redis_client, "started") == ["job"], 20, "task started")
+    wait_for("task started", lambda: runs(redis_client, "started") == ["job"], 20)
     assert queue_stats(app.redis, ["default"])["default"].in_flight == 1
     assert result.status == "STARTED"
     doomed.kill_group()
@@ -165,8 +169,7 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_limit(
     start(workers, redis_url, pool="processes", concurrency=1,
           extra=["--task-lease-seconds", "0.5", "--redelivery-limit", "3"])
     assert good.get(timeout=30) == 2, "the pool keeps serving other tasks"
-    wait_until(lambda: queue_stats(app.redis, ["default"])["default"].dead == 1, 30,
-               "poison message dead-lettered")
+    wait_for("poison message dead-lettered", lambda: dead(app) == 1, 30)
     [record] = app.broker.dead_list("default")
     assert record["id"] == poison.id
     assert record["reason"].startswith("its worker died while running it 3 times")
@@ -181,7 +184,7 @@ def test_sigterm_drains_running_tasks_and_keeps_the_rest(app: App, redis_url: st
                                                          workers: list[WorkerProcess]) -> None:
     results = [app.send_task("sample.sleep_record", [str(i), 1.0]) for i in range(6)]
     w = start(workers, redis_url, concurrency=2, extra=["--drain-timeout", "20"])
-    wait_until(lambda: len(runs(redis_client, "started")) == 2, 20, "two tasks started")
+    wait_for("two tasks started", lambda: len(runs(redis_client, "started")) == 2, 20)
     w.signal(signal.SIGTERM)
     assert w.wait(20) == 0
     # the two running tasks finished; the other four are still queued, none lost
@@ -199,7 +202,7 @@ def test_drain_window_over_returns_running_task(app: App, redis_url: str,
                                                 workers: list[WorkerProcess]) -> None:
     result = app.send_task("sample.sleep_record", ["long", 3.0])
     w = start(workers, redis_url, extra=["--drain-timeout", "0.3"])
-    wait_until(lambda: runs(redis_client, "started") == ["long"], 20, "task started")
+    wait_for("task started", lambda: runs(redis_client, "started") == ["long"], 20)
     w.signal(signal.SIGTERM)
     assert w.wait(20) == 0
     st = queue_stats(app.redis, ["default"])["default"]
@@ -214,7 +217,7 @@ def test_processes_pool_drains_on_sigterm_and_exits_zero(app: App, redis_url: st
     results = [app.send_task("sample.sleep_record", [str(i), 1.0]) for i in range(4)]
     w = start(workers, redis_url, concurrency=2, pool="processes",
               extra=["--drain-timeout", "20"])
-    wait_until(lambda: len(runs(redis_client, "started")) == 2, 30, "two tasks started")
+    wait_for("two tasks started", lambda: len(runs(redis_client, "started")) == 2, 30)
     w.signal(signal.SIGTERM)
     assert w.wait(30) == 0
     assert len(runs(redis_client)) == 2
@@ -233,7 +236,7 @@ def test_a_long_task_never_holds_prefetched_tasks_hostage(app: App, redis_url: s
     long = app.send_task("sample.sleep_record", ["long", 4.0])
     shorts = [app.send_task("sample.record", [f"s{i}"]) for i in range(8)]
     start(workers, redis_url, pool="processes")
-    wait_until(lambda: runs(redis_client, "started") == ["long"], 20, "long task started")
+    wait_for("long task started", lambda: runs(redis_client, "started") == ["long"], 20)
     start(workers, redis_url, pool="processes")
     for r in shorts:
         r.get(timeout=20)
@@ -299,11 +302,11 @@ def test_heartbeats_show_busy_and_idle_workers(app: App, redis_url: str,
 
     start(workers, redis_url, ["default", "other"], concurrency=2,
           env={"POD_NAME": "pool-abc"})
-    wait_until(lambda: live_workers(app.redis), 20, "worker heartbeat")
+    wait_for("worker heartbeat", lambda: live_workers(app.redis), 20)
     [w] = live_workers(app.redis)
     assert (w.pod, w.queues, w.busy, w.concurrency) == ("pool-abc", ["default", "other"], 0, 2)
     app.send_task("sample.sleep_record", ["b", 2.0])
-    wait_until(lambda: live_workers(app.redis)[0].busy == 1, 20, "worker reports busy")
+    wait_for("worker reports busy", lambda: live_workers(app.redis)[0].busy == 1, 20)
 
 
 def test_tls_redis_with_a_verified_certificate(workers: list[WorkerProcess]) -> None:
@@ -356,13 +359,11 @@ def test_cli_send_and_dead_letter_commands(redis_url: str, workers: list[WorkerP
     out = cli("send", "no.such.task", "--queue", "default")
     assert out.returncode == 0
     app = App(redis_url)
-    wait_until(lambda: queue_stats(app.redis, ["default"])["default"].dead == 1, 20,
-               "unknown task dead-lettered")
+    wait_for("unknown task dead-lettered", lambda: dead(app) == 1, 20)
     listed = cli("dead", "list", "default")
     assert "unknown task 'no.such.task'" in json.loads(listed.stdout.splitlines()[0])["reason"]
     assert cli("dead", "requeue", "default").stdout.strip() == "requeued 1"
-    wait_until(lambda: queue_stats(app.redis, ["default"])["default"].dead == 1, 20,
-               "dead-lettered again")
+    wait_for("dead-lettered again", lambda: dead(app) == 1, 20)
     assert cli("dead", "purge", "default").stdout.strip() == "purged 1"
     assert queue_stats(app.redis, ["default"])["default"].dead == 0
 
@@ -397,4 +398,4 @@ def test_prometheus_metrics(app: App, redis_url: str, workers: list[WorkerProces
             'taskfleet_tasks_finished_total{outcome="failed",task="sample.add"} 1.0',
             'taskfleet_task_duration_seconds_count{task="sample.add"} 2.0'])
 
-    wait_until(has_all, 20, f"metrics on :{port}")
+    wait_for(f"metrics on :{port}", has_all, 20)

@@ -21,7 +21,8 @@ from taskfleet.broker import message_json
 from taskfleet.keys import QueueKeys
 from taskfleet.message import Message
 from taskfleet.schedule import Schedule, ScheduleError, Scheduler
-from tests.support.processes import ROOT, wait_until
+from tests.support.processes import ROOT
+from tests.support.waiting import assert_stays, wait_for
 
 T0 = datetime(2026, 11, 24, 9, 59, 30, tzinfo=UTC)
 
@@ -126,10 +127,11 @@ def test_beat_processes_send_each_tick_once_in_real_time(redis_url: str,
         boundary = (int(time.time()) // 60 + 1) * 60
         time.sleep(max(0.0, boundary - time.time()) + 2.0)
         app = App(redis_url)
-        wait_until(lambda: queue_stats(app.redis, ["beat"])["beat"].ready >= 1, 10,
-                   "the tick was sent")
-        time.sleep(1.0)
-        assert queue_stats(app.redis, ["beat"])["beat"].ready == 1, "exactly once"
+        def sent() -> int:
+            return queue_stats(app.redis, ["beat"])["beat"].ready
+
+        wait_for("the tick was sent", lambda: sent() >= 1, 10)
+        assert_stays("exactly one task for the tick", lambda: sent() == 1, 1.0)
     finally:
         for b in beats:
             b.terminate()

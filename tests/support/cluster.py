@@ -7,8 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,32 +88,6 @@ class Cluster:
         items: list[dict[str, Any]] = json.loads(
             self.kubectl(*args, namespace=namespace).stdout)["items"]
         return items
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0,
-             interval: float = 0.2, describe: Callable[[], str] | None = None) -> Any:
-    """Wait until ``probe()`` is truthy and return it.
-
-    On timeout the failure names what was awaited, the last value seen, and
-    ``describe()`` (for example the object's status) to explain why.
-    """
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    detail = describe() if describe else ""
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last value: "
-                         f"{last!r}\n{detail}")
-
-
-def tolerate_kwok(pod_spec: dict[str, Any]) -> dict[str, Any]:
-    """The toleration that lets a pod run on the fake nodes."""
-    pod_spec.setdefault("tolerations", []).append(
-        {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"})
-    return pod_spec
 
 
 def names(items: Sequence[dict[str, Any]]) -> list[str]:

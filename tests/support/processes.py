@@ -6,8 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,16 +62,3 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 15.0) ->
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, message: str,
-               interval: float = 0.05) -> None:
-    """Poll ``predicate`` until truthy; fail with ``message`` and the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s: {message} (last value: {last!r})")
