@@ -50,7 +50,7 @@ flock 9
 start=$SECONDS
 "$root/hack/base-image.sh"
 
-build_args=(--isolation chroot --layers --pull=never)
+build_args=(--isolation chroot --layers --pull=never --force-rm)
 # Where TLS leaves through an inspecting proxy, RUN steps (pip) need the host's
 # CA bundle. Bound for the build only: the images keep Debian's own bundle.
 host_ca=/etc/ssl/certs/ca-certificates.crt
