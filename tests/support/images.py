@@ -1,16 +1,98 @@
-"""The images, without a Docker engine: read each Dockerfile and build a virtualenv the
-way its build stage does, so the entrypoint's exact command can run here."""
+"""The project's images: built here without a Docker engine (``hack/images.sh``) and run
+with podman in tests; also the Dockerfile reader, and the virtualenv built the way an
+image's build stage installs the project (for tests that run the operator's entrypoint
+as a process)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.processes import ROOT
+
+CONTAINERS_CONF = ROOT / "hack" / "containers.conf"
+"""podman's settings for this kind of machine (rlimits, runtime); images.sh uses it too."""
+WORKER_IMAGE = "taskfleet/worker:0.1.0"
+OPERATOR_IMAGE = "taskfleet/operator:0.1.0"
+EXAMPLE_IMAGE = "video-site:1.0"
+"""The video site's image: the worker image plus examples/video-site/{video,web} in /app."""
+TEST_LABEL = "dev.taskfleet.test"
+"""Carried by every container a test starts, so a leftover one is easy to find."""
+
+
+def build_images() -> None:
+    """Build (or, with nothing changed, confirm from the layer cache) all three images."""
+    out = subprocess.run([str(ROOT / "hack" / "images.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"hack/images.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120.0
+           ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+    out = subprocess.run(["podman", *args], capture_output=True, text=True, env=env,
+                         timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
+    return out
+
+
+def storage_mounts() -> list[str]:
+    """Mounts of podman's storage now (overlay layers, shm of containers)."""
+    with open("/proc/mounts") as f:
+        return [line for line in f if "containers/storage" in line]
+
+
+class Container:
+    """One detached container on the host's network; ``remove`` always cleans it up."""
+
+    def __init__(self, image: str, args: Sequence[str] = (), *,
+                 options: Sequence[str] = ()) -> None:
+        self.name = f"taskfleet-test-{uuid.uuid4().hex[:10]}"
+        self.argv = ["run", "--detach", "--name", self.name, "--label", f"{TEST_LABEL}=1",
+                     "--network=host", *options, image, *args]
+        self.id = ""
+        self.merged_dir = ""
+
+    def start(self) -> Container:
+        self.id = podman(*self.argv).stdout.strip()
+        self.merged_dir = podman("inspect", "--format", "{{.GraphDriver.Data.MergedDir}}",
+                                 self.name).stdout.strip()
+        return self
+
+    def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
+        """Run a command inside, as the image's user (what a kubelet's exec probe does)."""
+        return podman("exec", self.name, *command, check=False)
+
+    def signal(self, name: str) -> None:
+        podman("kill", "--signal", name, self.name)
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the container has stopped."""
+        return int(podman("wait", self.name, timeout=timeout).stdout.strip())
+
+    def state(self) -> str:
+        return podman("inspect", "--format", "{{.State.Status}}", self.name).stdout.strip()
+
+    def logs(self) -> str:
+        out = podman("logs", self.name, check=False)
+        return (out.stdout + out.stderr)[-6000:]
+
+    def remove(self) -> None:
+        """Remove it, stopped or not, and check that nothing of it stays mounted."""
+        podman("rm", "--force", "--time", "0", self.name, check=False)
+        assert podman("container", "exists", self.name, check=False).returncode == 1, \
+            f"container {self.name} still exists"
+        left = [m for m in storage_mounts()
+                if (self.id and self.id in m) or (self.merged_dir and self.merged_dir in m)]
+        assert not left, f"container {self.name} left mounts behind: {left}"
 
 
 @dataclass(frozen=True)
