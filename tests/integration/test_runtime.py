@@ -37,7 +37,7 @@ def runs(client: redis.Redis, kind: str = "record") -> list[str]:
     return list(client.lrange(f"test:runs:{kind}", 0, -1))
 
 
-def dead(app: App, queue: str = "default") -> int:
+def dead_count(app: App, queue: str = "default") -> int:
     return queue_stats(app.redis, [queue])[queue].dead
 
 
@@ -101,7 +101,8 @@ def test_retries_exhausted_go_to_dead_letter(app: App, redis_url: str,
     assert queue_stats(app.redis, ["default"])["default"].dead == 1
     # requeue gives it a fresh set of attempts (which fail again here)
     assert app.broker.dead_requeue("default") == 1
-    wait_for("requeued task dead-lettered again after its retries", lambda: dead(app) == 1, 20)
+    wait_for("requeued task dead-lettered again after its retries",
+             lambda: dead_count(app) == 1, 20)
 
 
 def test_retry_requested_by_the_task(app: App, redis_url: str,
@@ -169,7 +170,7 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_limit(
     start(workers, redis_url, pool="processes", concurrency=1,
           extra=["--task-lease-seconds", "0.5", "--redelivery-limit", "3"])
     assert good.get(timeout=30) == 2, "the pool keeps serving other tasks"
-    wait_for("poison message dead-lettered", lambda: dead(app) == 1, 30)
+    wait_for("poison message dead-lettered", lambda: dead_count(app) == 1, 30)
     [record] = app.broker.dead_list("default")
     assert record["id"] == poison.id
     assert record["reason"].startswith("its worker died while running it 3 times")
@@ -359,11 +360,11 @@ def test_cli_send_and_dead_letter_commands(redis_url: str, workers: list[WorkerP
     out = cli("send", "no.such.task", "--queue", "default")
     assert out.returncode == 0
     app = App(redis_url)
-    wait_for("unknown task dead-lettered", lambda: dead(app) == 1, 20)
+    wait_for("unknown task dead-lettered", lambda: dead_count(app) == 1, 20)
     listed = cli("dead", "list", "default")
     assert "unknown task 'no.such.task'" in json.loads(listed.stdout.splitlines()[0])["reason"]
     assert cli("dead", "requeue", "default").stdout.strip() == "requeued 1"
-    wait_for("dead-lettered again", lambda: dead(app) == 1, 20)
+    wait_for("dead-lettered again", lambda: dead_count(app) == 1, 20)
     assert cli("dead", "purge", "default").stdout.strip() == "purged 1"
     assert queue_stats(app.redis, ["default"])["default"].dead == 0
 

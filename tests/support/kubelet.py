@@ -21,18 +21,19 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+POLL_SECONDS = 0.3
+"""How often pods are listed: pod starts and deletes are seen within this."""
+
 
 class PodProcessRunner:
     def __init__(self, kubeconfig: str, namespace: str, selector: str, cwd: Path,
-                 extra_env: dict[str, str] | None = None, poll: float = 0.3,
-                 log_dir: Path | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
         api = k8s_config.new_client_from_config(config_file=kubeconfig)
         self.core = k8s.CoreV1Api(api)
         self.namespace = namespace
         self.selector = selector
         self.cwd = cwd
         self.extra_env = extra_env or {}
-        self.poll = poll
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.started: list[str] = []
@@ -65,7 +66,7 @@ class PodProcessRunner:
                 self._sync()
             except Exception as exc:  # the API may blink during tests; keep going
                 print(f"pod-runner: {exc}", file=sys.stderr)
-            self._stop.wait(self.poll)
+            self._stop.wait(POLL_SECONDS)
 
     def _sync(self) -> None:
         pods = self.core.list_namespaced_pod(self.namespace, label_selector=self.selector).items

@@ -11,15 +11,14 @@ from tests.support.processes import ROOT, terminate
 
 
 class OperatorProcess:
-    def __init__(self, cluster: Cluster, namespace: str, log_path: Path,
-                 lease_seconds: float = 2.0, identity: str | None = None) -> None:
+    LEADER_LEASE_SECONDS = 2.0
+    """Short, so a standby takes over within seconds in failover tests."""
+
+    def __init__(self, cluster: Cluster, namespace: str, log_path: Path) -> None:
         self.argv = [sys.executable, "-m", "taskfleet", "operator", "--namespace", namespace,
                      "--leader-lease-namespace", namespace, "--leader-lease-seconds",
-                     str(lease_seconds),
-                     "--worker-image", "taskfleet/worker:test"]
+                     str(self.LEADER_LEASE_SECONDS), "--worker-image", "taskfleet/worker:test"]
         self.env = {**cluster.env, "KUBECONFIG": str(cluster.kubeconfig)}
-        if identity:
-            self.env["TASKFLEET_OPERATOR_IDENTITY"] = identity
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
