@@ -40,6 +40,9 @@ if [ ${#missing[@]} -gt 0 ]; then
       containernetworking-plugins golang-github-containers-common debian-archive-keyring; } \
       >"${TMPDIR:-/tmp}/taskfleet-images-apt.log" 2>&1 \
     || fail "apt-get could not install buildah, podman, runc and debootstrap (is the Debian mirror reachable?); see ${TMPDIR:-/tmp}/taskfleet-images-apt.log"
+  for tool in "${missing[@]}"; do
+    command -v "$tool" >/dev/null || fail "'$tool' is still not on PATH after apt-get install; check PATH or install it by hand"
+  done
 fi
 
 mkdir -p "$cache"
