@@ -116,18 +116,25 @@ class App:
     ``routes`` maps task-name patterns (``video.*``) to queues for
     ``send_task`` callers that do not name one. A task whose worker died
     holding it ``redelivery_limit`` times goes to the dead-letter list (0: no
-    limit), so a poison message cannot kill workers forever.
+    limit), so a poison message cannot kill workers forever. A dead-letter list
+    keeps ``dead_letter_limit`` records (the oldest are dropped and counted; 0:
+    no cap) unless its TaskQueue sets another. A task whose message would exceed
+    ``max_message_bytes`` (1 MiB) is refused at the producer: queues carry
+    references to data, not the data.
     """
 
     def __init__(self, broker: str | None = None, *, default_queue: str = DEFAULT_QUEUE,
                  routes: dict[str, str] | None = None, result_ttl: int = 86400,
-                 task_lease_seconds: float = 30.0, redelivery_limit: int = 5) -> None:
+                 task_lease_seconds: float = 30.0, redelivery_limit: int = 5,
+                 dead_letter_limit: int = 10_000, max_message_bytes: int = 1 << 20) -> None:
         self._broker_url = broker
         self.default_queue = default_queue
         self.routes = dict(routes or {})
         self.result_ttl = result_ttl
         self.task_lease_seconds = task_lease_seconds
         self.redelivery_limit = redelivery_limit
+        self.dead_letter_limit = dead_letter_limit
+        self.max_message_bytes = max_message_bytes
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._redis: redis.Redis | None = None
         self._broker: Broker | None = None
@@ -154,7 +161,9 @@ class App:
     def broker(self) -> Broker:
         if self._broker is None:
             self._broker = Broker(self.redis, result_ttl=self.result_ttl,
-                                  redelivery_limit=self.redelivery_limit)
+                                  redelivery_limit=self.redelivery_limit,
+                                  dead_letter_limit=self.dead_letter_limit,
+                                  max_message_bytes=self.max_message_bytes)
         return self._broker
 
     # -- registry -------------------------------------------------------------------

@@ -17,6 +17,7 @@ import redis
 
 from . import keys, scripts
 from .connection import text
+from .errors import MessageTooLarge
 from .message import Message
 
 # Messages per ENQUEUE call: large enough to amortise the round trip, small
@@ -87,11 +88,16 @@ class Broker:
     """Queue operations over one Redis connection pool."""
 
     def __init__(self, client: redis.Redis, result_ttl: int = 86400,
-                 redelivery_limit: int = 5) -> None:
+                 redelivery_limit: int = 5, dead_letter_limit: int = 10_000,
+                 max_message_bytes: int = 1 << 20) -> None:
         self.redis = client
         self.result_ttl = result_ttl
         self.redelivery_limit = redelivery_limit
         """Dead-letter a task whose worker died holding it this many times (0: never)."""
+        self.dead_letter_limit = dead_letter_limit
+        """Records a dead-letter list keeps, the oldest dropped first (0: no cap), unless the
+        queue's settings (the TaskQueue's deadLetterLimit) say otherwise."""
+        self.max_message_bytes = max_message_bytes
         self._enqueue = client.register_script(scripts.ENQUEUE)
         self._fetch = client.register_script(scripts.FETCH)
         self._extend = client.register_script(scripts.EXTEND)
@@ -106,9 +112,15 @@ class Broker:
         """Enqueue (message, due ms; 0 = now) pairs in one pipelined round trip."""
         by_queue: dict[str, list[str]] = {}
         for message, due_ms in items:
+            body = stored_body(message)
+            if len(body) > self.max_message_bytes:  # JSON is ASCII here: chars are bytes
+                raise MessageTooLarge(
+                    f"task {message.task}: the message is {len(body):,} bytes, over the limit "
+                    f"of {self.max_message_bytes:,} (App(max_message_bytes=...)); pass a "
+                    "reference to the data (a storage key, a database id), not the data")
             argv = by_queue.setdefault(message.queue, [])
-            argv.extend((message.id, str(keys.priority_band(message.priority)),
-                         stored_body(message), str(due_ms)))
+            argv.extend((message.id, str(keys.priority_band(message.priority)), body,
+                         str(due_ms)))
         pipe = self.redis.pipeline(transaction=False)
         for queue, argv in by_queue.items():
             qk = keys.QueueKeys(queue)
@@ -122,8 +134,8 @@ class Broker:
 
     def fetch(self, queue: str, count: int, lease_ms: int) -> list[Delivery]:
         """Take up to ``count`` tasks from one queue, leased for ``lease_ms``."""
-        raw = self._fetch(keys=keys.QueueKeys(queue).fetch_keys(),
-                          args=[count, lease_ms, self.redelivery_limit, queue])
+        raw = self._fetch(keys=keys.QueueKeys(queue).all_keys(), args=self._fetch_args(
+            queue, count, lease_ms))
         return parse_fetch(queue, raw)
 
     def settle(self, outcomes: Iterable[Outcome], fetch: tuple[str, int, int] | None = None
@@ -147,12 +159,15 @@ class Broker:
             pipe.hdel(qk.expiries, *ids)
         if fetch is not None:
             queue, count, lease_ms = fetch
-            self._fetch(keys=keys.QueueKeys(queue).fetch_keys(),
-                        args=[count, lease_ms, self.redelivery_limit, queue], client=pipe)
+            self._fetch(keys=keys.QueueKeys(queue).all_keys(),
+                        args=self._fetch_args(queue, count, lease_ms), client=pipe)
         replies = pipe.execute()
         if fetch is None:
             return []
         return parse_fetch(fetch[0], replies[-1])
+
+    def _fetch_args(self, queue: str, count: int, lease_ms: int) -> list[str | int]:
+        return [count, lease_ms, self.redelivery_limit, queue, self.dead_letter_limit]
 
     def _write_outcome(self, pipe: Any, outcome: Outcome) -> None:
         d = outcome.delivery
@@ -167,8 +182,8 @@ class Broker:
                 self._store_result(pipe, d.id, outcome.result)
             record = json.dumps({"id": d.id, "queue": d.queue, "reason": outcome.reason,
                                  "failed_at": time.time(), "body": message_json(d.body)})
-            self._dead(keys=qk.all_keys(), args=[d.id, record], client=pipe)
-            pipe.hdel(qk.expiries, d.id)
+            self._dead(keys=qk.all_keys(), args=[d.id, record, self.dead_letter_limit],
+                       client=pipe)
         else:
             band = keys.priority_band(d.message.priority) if d.message else 0
             self._return(keys=qk.all_keys(), args=[d.id, band, d.ready_since_ms, qk.wake_channel],

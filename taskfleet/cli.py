@@ -11,14 +11,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 
 from . import heartbeat, keys
 from .app import App
 from .connection import broker_url, connect, text
-from .errors import ConfigError
+from .errors import ConfigError, MessageTooLarge, ResultTimeout, TaskFailed
+from .signals import SUPERVISOR_PID_ENV, exit_with_parent, hold_stop_signals
 from .stats import queue_stats
 
 
@@ -47,6 +48,24 @@ def _queues(value: str) -> list[str]:
     return names
 
 
+def _number(kind: type[int] | type[float], minimum: float, maximum: float | None = None,
+            strict: bool = False) -> Any:
+    """An argparse type: a number within bounds, else one line saying which."""
+    def parse(value: str) -> int | float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not {'an integer' if kind is int else 'a number'}") from None
+        low_ok = number > minimum if strict else number >= minimum
+        if not low_ok or (maximum is not None and number > maximum):
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            span = f"from {minimum:g} to {maximum:g}" if maximum is not None else bound
+            raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
+        return number
+    return parse
+
+
 def _json_arg(kind: type) -> Any:
     def parse(value: str) -> Any:
         try:
@@ -59,8 +78,15 @@ def _json_arg(kind: type) -> Any:
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """One line per mistake, naming the option, instead of the usage text and the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="taskfleet", description=__doc__)
+    p = _Parser(prog="taskfleet", description=__doc__)
     p.add_argument("--broker", help="Redis URL (default: $TASKFLEET_BROKER_URL)")
     p.add_argument("--log-level", default=os.environ.get("TASKFLEET_LOG_LEVEL", "INFO"))
     sub = p.add_subparsers(dest="command", required=True)
@@ -68,20 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run tasks from queues, in the order given")
     w.add_argument("--app", required=True, help="import path of the App, e.g. video.tasks:app")
     w.add_argument("--queues", "-Q", type=_queues, default=["default"])
-    w.add_argument("--concurrency", "-c", type=int, default=1)
+    w.add_argument("--concurrency", "-c", type=_number(int, 1), default=1,
+                   help="tasks run at once: processes or threads (default 1)")
     w.add_argument("--pool", "-P", choices=["processes", "threads", "inline"], default="processes")
-    w.add_argument("--drain-timeout", type=float,
+    w.add_argument("--drain-timeout", type=_number(float, 0),
                    default=float(os.environ.get("TASKFLEET_DRAIN_TIMEOUT", "25")),
                    help="seconds running tasks get to finish after SIGTERM (default 25)")
-    w.add_argument("--task-lease-seconds", type=float, default=None,
+    w.add_argument("--task-lease-seconds", type=_number(float, 0, strict=True), default=None,
                    help="visibility timeout of a taken task, kept alive while it runs "
                         "(default: the app's, 30)")
-    w.add_argument("--redelivery-limit", type=int, default=None,
+    w.add_argument("--redelivery-limit", type=_number(int, 0), default=None,
                    help="dead-letter a task whose worker died holding it this many times "
                         "(default: the app's, 5; 0: never)")
     w.add_argument("--health-file", default=os.environ.get("TASKFLEET_HEALTH_FILE"),
                    help="touched on every successful heartbeat; see 'taskfleet health'")
-    w.add_argument("--metrics-port", type=int, default=None,
+    w.add_argument("--metrics-port", type=_number(int, 0, 65535), default=None,
                    help="serve Prometheus metrics on this port")
     w.add_argument("--metrics-address", default="0.0.0.0",
                    help="address the metrics server binds (default all; 127.0.0.1 locally)")
@@ -91,9 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--args", type=_json_arg(list), default=[])
     s.add_argument("--kwargs", type=_json_arg(dict), default={})
     s.add_argument("--queue", default=None)
-    s.add_argument("--countdown", type=float, default=None)
-    s.add_argument("--priority", type=int, default=0)
-    s.add_argument("--wait", type=float, default=None, help="wait this long for the result")
+    s.add_argument("--countdown", type=_number(float, 0), default=None,
+                   help="seconds before the task may run")
+    s.add_argument("--priority", type=_number(int, 0, 9), default=0, help="0-9, 9 most urgent")
+    s.add_argument("--wait", type=_number(float, 0, strict=True), default=None,
+                   help="wait this many seconds for the result and print it")
 
     i = sub.add_parser("inspect", help="queue figures and live workers")
     i.add_argument("queues", nargs="*", help="queue names (default: every queue with a key)")
@@ -102,18 +131,19 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("dead", help="the dead-letter list of a queue")
     d.add_argument("action", choices=["list", "requeue", "purge"])
     d.add_argument("queue")
-    d.add_argument("--limit", type=int, default=None)
+    d.add_argument("--limit", type=_number(int, 1), default=None)
 
     h = sub.add_parser("health", help="exit 0 if a worker's health file is fresh (liveness probe)")
     h.add_argument("--file", default=os.environ.get("TASKFLEET_HEALTH_FILE",
                                                     "/tmp/taskfleet-health"))
-    h.add_argument("--max-age", type=float, default=60.0)
+    h.add_argument("--max-age", type=_number(float, 0, strict=True), default=60.0)
     b = sub.add_parser("beat", help="send cron schedules from a file, exactly once per tick "
                                      "however many beats run")
     b.add_argument("--schedule", required=True, type=Path,
                    help="YAML file with 'schedules:' (name, cron, timezone, task, args, "
                         "kwargs, queue, startingDeadlineSeconds, suspend)")
-    b.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+    b.add_argument("--interval", type=_number(float, 0, strict=True), default=1.0,
+                   help="seconds between passes")
 
     o = sub.add_parser("operator", help="run the Kubernetes operator (needs taskfleet[operator])")
     o.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
@@ -122,19 +152,24 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--leader-lease-namespace",
                    default=os.environ.get("POD_NAMESPACE", "default"),
                    help="namespace of the Lease that elects the active operator")
-    o.add_argument("--leader-lease-seconds", type=float, default=15.0,
+    o.add_argument("--leader-lease-name", default="",
+                   help="name of that Lease (default: taskfleet-operator for the whole "
+                        "cluster, taskfleet-operator-ns-NAMESPACE with --namespace)")
+    o.add_argument("--leader-lease-seconds", type=_number(float, 1), default=15.0,
                    help="leader Lease duration; a standby takes over this long after a crash")
-    o.add_argument("--liveness-port", type=int, default=None)
+    o.add_argument("--liveness-port", type=_number(int, 1, 65535), default=None)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        hold_stop_signals()
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return _dispatch(args)
-    except ConfigError as exc:
+    except (ConfigError, MessageTooLarge) as exc:
         print(f"taskfleet: {exc}", file=sys.stderr)
         return 2
     except redis.RedisError as exc:
@@ -157,11 +192,23 @@ def _dispatch(args: argparse.Namespace) -> int:
     client = connect(url)
     if args.command == "send":
         app = App(url)
-        result = app.send_task(args.name, args.args, args.kwargs, queue=args.queue,
-                               countdown=args.countdown, priority=args.priority)
+        try:
+            result = app.send_task(args.name, args.args, args.kwargs, queue=args.queue,
+                                   countdown=args.countdown, priority=args.priority)
+        except (TypeError, ValueError) as exc:  # a bad name; JSON was checked by argparse
+            raise ConfigError(f"send {args.name!r}: {exc}") from exc
         print(result.id)
-        if args.wait is not None:
+        if args.wait is None:
+            return 0
+        try:
             print(json.dumps(result.get(timeout=args.wait)))
+        except ResultTimeout:
+            print(f"taskfleet: no result for task {result.id} within --wait {args.wait:g} s; "
+                  "it stays queued or running (see 'taskfleet inspect')", file=sys.stderr)
+            return 1
+        except TaskFailed as exc:
+            print(f"taskfleet: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "inspect":
         return _inspect(client, args.queues, args.json)
@@ -200,6 +247,9 @@ def _worker(args: argparse.Namespace, url: str) -> int:
 
     from .worker import Worker, WorkerSettings
 
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV)
+    if supervisor and args.pool == "inline":
+        exit_with_parent(int(supervisor))
     app = load_app(args.app)
     app.configure(url)
     if args.redelivery_limit is not None:
@@ -227,6 +277,7 @@ def _operator(args: argparse.Namespace) -> int:
                           f"({exc})") from exc
     config = OperatorConfig(namespace=args.namespace,
                             leader_lease_namespace=args.leader_lease_namespace,
+                            leader_lease_name=args.leader_lease_name,
                             leader_lease_seconds=args.leader_lease_seconds)
     if args.worker_image:
         config.worker_image = args.worker_image

@@ -27,6 +27,8 @@ _DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "
 _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day-of-month", 1, 31, {}),
     ("month", 1, 12, _MONTHS), ("day-of-week", 0, 7, _DAYS))
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+"""The most days each month can have (February: in a leap year)."""
 _SEARCH_DAYS = 366 * 8  # enough for Feb 29 (every 4 years, 8 across a skipped century)
 
 
@@ -64,9 +66,16 @@ def parse(expression: str) -> Cron:
                         "month day-of-week) or be @hourly, @daily, @weekly, @monthly, @yearly")
     sets = [_field(p, *spec) for p, spec in zip(parts, _FIELDS, strict=True)]
     weekdays = frozenset(d % 7 for d in sets[4])
+    dom_restricted, dow_restricted = parts[2] != "*", parts[4] != "*"
+    # With both restricted either matches (Vixie), so only day-of-month alone can rule
+    # out every day: refuse that here rather than fail at every scheduling pass.
+    if not (dom_restricted and dow_restricted) and not any(
+            d <= _MONTH_DAYS[m - 1] for m in sets[3] for d in sets[2]):
+        raise CronError(f"cron {expression!r} never fires: day-of-month {parts[2]!r} does not "
+                        f"occur in month {parts[3]!r}")
     return Cron(expression=expression, minutes=sets[0], hours=sets[1], days=sets[2],
-                months=sets[3], weekdays=weekdays, dom_restricted=parts[2] != "*",
-                dow_restricted=parts[4] != "*", every_hour=parts[1] == "*")
+                months=sets[3], weekdays=weekdays, dom_restricted=dom_restricted,
+                dow_restricted=dow_restricted, every_hour=parts[1] == "*")
 
 
 def _field(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> frozenset[int]:

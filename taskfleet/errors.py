@@ -15,6 +15,10 @@ class MessageError(TaskfleetError):
     """A message cannot be decoded or does not have the fields of a task message."""
 
 
+class MessageTooLarge(TaskfleetError, ValueError):
+    """A task's message is over the app's ``max_message_bytes``; nothing was sent."""
+
+
 class TaskNotFound(TaskfleetError):
     """A message names a task that the worker's app does not register."""
 

@@ -102,9 +102,16 @@ class QueueKeys:
         """Hash task-id -> how many of its leases expired (its worker died holding it)."""
         return f"{self.tag}:expiries"
 
-    def fetch_keys(self) -> list[str]:
-        """Keys of the FETCH script: all_keys() and the expiry counts."""
-        return [*self.all_keys(), self.expiries]
+    @property
+    def dead_trimmed(self) -> str:
+        """Counter of dead-letter records dropped by the queue's cap (the oldest go)."""
+        return f"{self.tag}:dead-trimmed"
+
+    @property
+    def settings(self) -> str:
+        """Hash of per-queue settings every worker obeys (``dead_letter_limit``); the
+        operator writes it from the TaskQueue's spec."""
+        return f"{self.tag}:settings"
 
     def schedule_state(self, schedule: str) -> str:
         """Hash: the last tick a schedule handled and the task it sent."""
@@ -115,5 +122,6 @@ class QueueKeys:
         return f"{self.tag}:tick:{schedule}:{tick_epoch}"
 
     def all_keys(self) -> list[str]:
-        """Keys in the order the Lua scripts expect them (see scripts.py)."""
-        return [*self.ready_bands, self.messages, self.leases, self.delayed, self.dead]
+        """Keys in the order the Lua scripts expect them (see scripts._QUEUE_KEYS)."""
+        return [*self.ready_bands, self.messages, self.leases, self.delayed, self.dead,
+                self.dead_trimmed, self.settings, self.expiries]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,17 +42,18 @@ class Message:
                 "args": self.args, "kwargs": self.kwargs, "priority": self.priority,
                 "retries": self.retries, "enqueued_at": self.enqueued_at}
         try:
-            return json.dumps(data, separators=(",", ":"))
+            # allow_nan=False: NaN and Infinity are not JSON, and other consumers refuse them
+            return json.dumps(data, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"task arguments must be JSON-serialisable ({exc}); pass ids or "
-                            "plain data, not objects") from exc
+                            "plain data, not objects (NaN and Infinity are not JSON)") from exc
 
     @classmethod
     def decode(cls, raw: str | bytes) -> Message:
         """Parse and validate; a bad message raises MessageError naming the field."""
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise MessageError(f"message is not valid JSON ({exc}); producers must send JSON"
                                ) from exc
         if not isinstance(data, dict):
@@ -65,8 +68,10 @@ class Message:
         if not isinstance(kwargs, dict):
             raise MessageError("message field 'kwargs' must be a JSON object")
         for name in ("priority", "retries"):
-            if not isinstance(data.get(name, 0), int):
+            value = data.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
                 raise MessageError(f"message field '{name}' must be an integer")
+        enqueued_at = _unix_time(data.get("enqueued_at", 0.0))
         return cls(
             id=data["id"],
             task=data["task"],
@@ -75,8 +80,18 @@ class Message:
             kwargs=kwargs,
             priority=data.get("priority", 0),
             retries=data.get("retries", 0),
-            enqueued_at=float(data.get("enqueued_at", 0.0)),
+            enqueued_at=enqueued_at,
         )
+
+
+def _unix_time(value: Any) -> float:
+    """The enqueue time as a finite float; MessageError for anything else (10**400 too)."""
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        with contextlib.suppress(OverflowError):
+            seconds = float(value)
+            if math.isfinite(seconds):
+                return seconds
+    raise MessageError("message field 'enqueued_at' must be a unix time in seconds")
 
 
 def check_arguments(args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:

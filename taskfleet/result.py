@@ -20,7 +20,8 @@ _WAIT_SLICE_SECONDS = 10.0
 
 def success_record(task: str, value: Any) -> str:
     """Raises TypeError when the value cannot be JSON."""
-    return json.dumps({"status": SUCCESS, "task": task, "result": value, "date_done": time.time()})
+    return json.dumps({"status": SUCCESS, "task": task, "result": value, "date_done": time.time()},
+                      allow_nan=False)
 
 
 def failure_record(task: str, error: str, traceback: str | None) -> str:

@@ -12,6 +12,7 @@ stops anyone sending it again.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,9 @@ class Schedule:
     @classmethod
     def from_dict(cls, d: dict[str, Any], queue: str | None = None,
                   where: str = "schedules") -> Schedule:
+        if not isinstance(d, dict):
+            raise ScheduleError(f"{where}: every schedule must be a mapping with name, cron "
+                                "and task")
         name = d.get("name")
         label = f"{where}[{name!r}]" if name else where
         if not isinstance(name, str) or not name:
@@ -58,8 +62,11 @@ class Schedule:
             cron = parse(d["cron"])
         except CronError as exc:
             raise ScheduleError(f"{label}.cron: {exc}") from None
+        timezone = d.get("timezone")
+        if timezone is not None and not isinstance(timezone, str):
+            raise ScheduleError(f"{label}.timezone must be an IANA name such as Europe/Paris")
         try:
-            tz = zone(str(d.get("timezone") or "UTC"))
+            tz = zone(timezone or "UTC")
         except CronError as exc:
             raise ScheduleError(f"{label}.timezone: {exc}") from None
         q = queue or d.get("queue")
@@ -71,11 +78,16 @@ class Schedule:
         if not isinstance(kwargs, dict):
             raise ScheduleError(f"{label}.kwargs must be a mapping")
         deadline = d.get("startingDeadlineSeconds", 300)
-        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
+        # The upper bound refuses NaN, infinity and integers too big for a float.
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or \
+                not 0 < deadline <= sys.float_info.max:
             raise ScheduleError(f"{label}.startingDeadlineSeconds must be a positive number")
+        suspend = d.get("suspend")
+        if suspend is not None and not isinstance(suspend, bool):  # "false" is no false
+            raise ScheduleError(f"{label}.suspend must be true or false")
         return cls(name=name, cron=cron, timezone=tz, task=d["task"], queue=q, args=args,
                    kwargs=kwargs, starting_deadline_seconds=float(deadline),
-                   suspend=bool(d.get("suspend", False)))
+                   suspend=bool(suspend))
 
 
 @dataclass(frozen=True)

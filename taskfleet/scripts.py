@@ -19,8 +19,33 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 _QUEUE_KEYS = """
 local urgent, normal, bulk = KEYS[1], KEYS[2], KEYS[3]
 local messages, leases, delayed, dead = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local dead_trimmed, settings, expiries = KEYS[8], KEYS[9], KEYS[10]
 local bands = {urgent, normal, bulk}
 local function band_list(band) return bands[3 - tonumber(band)] end
+-- The ready list a stored body belongs in, or nil when its first byte is not a band
+-- digit (written by something else than taskfleet): such a body is dead-lettered.
+local function list_of(body)
+  local band = tonumber(string.sub(body, 1, 1))
+  if band == nil or band < 0 or band > 2 then return nil end
+  return band_list(band)
+end
+"""
+
+# Into the dead-letter list, newest first, capped at the queue's dead_letter_limit
+# (its settings hash, written by the operator from TaskQueue.spec.deadLetterLimit;
+# else the caller's default; 0: no cap). The oldest records go, and are counted.
+_DEAD_LETTER = """
+local function push_dead(record, default_limit)
+  redis.call('LPUSH', dead, record)
+  local limit = tonumber(redis.call('HGET', settings, 'dead_letter_limit') or default_limit)
+  if limit and limit > 0 then
+    local over = redis.call('LLEN', dead) - limit
+    if over > 0 then
+      redis.call('LTRIM', dead, 0, limit - 1)
+      redis.call('INCRBY', dead_trimmed, over)
+    end
+  end
+end
 """
 
 # KEYS: all_keys(). ARGV: wake channel, then per message: id, band, stored body,
@@ -44,32 +69,47 @@ if was_empty and pushed > 0 then redis.call('PUBLISH', wake_channel, pushed) end
 return pushed
 """
 
-# KEYS: fetch_keys() (all_keys() and the expiry counts). ARGV: how many, lease ms,
-# redelivery limit (0: none), queue name.
+# KEYS: all_keys(). ARGV: how many, lease ms, redelivery limit (0: none), queue
+# name, default dead-letter cap.
 # Takes up to `want` tasks and leases them in the same atomic step, so a worker
 # killed at any instant loses nothing. Before that it puts back the tasks of
 # expired leases (a dead worker's) and promotes due delayed tasks. A task whose
 # lease expired `limit` times killed its worker each time (a poison message: OOM,
 # segfault); it goes to the dead-letter list instead of killing the next one.
+# Entries it cannot parse (a ready entry without its `since:` prefix, a stored body
+# without its band digit: written by something else) are dead-lettered with the
+# reason instead of failing the script, so one bad entry never stops a queue.
 # Returns a flat list: id, stored body, ready-since ms, ...
-FETCH = _QUEUE_KEYS + _NOW + """
-local expiries = KEYS[8]
+FETCH = _QUEUE_KEYS + _NOW + _DEAD_LETTER + """
 local want, lease_ms, limit, queue = tonumber(ARGV[1]), tonumber(ARGV[2]),
                                      tonumber(ARGV[3]), ARGV[4]
+local dead_limit = ARGV[5]
+local function dead_letter(id, reason, body)
+  push_dead(cjson.encode({id = id, queue = queue, failed_at = now / 1000, reason = reason,
+                          body = body}), dead_limit)
+end
+local function unparsable(id, body, what)
+  dead_letter(id, what .. '; not delivered (was it written by something other than '
+              .. 'taskfleet?)', body)
+  redis.call('HDEL', messages, id)
+  redis.call('HDEL', expiries, id)
+end
 local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100)
 for _, id in ipairs(expired) do
   redis.call('ZREM', leases, id)
   local body = redis.call('HGET', messages, id)
   if body then
     local lost = redis.call('HINCRBY', expiries, id, 1)
-    if limit > 0 and lost >= limit then
-      redis.call('LPUSH', dead, cjson.encode({id = id, queue = queue, failed_at = now / 1000,
-        reason = 'its worker died while running it ' .. lost .. ' times (crash, OOM kill, '
-                 .. 'node loss); not delivered again', body = string.sub(body, 2)}))
+    local into = list_of(body)
+    if into == nil then
+      unparsable(id, body, 'stored body does not start with a priority band digit')
+    elseif limit > 0 and lost >= limit then
+      dead_letter(id, 'its worker died while running it ' .. lost .. ' times (crash, OOM '
+                  .. 'kill, node loss); not delivered again', string.sub(body, 2))
       redis.call('HDEL', messages, id)
       redis.call('HDEL', expiries, id)
     else
-      redis.call('LPUSH', band_list(string.sub(body, 1, 1)), now .. ':' .. id)
+      redis.call('LPUSH', into, now .. ':' .. id)
     end
   end
 end
@@ -79,7 +119,12 @@ for i = 1, #due, 2 do
   redis.call('ZREM', delayed, id)
   local body = redis.call('HGET', messages, id)
   if body then
-    redis.call('RPUSH', band_list(string.sub(body, 1, 1)), due[i + 1] .. ':' .. id)
+    local into = list_of(body)
+    if into == nil then
+      unparsable(id, body, 'stored body does not start with a priority band digit')
+    else
+      redis.call('RPUSH', into, due[i + 1] .. ':' .. id)
+    end
   end
 end
 local deadline = now + lease_ms
@@ -89,13 +134,18 @@ for _, band in ipairs(bands) do
     local entry = redis.call('LPOP', band)
     if not entry then break end
     local sep = string.find(entry, ':', 1, true)
-    local id = string.sub(entry, sep + 1)
-    local body = redis.call('HGET', messages, id)
-    if body then
-      redis.call('ZADD', leases, deadline, id)
-      out[#out + 1] = id
-      out[#out + 1] = body
-      out[#out + 1] = string.sub(entry, 1, sep - 1)
+    if sep == nil then
+      dead_letter(entry, 'ready entry is not <ready-since ms>:<task id>; dropped from the '
+                  .. 'ready list', entry)
+    else
+      local id = string.sub(entry, sep + 1)
+      local body = redis.call('HGET', messages, id)
+      if body then
+        redis.call('ZADD', leases, deadline, id)
+        out[#out + 1] = id
+        out[#out + 1] = body
+        out[#out + 1] = string.sub(entry, 1, sep - 1)
+      end
     end
   end
 end
@@ -118,7 +168,9 @@ return kept
 # Per-queue statistics, O(1) apart from two O(log n) counts on the delayed set.
 # Delayed tasks already due count as ready: with a pool at zero no worker is
 # there to promote them, and the autoscaler must still see them.
-# Returns {ready, oldest ready-since ms or -1, in flight, delayed, dead, now ms}.
+# A ready list's head it cannot parse adds no age (FETCH dead-letters it).
+# Returns {ready, oldest ready-since ms or -1, in flight, delayed, dead, now ms,
+# dead-letter records trimmed by the cap}.
 STATS = _QUEUE_KEYS + _NOW + """
 local ready = 0
 local oldest = -1
@@ -127,8 +179,9 @@ for _, band in ipairs(bands) do
   if n > 0 then
     ready = ready + n
     local head = redis.call('LINDEX', band, 0)
-    local since = tonumber(string.sub(head, 1, string.find(head, ':', 1, true) - 1))
-    if oldest < 0 or since < oldest then oldest = since end
+    local sep = string.find(head, ':', 1, true)
+    local since = sep and tonumber(string.sub(head, 1, sep - 1))
+    if since and (oldest < 0 or since < oldest) then oldest = since end
   end
 end
 local due = redis.call('ZCOUNT', delayed, '-inf', now)
@@ -139,7 +192,7 @@ if due > 0 then
   if oldest < 0 or since < oldest then oldest = since end
 end
 return {ready, oldest, redis.call('ZCARD', leases), redis.call('ZCARD', delayed) - due,
-        redis.call('LLEN', dead), now}
+        redis.call('LLEN', dead), now, tonumber(redis.call('GET', dead_trimmed) or 0)}
 """
 
 # The settle steps that touch several keys run as scripts so each is atomic.
@@ -152,13 +205,14 @@ redis.call('ZADD', delayed, due, id)
 redis.call('ZREM', leases, id)
 """
 
-# DEAD. KEYS: all_keys(). ARGV: id, record JSON.
+# DEAD. KEYS: all_keys(). ARGV: id, record JSON, default dead-letter cap.
 # Into the dead-letter list, out of everything else.
-DEAD = _QUEUE_KEYS + """
-local id, record = ARGV[1], ARGV[2]
-redis.call('LPUSH', dead, record)
+DEAD = _QUEUE_KEYS + _DEAD_LETTER + """
+local id, record, dead_limit = ARGV[1], ARGV[2], ARGV[3]
+push_dead(record, dead_limit)
 redis.call('HDEL', messages, id)
 redis.call('ZREM', leases, id)
+redis.call('HDEL', expiries, id)
 """
 
 # RETURN. KEYS: all_keys(). ARGV: id, band, ready-since ms, wake channel.
@@ -189,7 +243,7 @@ redis.call('PEXPIRE', result_list, ttl_ms)
 # and wherever one of them crashes. Returns the id of the tick's task (this
 # caller's, or the one another scheduler sent).
 ENQUEUE_ONCE = _QUEUE_KEYS + _NOW + """
-local claim = KEYS[8]
+local claim = KEYS[11]
 local wake_channel, id, band, body, claim_ttl_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if not redis.call('SET', claim, id, 'NX', 'PX', claim_ttl_ms) then
   return redis.call('GET', claim)

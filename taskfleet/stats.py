@@ -27,6 +27,8 @@ class QueueStats:
     """Dead-letter records."""
     oldest_age_seconds: float
     """How long the oldest ready task has waited (0 when none is ready): the queue's latency."""
+    dead_trimmed: int = 0
+    """Dead-letter records dropped, oldest first, to keep the list within its cap."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,8 +45,10 @@ def queue_stats(client: redis.Redis, queues: Iterable[str]) -> dict[str, QueueSt
         script(keys=keys.QueueKeys(name).all_keys(), client=pipe)
     replies = pipe.execute()
     out = {}
-    for name, (ready, oldest, in_flight, delayed, dead, now) in zip(names, replies, strict=True):
+    for name, reply in zip(names, replies, strict=True):
+        ready, oldest, in_flight, delayed, dead, now, trimmed = reply
         age = max(0.0, (int(now) - int(oldest)) / 1000.0) if int(oldest) >= 0 else 0.0
         out[name] = QueueStats(ready=int(ready), in_flight=int(in_flight), delayed=int(delayed),
-                               dead=int(dead), oldest_age_seconds=age)
+                               dead=int(dead), oldest_age_seconds=age,
+                               dead_trimmed=int(trimmed))
     return out

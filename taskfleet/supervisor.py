@@ -4,18 +4,23 @@ Each child is ``taskfleet worker --pool inline --concurrency 1`` with its own
 Redis connection, so a task can be interrupted for its time limit and a
 crashing task takes down only its own process. The supervisor forwards
 SIGTERM (Kubernetes sends it to PID 1 only), restarts children that die
-unexpectedly, and exits 0 once every child has drained.
+unexpectedly, and exits 0 once every child has drained. A child whose
+supervisor dies (SIGKILL, the OOM killer) is told by the kernel and exits at
+once, its tasks back in their queue (signals.exit_with_parent).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from types import FrameType
+
+from .signals import SUPERVISOR_PID_ENV, take_held
 
 log = logging.getLogger("taskfleet.worker")
 
@@ -28,7 +33,8 @@ class Supervisor:
         self.draining = False
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "taskfleet", *self.child_argv])
+        env = {**os.environ, SUPERVISOR_PID_ENV: str(os.getpid())}
+        return subprocess.Popen([sys.executable, "-m", "taskfleet", *self.child_argv], env=env)
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:
         self.draining = True
@@ -39,6 +45,8 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._forward)
         signal.signal(signal.SIGINT, self._forward)
+        if take_held():  # stopped while loading the app: nothing to start, nothing to drain
+            return 0
         self.children = [self._spawn() for _ in range(self.processes)]
         restarts: list[float] = []
         while True:

@@ -30,7 +30,7 @@ from typing import Literal
 
 import redis
 
-from . import heartbeat, keys
+from . import heartbeat, keys, signals
 from .app import App
 from .broker import Delivery, Outcome, Return
 from .execution import ShutdownInterrupt, run
@@ -180,6 +180,9 @@ class Worker:
         """Serve until drained; returns the process exit code."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signals.ORPHANED, self._on_orphaned)
+        for signum in signals.take_held():  # a stop that came while the app loaded
+            self._on_signal(signum, None)
         self._start_thread(self._keeper, "keeper")
         self._start_thread(self._waker, "waker")
         if not self.inline:
@@ -216,7 +219,11 @@ class Worker:
             try:
                 took = self._settle_and_fetch(pending)
             except redis.RedisError as exc:
-                log.error("redis unreachable (%s); retrying in %.1fs", exc, backoff)
+                # A refused command (a script error, NOPERM, OOM) is not a lost connection;
+                # say which, so the log points at the fix.
+                problem = "redis refused a command" if isinstance(exc, redis.ResponseError) \
+                    else "redis unreachable"
+                log.error("%s (%s); retrying in %.1fs", problem, exc, backoff)
                 self._collect(pending, self._wait(backoff))
                 backoff = min(backoff * 2, REDIS_BACKOFF[1])
                 continue
@@ -439,6 +446,13 @@ class Worker:
             timer.start()
             return
         log.info("signal %d again: returning running tasks to their queues", signum)
+        self.stop(force=True)
+        if self._inline_busy:
+            raise ShutdownInterrupt()
+
+    def _on_orphaned(self, signum: int, frame: FrameType | None) -> None:
+        log.warning("the pool's supervisor is gone: returning %d task(s) to their queues and "
+                    "exiting", len(self.running))
         self.stop(force=True)
         if self._inline_busy:
             raise ShutdownInterrupt()

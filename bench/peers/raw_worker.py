@@ -21,7 +21,7 @@ def main(url: str, queue: str) -> None:
     fetch = client.register_script(scripts.FETCH)
     store = client.register_script(scripts.STORE_RESULT)
     qk = keys.QueueKeys(queue)
-    fetch_keys = qk.fetch_keys()
+    fetch_keys = qk.all_keys()
     done: list[str] = []
     result = json.dumps({"status": "SUCCESS", "result": None})
     while True:
@@ -33,7 +33,7 @@ def main(url: str, queue: str) -> None:
             pipe.hdel(qk.messages, *done)
             pipe.zrem(qk.leases, *done)
             pipe.hdel(qk.expiries, *done)
-        fetch(keys=fetch_keys, args=[9, 30000, 5, queue], client=pipe)
+        fetch(keys=fetch_keys, args=[9, 30000, 5, queue, 10_000], client=pipe)
         got = pipe.execute()[-1]
         done = [got[i] for i in range(0, len(got), 3)]
         if not done:

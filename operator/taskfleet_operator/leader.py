@@ -33,12 +33,15 @@ class LeaseElector:
         self._renewed_at = 0.0
         self.on_change: list[threading.Event] = []
         """Set when leadership is gained or lost."""
+        self.holder: str | None = None
+        """Who holds the Lease, as last read (this operator or another)."""
 
     def is_leader(self) -> bool:
         return time.monotonic() - self._renewed_at < self.lease_seconds * 0.8
 
     def run(self, stop: threading.Event) -> None:
         was = False
+        waiting_for: str | None = None
         while not stop.is_set():
             try:
                 if self._try_acquire_or_renew():
@@ -46,6 +49,12 @@ class LeaseElector:
             except Exception as exc:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
             now = self.is_leader()
+            if not now and self.holder not in (None, self.identity, waiting_for):
+                # Say whom we wait for, once per holder: an operator that never leads is
+                # otherwise silent (a standby, or a second operator on the same Lease).
+                waiting_for = self.holder
+                log.info("standing by: lease %s/%s is held by %s", self.namespace, self.name,
+                         self.holder)
             if now != was:
                 log.info("%s leadership of %s/%s", "acquired" if now else "lost",
                          self.namespace, self.name)
@@ -83,13 +92,14 @@ class LeaseElector:
                                      acquire_time=now, renew_time=now, lease_transitions=0))
             try:
                 self.api.create_namespaced_lease(self.namespace, body)
+                self.holder = self.identity
                 return True
             except ApiException as conflict:
                 if conflict.status == 409:
                     return False
                 raise
         spec = lease.spec
-        holder = spec.holder_identity
+        holder = self.holder = spec.holder_identity
         renewed = spec.renew_time
         duration = spec.lease_duration_seconds or self.lease_seconds
         expired = renewed is None or (now - renewed).total_seconds() > duration
@@ -98,7 +108,7 @@ class LeaseElector:
         if holder != self.identity:
             spec.acquire_time = now
             spec.lease_transitions = (spec.lease_transitions or 0) + 1
-        spec.holder_identity = self.identity
+        spec.holder_identity = self.holder = self.identity
         spec.renew_time = now
         spec.lease_duration_seconds = int(max(1, self.lease_seconds))
         try:

@@ -20,6 +20,13 @@ from .schedules import ScheduleRunner
 from .wakeups import WakeListener
 
 
+def leader_lease_name(namespace: str | None) -> str:
+    """One Lease per watched scope: operators that watch different namespaces (or one the
+    whole cluster) must not elect a single leader between them, or all but one scope
+    would go unreconciled."""
+    return f"taskfleet-operator-ns-{namespace}" if namespace else "taskfleet-operator"
+
+
 @dataclass
 class OperatorConfig:
     namespace: str | None = None
@@ -27,7 +34,8 @@ class OperatorConfig:
     worker_image: str = DEFAULT_IMAGE
     leader_lease_namespace: str = field(default_factory=lambda: os.environ.get(
         "POD_NAMESPACE", "default"))
-    leader_lease_name: str = "taskfleet-operator"
+    leader_lease_name: str = ""
+    """Default: leader_lease_name(namespace), one per watched scope."""
     leader_lease_seconds: float = 15.0
     identity: str = field(default_factory=lambda: os.environ.get(
         "TASKFLEET_OPERATOR_IDENTITY", f"{socket.gethostname()}-{os.getpid()}"))
@@ -50,8 +58,9 @@ class OperatorRuntime:
         client = api_client()
         self.directory = RedisDirectory(secret_reader(k8s.CoreV1Api(client)))
         self.elector = LeaseElector(client, config.leader_lease_namespace,
-                                    config.leader_lease_name, config.identity,
-                                    config.leader_lease_seconds)
+                                    config.leader_lease_name
+                                    or leader_lease_name(config.namespace),
+                                    config.identity, config.leader_lease_seconds)
         self.elector.on_change = [registry.wake_all, registry.wake]
         actuator = Actuator(client)
         self.controller = Controller(registry, actuator, RedisObserver(self.directory),

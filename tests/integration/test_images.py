@@ -18,6 +18,7 @@ import redis
 import yaml
 
 from taskfleet import App, live_workers, queue_stats
+from taskfleet_operator.runtime import leader_lease_name
 from tests.support.cluster import Cluster
 from tests.support.images import (
     EXAMPLE_IMAGE,
@@ -25,6 +26,7 @@ from tests.support.images import (
     WORKER_IMAGE,
     Container,
     build_images,
+    oci_archives,
     podman,
     read_dockerfile,
 )
@@ -167,6 +169,20 @@ def test_health_probe_passes_while_heartbeats_reach_redis_and_fails_when_they_st
         server.close()
 
 
+def test_oci_archives_carry_the_names_a_kubelet_asks_for(images: None) -> None:
+    archives = oci_archives()
+    assert sorted(archives) == ["localhost/video-site:1.0",
+                                "localhost/taskfleet/operator:0.1.0",
+                                "localhost/taskfleet/worker:0.1.0"]
+    for name, path in archives.items():
+        saved_id = Path(f"{path}.id").read_text().strip()
+        assert saved_id == podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
+    before = {path: path.stat().st_mtime_ns for path in archives.values()}
+    again = oci_archives()
+    assert {path: path.stat().st_mtime_ns for path in again.values()} == before, \
+        "an unchanged image is not saved again"
+
+
 def test_operator_image_starts(images: None) -> None:
     out = podman("run", "--rm", OPERATOR_IMAGE, "--help")
     assert "--worker-image" in out.stdout and "--leader-lease-seconds" in out.stdout
@@ -192,7 +208,7 @@ def test_operator_image_leads_and_creates_a_pools_deployment(
     crds.apply(yaml.safe_dump(worker_pool("jobs-pool", ["jobs"], replicas=1)),
                namespace=namespace)
     wait_for("the operator in the container holding the Lease",
-             lambda: ((crds.get("lease", "taskfleet-operator", namespace) or {})
+             lambda: ((crds.get("lease", leader_lease_name(namespace), namespace) or {})
                       .get("spec", {}).get("holderIdentity") == identity), 60)
     deployment = wait_for("the pool's Deployment",
                           lambda: crds.get("deployment", "jobs-pool", namespace), 60)

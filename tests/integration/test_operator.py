@@ -257,7 +257,7 @@ def test_operator_restart_converges_without_duplicates(pools: Callable[[str], Po
     restarted = OperatorProcess(cluster, namespace, tmp_path / "restarted.log").start()
     try:
         wait_for("the new operator holds the lease",
-                 lambda: (cluster.get("lease", "taskfleet-operator", namespace) or {}).get(
+                 lambda: (cluster.get("lease", operator.lease_name, namespace) or {}).get(
                      "spec", {}).get("leaseTransitions", 0) >= 1, 30,
                  describe=lambda: restarted.log())
         wait_for("the new operator acquired leadership",
@@ -328,7 +328,7 @@ def test_standby_operator_takes_over_after_sigkill(pools: Callable[[str], Pool],
         app = App(redis_url)
         app.send_many("sample.add", [[1, 1]] * 5, queue="ha")
         pool.wait_replicas(1)
-        lease = cluster.get("lease", "taskfleet-operator", namespace)
+        lease = cluster.get("lease", operator.lease_name, namespace)
         assert lease is not None
         leader = lease["spec"]["holderIdentity"]
         active, passive = (operator, standby) if str(operator.process.pid) in leader \
@@ -337,7 +337,7 @@ def test_standby_operator_takes_over_after_sigkill(pools: Callable[[str], Pool],
         app.send_many("sample.add", [[1, 1]] * 10, queue="ha")
         wait_for("the standby scales after taking over", lambda: pool.replicas() == 3, 30,
                  describe=lambda: passive.log())
-        assert (cluster.get("lease", "taskfleet-operator", namespace) or {})["spec"][
+        assert (cluster.get("lease", operator.lease_name, namespace) or {})["spec"][
             "holderIdentity"] != leader
         assert len(pool.scale_events()) == 2, \
             "one event per scale: only the active operator writes"

@@ -71,7 +71,7 @@ def test_schedule_fires_once_per_tick_across_a_failover(cluster: Cluster, namesp
 
         # kill whichever operator is active just before the next tick
         _sleep_until_second(58)
-        lease = cluster.get("lease", "taskfleet-operator", namespace) or {}
+        lease = cluster.get("lease", operator.lease_name, namespace) or {}
         holder = lease["spec"]["holderIdentity"]
         assert operator.process is not None and standby.process is not None
         active = operator if holder.endswith(f"-{operator.process.pid}") else standby

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from taskfleet_operator.runtime import leader_lease_name
 from tests.support.cluster import Cluster
 from tests.support.processes import ROOT, terminate
 
@@ -19,6 +20,8 @@ class OperatorProcess:
                      "--leader-lease-namespace", namespace, "--leader-lease-seconds",
                      str(self.LEADER_LEASE_SECONDS), "--worker-image", "taskfleet/worker:test"]
         self.env = {**cluster.env, "KUBECONFIG": str(cluster.kubeconfig)}
+        self.lease_name = leader_lease_name(namespace)
+        """The Lease this operator competes for (in its namespace)."""
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 

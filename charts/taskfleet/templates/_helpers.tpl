@@ -23,3 +23,9 @@ app.kubernetes.io/component: operator
 {{- define "taskfleet.serviceAccountName" -}}
 {{- default (include "taskfleet.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}
+
+{{- /* The leader Lease: one per release, so two releases (or a namespaced and a
+cluster-wide one) never elect a single leader between them. RBAC names it too. */ -}}
+{{- define "taskfleet.leaseName" -}}
+{{- printf "%s-leader" (include "taskfleet.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
