@@ -4,6 +4,7 @@ from .app import App, Task
 from .errors import (
     ConfigError,
     MessageError,
+    MessageTooLarge,
     ResultTimeout,
     Retry,
     TaskFailed,
@@ -20,6 +21,7 @@ __all__ = [
     "AsyncResult",
     "ConfigError",
     "MessageError",
+    "MessageTooLarge",
     "QueueStats",
     "ResultTimeout",
     "Retry",

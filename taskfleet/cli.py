@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--redelivery-limit", type=_number(int, 0), default=None,
                    help="dead-letter a task whose worker died holding it this many times "
                         "(default: the app's, 5; 0: never)")
+    w.add_argument("--dead-letter-limit", type=_number(int, 0), default=None,
+                   help="records a queue's dead-letter list keeps, oldest dropped first "
+                        "(default: the app's, 10000; 0: no cap; a TaskQueue's "
+                        "deadLetterLimit wins)")
     w.add_argument("--health-file", default=os.environ.get("TASKFLEET_HEALTH_FILE"),
                    help="touched on every successful heartbeat; see 'taskfleet health'")
     w.add_argument("--metrics-port", type=_number(int, 0, 65535), default=None,
@@ -234,6 +238,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
             child += ["--task-lease-seconds", str(args.task_lease_seconds)]
         if args.redelivery_limit is not None:
             child += ["--redelivery-limit", str(args.redelivery_limit)]
+        if args.dead_letter_limit is not None:
+            child += ["--dead-letter-limit", str(args.dead_letter_limit)]
         if args.health_file:
             child += ["--health-file", args.health_file]
         if args.metrics_port is not None:
@@ -254,6 +260,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
     app.configure(url)
     if args.redelivery_limit is not None:
         app.redelivery_limit = args.redelivery_limit
+    if args.dead_letter_limit is not None:
+        app.dead_letter_limit = args.dead_letter_limit
     metrics = None
     if args.metrics_port is not None:
         from .metrics import PrometheusMetrics, serve

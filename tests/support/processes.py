@@ -17,17 +17,28 @@ class WorkerProcess:
 
     def __init__(self, broker_url: str, app: str, queues: Sequence[str], *,
                  concurrency: int = 1, pool: str = "threads", extra: Sequence[str] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.argv = [sys.executable, "-m", "taskfleet", "--broker", broker_url, "worker",
                      "--app", app, "--queues", ",".join(queues), "--concurrency",
                      str(concurrency), "--pool", pool, *extra]
         self.env = {**os.environ, "TASKFLEET_BROKER_URL": broker_url, **(env or {})}
+        self.log = log
+        """Where its output goes (default: the test's own output)."""
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
-        self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env,
-                                        start_new_session=True)
+        out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (the child keeps it)
+        try:
+            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out,
+                                            stderr=subprocess.STDOUT if out else None,
+                                            start_new_session=True)
+        finally:
+            if out is not None:
+                out.close()
         return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
     @property
     def pid(self) -> int:
