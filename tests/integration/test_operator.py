@@ -333,6 +333,9 @@ def test_standby_operator_takes_over_after_sigkill(pools: Callable[[str], Pool],
         leader = lease["spec"]["holderIdentity"]
         active, passive = (operator, standby) if str(operator.process.pid) in leader \
             else (standby, operator)  # type: ignore[union-attr]
+        wait_for("the standby says whom it waits for",
+                 lambda: f"standing by: lease {namespace}/{operator.lease_name} is held by "
+                         f"{leader}" in passive.log(), 10, describe=passive.log)
         active.kill()
         app.send_many("sample.add", [[1, 1]] * 10, queue="ha")
         wait_for("the standby scales after taking over", lambda: pool.replicas() == 3, 30,
@@ -343,3 +346,27 @@ def test_standby_operator_takes_over_after_sigkill(pools: Callable[[str], Pool],
             "one event per scale: only the active operator writes"
     finally:
         standby.stop()
+
+
+def test_operators_of_different_namespaces_do_not_block_each_other(
+        crds: Cluster, namespace: str, redis_url: str, tmp_path: Path) -> None:
+    """Both keep their Lease in one namespace (as two Helm releases sharing a namespace
+    would); each must lead its own scope."""
+    other = f"{namespace}-b"
+    crds.kubectl("create", "namespace", other)
+    operators = [OperatorProcess(crds, ns, tmp_path / f"{ns}.log", lease_namespace=namespace)
+                 for ns in (namespace, other)]
+    try:
+        for op in operators:
+            op.start()
+        for ns in (namespace, other):
+            apply_queue(crds, ns, "q", redis_url)
+            Pool(crds, ns, "p").apply(["q"], replicas=1)
+        for ns, op in zip((namespace, other), operators, strict=True):
+            Pool(crds, ns, "p", op.log).wait_replicas(1)
+        leases = {lease["metadata"]["name"] for lease in crds.list("leases", namespace)}
+        assert {op.lease_name for op in operators} <= leases
+    finally:
+        for op in operators:
+            op.stop()
+        crds.kubectl("delete", "namespace", other, "--wait=false", check=False)

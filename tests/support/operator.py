@@ -15,10 +15,12 @@ class OperatorProcess:
     LEADER_LEASE_SECONDS = 2.0
     """Short, so a standby takes over within seconds in failover tests."""
 
-    def __init__(self, cluster: Cluster, namespace: str, log_path: Path) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, log_path: Path,
+                 lease_namespace: str | None = None) -> None:
         self.argv = [sys.executable, "-m", "taskfleet", "operator", "--namespace", namespace,
-                     "--leader-lease-namespace", namespace, "--leader-lease-seconds",
-                     str(self.LEADER_LEASE_SECONDS), "--worker-image", "taskfleet/worker:test"]
+                     "--leader-lease-namespace", lease_namespace or namespace,
+                     "--leader-lease-seconds", str(self.LEADER_LEASE_SECONDS),
+                     "--worker-image", "taskfleet/worker:test"]
         self.env = {**cluster.env, "KUBECONFIG": str(cluster.kubeconfig)}
         self.lease_name = leader_lease_name(namespace)
         """The Lease this operator competes for (in its namespace)."""
