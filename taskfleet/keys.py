@@ -21,6 +21,9 @@ def queue_of_key(key: str) -> str:
     return key.split("{", 1)[1].split("}", 1)[0]
 
 
+DEAD_LETTER_LIMIT = "dead_letter_limit"
+"""Field of a queue's settings hash: records its dead-letter list keeps (scripts._DEAD_LETTER)."""
+
 WORKERS_KEY = f"{PREFIX}:workers"
 """Sorted set of worker ids scored by their last heartbeat (unix seconds)."""
 
@@ -108,7 +111,7 @@ class QueueKeys:
         return f"{self.tag}:dead-trimmed"
 
     @property
-    def settings(self) -> str:
+    def settings(self) -> str:  # fields: DEAD_LETTER_LIMIT
         """Hash of per-queue settings every worker obeys (``dead_letter_limit``); the
         operator writes it from the TaskQueue's spec."""
         return f"{self.tag}:settings"

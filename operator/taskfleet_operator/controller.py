@@ -26,6 +26,7 @@ from .deployment import DELETION_COST, build_deployment, selector_string, shared
 from .model import TaskQueue, WorkerPool
 from .observe import Observer, QueueReading
 from .policy import SpecError
+from .queue_settings import QueueSettingsWriter
 from .registry import DeploymentSeen, InvalidObject, Key, Registry, Snapshot
 from .schedules import ScheduleRunner
 
@@ -82,6 +83,8 @@ class Controller:
         self.invalid_reported: dict[tuple[str, Key], tuple[int, str]] = {}
         self.schedules: ScheduleRunner | None = None
         """Fires TaskQueue schedules on each pass, when set."""
+        self.queue_settings: QueueSettingsWriter | None = None
+        """Writes each TaskQueue's worker-side settings to its Redis, when set."""
 
     # -- loop ---------------------------------------------------------------------------
 
@@ -117,7 +120,11 @@ class Controller:
             except Exception:
                 log.exception("pool %s/%s: reconcile failed", *pool.key)
         for tq in snap.queues.values():
+            if self.queue_settings is not None:
+                self.queue_settings.apply(tq, now)
             self._queue_status(tq, readings.get(tq.key), now)
+        if self.queue_settings is not None:
+            self.queue_settings.forget(set(snap.queues))
         for invalid in [*snap.invalid_pools.values(), *snap.invalid_queues.values()]:
             self._report_invalid(invalid, now)
         for key in list(self.states):
@@ -226,6 +233,7 @@ class Controller:
         if ok and reading is not None and reading.stats is not None:
             s = reading.stats
             status.update(ready=s.ready, inFlight=s.in_flight, delayed=s.delayed, dead=s.dead,
+                          deadTrimmed=s.dead_trimmed,
                           oldestAgeSeconds=round(s.oldest_age_seconds, 3))
         changed_schedules = False
         entries: list[dict[str, Any]] = []

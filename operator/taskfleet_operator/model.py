@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .policy import ScalingPolicy, SpecError, parse_policy
+from .policy import ScalingPolicy, SpecError, _int, parse_policy
 
 GROUP = "taskfleet.dev"
 VERSION = "v1alpha1"
@@ -38,6 +38,8 @@ class TaskQueue:
     queue_name: str
     redis: RedisRef
     schedules: tuple[dict[str, Any], ...] = ()
+    dead_letter_limit: int | None = None
+    """spec.deadLetterLimit; None: the workers' own default."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -72,30 +74,85 @@ def _secret_key(d: Any, path: str) -> SecretKey | None:
     return SecretKey(str(ref["name"]), str(ref["key"]))
 
 
+def _object(value: Any, path: str) -> dict[str, Any]:
+    """An object field (absent: empty). The CRD schema checks types too, but the parsers
+    must not trust it: an older CRD, or a field it leaves open, lets anything through."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{path} must be an object")
+    return value
+
+
+def _flag(d: dict[str, Any], key: str, path: str) -> bool:
+    value = d.get(key, False)
+    if not isinstance(value, bool):
+        raise SpecError(f"{path}.{key} must be true or false")
+    return value
+
+
 def parse_task_queue(body: dict[str, Any]) -> TaskQueue:
-    meta, spec = body["metadata"], body.get("spec") or {}
-    r = spec.get("redis") or {}
+    """Raises SpecError naming the field when the spec cannot be served."""
+    meta = body["metadata"]
+    spec = _object(body.get("spec"), "spec")
+    r = _object(spec.get("redis"), "spec.redis")
+    if r.get("url") is not None and not isinstance(r["url"], str):
+        raise SpecError("spec.redis.url must be a URL such as redis://redis:6379/0")
     if bool(r.get("url")) == bool(r.get("urlFrom")):
         raise SpecError("spec.redis: give exactly one of url and urlFrom")
-    tls = r.get("tls") or {}
+    tls = _object(r.get("tls"), "spec.redis.tls")
     ref = RedisRef(url=r.get("url"), url_from=_secret_key(r.get("urlFrom"), "spec.redis.urlFrom"),
                    password_from=_secret_key(r.get("passwordFrom"), "spec.redis.passwordFrom"),
-                   tls=bool(tls.get("enabled", False)),
-                   tls_insecure=bool(tls.get("insecureSkipVerify", False)))
+                   tls=_flag(tls, "enabled", "spec.redis.tls"),
+                   tls_insecure=_flag(tls, "insecureSkipVerify", "spec.redis.tls"))
+    queue_name = spec.get("queueName") or meta["name"]
+    if not isinstance(queue_name, str):
+        raise SpecError("spec.queueName must be a string (default: metadata.name)")
+    schedules = spec.get("schedules") or []
+    if not isinstance(schedules, list) or not all(isinstance(s, dict) for s in schedules):
+        raise SpecError("spec.schedules must be a list of objects with name, cron and task")
+    dead_letter_limit = (None if spec.get("deadLetterLimit") is None
+                         else _int(spec, "deadLetterLimit", "spec", 0))
     return TaskQueue(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
-                     generation=int(meta.get("generation", 0)),
-                     queue_name=spec.get("queueName") or meta["name"], redis=ref,
-                     schedules=tuple(spec.get("schedules") or ()))
+                     generation=int(meta.get("generation", 0)), queue_name=queue_name,
+                     redis=ref, schedules=tuple(schedules), dead_letter_limit=dead_letter_limit)
+
+
+def _check_pod_fields(spec: dict[str, Any]) -> None:
+    """The fields build_deployment reads, so that a pool that parses can be served."""
+    for key in ("image", "imagePullPolicy", "serviceAccountName"):
+        if spec.get(key) is not None and not isinstance(spec[key], str):
+            raise SpecError(f"spec.{key} must be a string")
+    _int(spec, "concurrency", "spec", 1, 1)
+    _int(spec, "terminationGracePeriodSeconds", "spec", 600, 1)
+    if spec.get("pool", "processes") not in ("processes", "threads"):
+        raise SpecError("spec.pool must be processes or threads")
+    for key in ("env", "envFrom", "tolerations"):
+        if spec.get(key) is not None and not isinstance(spec[key], list):
+            raise SpecError(f"spec.{key} must be a list")
+    for key in ("resources", "nodeSelector", "affinity"):
+        _object(spec.get(key), f"spec.{key}")
+    code = spec.get("code")
+    if code and not (isinstance(code, dict) and isinstance(code.get("configMap"), str)
+                     and code["configMap"]):
+        raise SpecError("spec.code.configMap must name the ConfigMap holding the task code")
+    template = _object(spec.get("podTemplate"), "spec.podTemplate")
+    meta = _object(template.get("metadata"), "spec.podTemplate.metadata")
+    for key in ("labels", "annotations"):
+        _object(meta.get(key), f"spec.podTemplate.metadata.{key}")
+    _object(template.get("spec"), "spec.podTemplate.spec")
 
 
 def parse_worker_pool(body: dict[str, Any]) -> WorkerPool:
     """Raises SpecError naming the field when the spec cannot be served."""
-    meta, spec = body["metadata"], dict(body.get("spec") or {})
+    meta = body["metadata"]
+    spec = dict(_object(body.get("spec"), "spec"))
     queues = spec.get("queues")
     if not isinstance(queues, list) or not queues or not all(isinstance(q, str) for q in queues):
         raise SpecError("spec.queues must list at least one TaskQueue name")
     if not isinstance(spec.get("app"), str) or ":" not in spec["app"]:
         raise SpecError("spec.app must be an import path like video.tasks:app")
+    _check_pod_fields(spec)
     return WorkerPool(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
                       generation=int(meta.get("generation", 0)), spec=spec,
                       policy=parse_policy(spec), status=dict(body.get("status") or {}))

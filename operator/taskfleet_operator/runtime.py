@@ -15,6 +15,7 @@ from .controller import Controller
 from .deployment import DEFAULT_IMAGE
 from .leader import LeaseElector
 from .observe import RedisDirectory, RedisObserver, secret_reader
+from .queue_settings import QueueSettingsWriter
 from .registry import Registry
 from .schedules import ScheduleRunner
 from .wakeups import WakeListener
@@ -67,6 +68,7 @@ class OperatorRuntime:
                                      default_image=config.worker_image,
                                      is_leader=self.elector.is_leader)
         self.controller.schedules = ScheduleRunner(actuator, self.directory)
+        self.controller.queue_settings = QueueSettingsWriter(self.directory)
         self.wakeups = WakeListener(self.directory, registry.wake, registry.wake_all)
         self._threads: list[threading.Thread] = []
 

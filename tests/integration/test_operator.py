@@ -12,6 +12,7 @@ import redis
 import yaml
 
 from taskfleet import App
+from taskfleet.keys import QueueKeys
 from tests.support.cluster import Cluster
 from tests.support.kubelet import PodProcessRunner
 from tests.support.operator import OperatorProcess
@@ -370,3 +371,25 @@ def test_operators_of_different_namespaces_do_not_block_each_other(
         for op in operators:
             op.stop()
         crds.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_a_task_queue_caps_its_dead_letters_for_every_worker(
+        cluster: Cluster, namespace: str, operator: OperatorProcess, redis_url: str,
+        workers: list[WorkerProcess]) -> None:
+    apply_queue(cluster, namespace, "capped", redis_url, deadLetterLimit=2)
+    app = App(redis_url)
+    wait_for("the operator wrote the queue's setting",
+             lambda: app.redis.hget(QueueKeys("capped").settings, "dead_letter_limit") == "2",
+             30, describe=operator.log)
+    for i in range(5):
+        app.send_task("no.such.task", [i], queue="capped")
+    workers.append(WorkerProcess(redis_url, SAMPLE_APP, ["capped"]).start())
+
+    def status() -> dict[str, Any]:
+        found: dict[str, Any] = (cluster.get("taskqueue", "capped", namespace) or {}).get(
+            "status") or {}
+        return found
+
+    wait_for("two kept, three dropped and counted",
+             lambda: (status().get("dead"), status().get("deadTrimmed")) == (2, 3), 30,
+             describe=lambda: json.dumps(status()))
