@@ -4,6 +4,7 @@ and a namespace per test, the operator, and worker processes; all stopped at the
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import redis
 
 from tests.support.cluster import Cluster
+from tests.support.node import RealNode
 from tests.support.operator import OperatorProcess, crds_applied
 from tests.support.processes import WorkerProcess
 from tests.support.redis_server import RedisServer
@@ -68,6 +70,17 @@ def cluster() -> Iterator[Cluster]:
         yield c
     finally:
         c.down()
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: Cluster) -> RealNode:
+    """The cluster's real node (containerd and a kubelet), started with it by cluster.sh;
+    ``real_node.place(pod_spec)`` puts a pod there."""
+    if os.environ.get("TASKFLEET_REAL_NODE") == "0":
+        pytest.skip("the real node is off (TASKFLEET_REAL_NODE=0)")
+    node = RealNode(cluster)
+    assert node.status().running, "the real node is not running (see hack/testenv/node.sh)"
+    return node
 
 
 _namespaces = itertools.count()

@@ -61,7 +61,7 @@ esac
 
 action=${1:?usage: node.sh up|down|status [NAME] | load-image ARCHIVE [NAME]}
 bin=$("$here/build.sh")
-export PATH="$bin:$PATH"
+export PATH="$bin:$PATH:/usr/sbin:/sbin"  # runc and ip live there
 archive=""
 if [ "$action" = load-image ]; then
   archive=${2:?usage: node.sh load-image ARCHIVE [NAME]}; shift
@@ -92,7 +92,8 @@ ensure_prerequisites() {
   if ((${#missing[@]})); then
     command -v apt-get >/dev/null || fail "missing ${missing[*]} and there is no apt-get; install them by other means (or set TASKFLEET_REAL_NODE=0)"
     log "installing ${missing[*]} from Debian"
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null 2>&1 \
+    apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
+    { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null 2>&1 \
       || fail "apt-get could not install ${missing[*]}; run 'apt-get install ${missing[*]}' by hand"
   fi
   for pkg in containerd containerd-shim-runc-v2 ctr runc ip unshare nsenter openssl kubectl kubelet; do
@@ -107,8 +108,13 @@ ensure_prerequisites() {
 pause_archive() {
   local cache src_sum out tmp layer layer_size cfg cfg_size man man_size
   cache=${TASKFLEET_TESTENV_CACHE:-$HOME/.cache/taskfleet/testenv}
-  src_sum=$(sha256sum "$here/node/pause.go" | cut -c1-12)
+  # Keyed by the program and by this function (the image's layout).
+  src_sum=$({ cat "$here/node/pause.go"; declare -f pause_archive; } | sha256sum | cut -c1-12)
   out="$cache/pause-$src_sum/pause.oci.tar"
+  if [ -f "$out" ]; then echo "$out"; return; fi
+  mkdir -p "$cache"
+  exec 8>"$cache/.pause.lock"  # one builder at a time (concurrent test sessions)
+  flock 8
   if [ -f "$out" ]; then echo "$out"; return; fi
   tmp=$(mktemp -d)
   mkdir -p "$tmp/rootfs" "$tmp/oci/blobs/sha256"
@@ -132,9 +138,9 @@ pause_archive() {
   printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%s}]}' \
     "$cfg" "$cfg_size" "$layer" "$layer_size" >"$tmp/manifest.json"
   read -r man man_size < <(blob "$tmp/manifest.json")
-  # io.containerd.image.name: the name ctr import gives the image, as is.
-  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"io.containerd.image.name":"%s","org.opencontainers.image.ref.name":"%s"}}]}' \
-    "$man" "$man_size" "$PAUSE_IMAGE" "${PAUSE_IMAGE##*:}" >"$tmp/oci/index.json"
+  # A full name in ref.name: ctr import and podman load both keep it as is.
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' \
+    "$man" "$man_size" "$PAUSE_IMAGE" >"$tmp/oci/index.json"
   echo '{"imageLayoutVersion":"1.0.0"}' >"$tmp/oci/oci-layout"
   rm -rf "$cache"/pause-*/  # the images of older versions of pause.go
   mkdir -p "$(dirname "$out")"
@@ -351,7 +357,7 @@ up() {
   fi
   ensure_prerequisites
   down  # whatever half of a node a crash left behind
-  local t0=$SECONDS api kport pause cpid kpid deadline
+  local t0=$EPOCHREALTIME api kport pause cpid kpid deadline
   api=$(apiserver_port); [ -n "$api" ] || fail "cannot read the API server's port from $cdir/kubeconfig.yaml"
   kport=$(free_port)
   pause=$(pause_archive)
@@ -383,7 +389,7 @@ up() {
     -p '{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}' >/dev/null
   kctl taint node "$NODE" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
   await "$deadline" "$kpid" "$dir/kubelet.log" "$NODE did not become Ready" ready
-  log "$NODE Ready in $((SECONDS - t0)) s (kubelet on 127.0.0.1:$kport, containerd $sock)"
+  log "$NODE Ready in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}') s (kubelet on 127.0.0.1:$kport, containerd $sock)"
 }
 
 status() {
@@ -392,6 +398,7 @@ status() {
   echo "dir=$dir"
   echo "containerd_socket=$sock"
   echo "pause_image=$PAUSE_IMAGE"
+  echo "pause_archive=$(pause_archive)"
   [ -f "$cdir/kubeconfig.yaml" ] && echo "apiserver_port=$(apiserver_port)"
   [ -f "$dir/kubelet.yaml" ] && echo "kubelet_port=$(sed -n 's/^port: *//p' "$dir/kubelet.yaml")"
   alive "$dir/containerd.pid" && echo "containerd_pid=$(cat "$dir/containerd.pid")"

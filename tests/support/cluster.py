@@ -10,6 +10,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
 
 from tests.support.processes import ROOT
 
@@ -39,6 +42,17 @@ class Cluster:
     @property
     def context(self) -> str:
         return f"kwok-{self.name}"
+
+    @property
+    def apiserver_port(self) -> int:
+        """The API server's port on 127.0.0.1, from the kubeconfig (where pods on the real
+        node reach it: never through the Service IP, see tests/support/node.py)."""
+        conf = yaml.safe_load(self.kubeconfig.read_text())
+        server: str = next(c["cluster"]["server"] for c in conf["clusters"]
+                           if c["name"] == self.context)
+        port = urlsplit(server).port
+        assert port is not None, f"no port in the API server's URL {server}"
+        return port
 
     def up(self) -> Cluster:
         out = subprocess.run([str(TESTENV / "cluster.sh"), "up", self.name], env=self.env,
