@@ -344,8 +344,9 @@ await() {  # DEADLINE PID LOG WHAT CMD...
 containerd_serves() { ctr --address "$sock" version >/dev/null 2>&1; }
 registered() { kctl get node "$NODE" >/dev/null 2>&1; }
 
+# Ready, and schedulable: the node controller has lifted its not-ready taint.
 ready() {
-  [ "$(kctl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  [ "$(kctl get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.spec.taints[*].key}' 2>/dev/null)" = "True $LABEL" ]
 }
 
 up() {
