@@ -43,8 +43,9 @@ case "${1:-}" in
     dir=$2
     # The namespace starts as a copy of the host's mounts. Drop the copies of
     # other engines' container mounts (podman's overlays...) so this namespace
-    # does not keep them alive after their owner unmounts them.
-    awk '$3 == "overlay" || $2 ~ "^/(var/lib|run)/(containers|docker|containerd|kubelet)(/|$)" || $2 ~ "^/run/netns(/|$)" {print $2}' \
+    # does not keep them alive after their owner unmounts them. By place, not
+    # by type: / itself may be an overlay.
+    awk '$2 ~ "^/(var/lib|run)/(containers|docker|containerd|kubelet)(/|$)" || $2 ~ "^/run/netns(/|$)" {print $2}' \
       /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     for f in "$dir"/sysctl/*; do
       [ -e "$f" ] || continue
@@ -253,7 +254,7 @@ make_cgroups() {
 node_pids() {
   local m
   for m in $(cgroup_mounts); do
-    [ -d "$m/$cgroup_name" ] && find "$m/$cgroup_name" -name cgroup.procs -exec cat {} + 2>/dev/null
+    [ ! -d "$m/$cgroup_name" ] || find "$m/$cgroup_name" -name cgroup.procs -exec cat {} + 2>/dev/null || true
   done
   if [ -f "$dir/mntns" ]; then  # "mnt:[INODE]", as a find pattern
     find /proc/[0-9]*/ns/mnt -maxdepth 0 -lname "$(sed 's/[][*?\\]/\\&/g' "$dir/mntns")" 2>/dev/null | cut -d/ -f3
@@ -317,10 +318,11 @@ down() {
   ((${#deleting[@]} == 0)) || wait "${deleting[@]}" || true
   local m
   for m in $(cgroup_mounts); do
-    [ -d "$m/$cgroup_name" ] && find "$m/$cgroup_name" -depth -type d -exec rmdir {} + 2>/dev/null
+    [ ! -d "$m/$cgroup_name" ] || find "$m/$cgroup_name" -depth -type d -exec rmdir {} + 2>/dev/null \
+      || log "could not remove the cgroup $m/$cgroup_name (still in use?)"
   done
   remove_blackholes
-  ip link show "tfn$id" >/dev/null 2>&1 && ip link del "tfn$id" 2>/dev/null
+  ! ip link show "tfn$id" >/dev/null 2>&1 || ip link del "tfn$id" || true
   # The mounts lived in the node's own namespace, gone with its last process;
   # this only catches leftovers on the host (say, from a hand-run kubelet).
   awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
@@ -387,7 +389,8 @@ up() {
   deadline=$((SECONDS + 60))
   await "$deadline" "$kpid" "$dir/kubelet.log" "the kubelet did not register $NODE" registered
   kctl patch node "$NODE" --subresource=status --type=merge \
-    -p '{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}' >/dev/null
+    -p '{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}' >/dev/null \
+    || { down; fail "could not set the InternalIP of $NODE to 127.0.0.1"; }
   kctl taint node "$NODE" node.cloudprovider.kubernetes.io/uninitialized- >/dev/null 2>&1 || true
   await "$deadline" "$kpid" "$dir/kubelet.log" "$NODE did not become Ready" ready
   log "$NODE Ready in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}') s (kubelet on 127.0.0.1:$kport, containerd $sock)"
