@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,8 +131,9 @@ def _check_pod_fields(spec: dict[str, Any]) -> None:
     for key in ("env", "envFrom", "tolerations"):
         if spec.get(key) is not None and not isinstance(spec[key], list):
             raise SpecError(f"spec.{key} must be a list")
-    for key in ("resources", "nodeSelector", "affinity"):
+    for key in ("nodeSelector", "affinity"):
         _object(spec.get(key), f"spec.{key}")
+    _check_resources(_object(spec.get("resources"), "spec.resources"))
     code = spec.get("code")
     if code and not (isinstance(code, dict) and isinstance(code.get("configMap"), str)
                      and code["configMap"]):
@@ -141,6 +143,22 @@ def _check_pod_fields(spec: dict[str, Any]) -> None:
     for key in ("labels", "annotations"):
         _object(meta.get(key), f"spec.podTemplate.metadata.{key}")
     _object(template.get("spec"), "spec.podTemplate.spec")
+
+
+_QUANTITY = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?",
+                       re.ASCII)
+"""A Kubernetes resource quantity: 500m, 2, 1.5, 4Gi, 1e3."""
+
+
+def _check_resources(resources: dict[str, Any]) -> None:
+    """Quantities checked here: the API server answers a Deployment with a bad one with a
+    500 (it cannot convert the object), which looks like an outage, not a wrong field."""
+    for kind in ("limits", "requests"):
+        for name, value in _object(resources.get(kind), f"spec.resources.{kind}").items():
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number or (isinstance(value, str) and _QUANTITY.fullmatch(value))):
+                raise SpecError(f"spec.resources.{kind}.{name} must be a quantity such as "
+                                f"500m, 2 or 4Gi, got {value!r:.40}")
 
 
 def parse_worker_pool(body: dict[str, Any]) -> WorkerPool:
