@@ -29,6 +29,7 @@ from tests.support.images import (
     oci_archives,
     podman,
     read_dockerfile,
+    read_oci_archive,
 )
 from tests.support.processes import ROOT
 from tests.support.redis_server import RedisServer
@@ -170,17 +171,28 @@ def test_health_probe_passes_while_heartbeats_reach_redis_and_fails_when_they_st
 
 
 def test_oci_archives_carry_the_names_a_kubelet_asks_for(images: None) -> None:
-    archives = oci_archives()
-    assert sorted(archives) == ["localhost/video-site:1.0",
-                                "localhost/taskfleet/operator:0.1.0",
-                                "localhost/taskfleet/worker:0.1.0"]
-    for name, path in archives.items():
-        saved_id = Path(f"{path}.id").read_text().strip()
-        assert saved_id == podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip()
-    before = {path: path.stat().st_mtime_ns for path in archives.values()}
-    again = oci_archives()
-    assert {path: path.stat().st_mtime_ns for path in again.values()} == before, \
-        "an unchanged image is not saved again"
+    def saved() -> dict[str, tuple[str, int]] | None:
+        """Per image: the ID its archive holds and when it was written; None when an image
+        is not the one in storage (a build from edited sources ran in between)."""
+        archives = oci_archives()
+        assert sorted(archives) == ["localhost/video-site:1.0",
+                                    "localhost/taskfleet/operator:0.1.0",
+                                    "localhost/taskfleet/worker:0.1.0"]
+        out = {}
+        for name, path in archives.items():
+            held = read_oci_archive(path)[1]
+            assert Path(f"{path}.id").read_text().strip() == held
+            if held != podman("image", "inspect", "--format", "{{.Id}}", name).stdout.strip():
+                return None
+            out[name] = (held, path.stat().st_mtime_ns)
+        return out
+
+    first = wait_for("archives of the images in storage", saved, 180, interval=0)
+    second = wait_for("archives of the images in storage", saved, 180, interval=0)
+    assert first is not None and second is not None
+    for name, (image_id, written) in first.items():
+        if second[name][0] == image_id:
+            assert second[name][1] == written, f"{name} unchanged but saved again"
 
 
 def test_operator_image_starts(images: None) -> None:

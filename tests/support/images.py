@@ -10,10 +10,12 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.support.processes import ROOT
 
@@ -32,6 +34,35 @@ def build_images() -> None:
     out = subprocess.run([str(ROOT / "hack" / "images.sh")], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"hack/images.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
+
+
+def oci_archives() -> dict[str, Path]:
+    """The images as OCI archives (``hack/images.sh --save``; re-saved only when an image
+    changed), by the name a kubelet asks containerd for: ``localhost/taskfleet/worker:0.1.0``,
+    ``localhost/taskfleet/operator:0.1.0``, ``localhost/video-site:1.0``. Each
+    archive carries that name, so ``ctr -n k8s.io images import PATH`` needs no --base-name."""
+    out = subprocess.run([str(ROOT / "hack" / "images.sh"), "--save"], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"hack/images.sh --save failed ({out.returncode}):\n"
+                           f"{out.stderr[-4000:]}")
+    paths = [Path(line) for line in out.stdout.splitlines()]
+    return {read_oci_archive(path)[0]: path for path in paths}
+
+
+def read_oci_archive(path: Path) -> tuple[str, str]:
+    """The image name an OCI archive carries, and its image ID (its config's digest, which
+    is podman's image ID)."""
+    with tarfile.open(path) as tar:
+        def blob(name: str) -> Any:
+            member = tar.extractfile(name)
+            assert member is not None, f"{path}: no {name}"
+            return json.load(member)
+
+        entry = blob("index.json")["manifests"][0]
+        manifest = blob("blobs/" + entry["digest"].replace(":", "/"))
+    name: str = entry["annotations"]["org.opencontainers.image.ref.name"]
+    return name, manifest["config"]["digest"].removeprefix("sha256:")
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120.0
