@@ -174,6 +174,7 @@ def test_only_pods_meant_for_it_land_there(cluster: Cluster, real_node: RealNode
                     describe=lambda: cluster.kubectl("get", "pods", "-o", "wide",
                                                      namespace=namespace).stdout)
     assert {p["spec"]["nodeName"] for p in pods} <= {"kwok-node-0", "kwok-node-1"}
+
     # A pod without the real node's toleration is not scheduled there (nor on kwok's).
     def unschedulable() -> str:
         stray = cluster.get("pod", "stray", namespace) or {}
@@ -261,8 +262,8 @@ def test_a_second_cluster_and_its_node_leave_nothing_behind(real_node: RealNode)
         assert before.running
         other.up()  # already up: the same processes stay
         assert node.status().pids == before.pids
-        ns = other.kubectl("create", "namespace", "leftovers").stdout and "leftovers"
-        run_pod(other, ns, pod(node, "hello", "hi"), "hello")
+        other.kubectl("create", "namespace", "leftovers")
+        run_pod(other, "leftovers", pod(node, "hello", "hi"), "hello")
         containerd = before.pids[0]
         node_dir = before.get("dir")
         assert node_dir
