@@ -10,8 +10,11 @@
 #   node.sh status [NAME]             key=value lines: node, ports, pids, directories
 #
 # Needs root (mounts, cgroups, routes). Missing Debian packages are installed.
-# KWOK_WORKDIR is kwokctl's work directory (default ~/.kwok); the node lives
-# in the cluster's directory there, under node/.
+# KWOK_WORKDIR is kwokctl's work directory (default ~/.kwok); the node keeps
+# its configuration, logs and containerd's images and state in the cluster's
+# directory there, under node/. Its unix sockets and the kubelet's root dir go
+# to a short /run/taskfleet-testenv/nodes/ID instead: a socket's path has at
+# most 107 bytes, and a test's temporary KWOK_WORKDIR can be deeper than that.
 #
 # Isolation, and why:
 # - containerd, its shims and the kubelet share a private mount namespace:
@@ -70,9 +73,11 @@ fi
 name=${2:-taskfleet}
 cdir="${KWOK_WORKDIR:-$HOME/.kwok}/clusters/$name"
 dir="$cdir/node"
-sock="$dir/containerd/containerd.sock"
-# A short id of this node for host-wide names (cgroup root, bridge, route registry).
+# A short id of this node for host-wide names (cgroup root, bridge, route
+# registry, runtime directory).
 id=$(printf '%s' "$dir" | sha256sum | cut -c1-8)
+run="/run/taskfleet-testenv/nodes/$id"
+sock="$run/containerd.sock"
 cgroup_name="taskfleet-node-$id"
 registry=/run/taskfleet-testenv/blackholes
 
@@ -203,8 +208,8 @@ remove_blackholes() {
 
 write_configs() {
   local kport=$1 api=$2 f want have runc_bin
-  mkdir -p "$dir"/{containerd/root,containerd/state,kubelet,pod-logs,manifests,var-log,cni/net.d,cni/ipam,sysctl,pki,volume-plugins}
-  [ "${#sock}" -lt 100 ] || fail "the node's directory $dir is too deep for unix sockets (108 bytes); use a shorter KWOK_WORKDIR"
+  mkdir -p "$dir"/{containerd/root,containerd/state,pod-logs,manifests,var-log,cni/net.d,cni/ipam,sysctl,pki,volume-plugins} \
+    "$run/kubelet"
   runc_bin=$(command -v runc)
 
   # The kubelet rewrites these host-wide unless they already have its values.
@@ -282,7 +287,6 @@ stop_pidfile() {  # PIDFILE SECONDS: SIGTERM, then SIGKILL after SECONDS
 }
 
 down() {
-  [ -d "$dir" ] || { remove_blackholes; return 0; }
   if alive "$dir/kubelet.pid" && [ -f "$cdir/kubeconfig.yaml" ]; then
     # Pods first, while the kubelet can still stop their containers.
     kctl delete pods --all-namespaces --field-selector "spec.nodeName=$NODE" \
@@ -325,10 +329,9 @@ down() {
   ! ip link show "tfn$id" >/dev/null 2>&1 || ip link del "tfn$id" || true
   # The mounts lived in the node's own namespace, gone with its last process;
   # this only catches leftovers on the host (say, from a hand-run kubelet).
-  awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
-    umount -l "$m" 2>/dev/null || true
-  done
-  true
+  awk -v d="$dir/" -v r="$run/" 'index($2, d) == 1 || index($2, r) == 1 {print $2}' /proc/mounts \
+    | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf "$run"
 }
 
 # Poll CMD until it succeeds; on timeout, or when PID dies, show LOG's end,
@@ -379,7 +382,7 @@ up() {
     || { down; fail "could not import the pause image into containerd"; }
 
   setsid nsenter --mount="/proc/$cpid/ns/mnt" -- "$self" _exec "$dir/kubelet.pid" \
-    kubelet --config="$dir/kubelet.yaml" --kubeconfig="$dir/kubeconfig" --root-dir="$dir/kubelet" \
+    kubelet --config="$dir/kubelet.yaml" --kubeconfig="$dir/kubeconfig" --root-dir="$run/kubelet" \
       --hostname-override="$NODE" --node-labels="$LABEL=true" --cloud-provider=external \
     </dev/null >>"$dir/kubelet.log" 2>&1 &
   kpid=$!
@@ -400,6 +403,7 @@ status() {
   echo "node=$NODE"
   echo "label=$LABEL=true"
   echo "dir=$dir"
+  echo "run_dir=$run"
   echo "containerd_socket=$sock"
   echo "pause_image=$PAUSE_IMAGE"
   echo "pause_archive=$(pause_archive)"

@@ -265,11 +265,13 @@ def test_a_second_cluster_and_its_node_leave_nothing_behind(real_node: RealNode)
         other.kubectl("create", "namespace", "leftovers")
         run_pod(other, "leftovers", pod(node, "hello", "hi"), "hello")
         containerd = before.pids[0]
-        node_dir = before.get("dir")
-        assert node_dir
+        node_dir, run_dir = before.get("dir"), before.get("run_dir")
+        assert node_dir and run_dir
         ours = Path(f"/proc/{containerd}/mounts").read_text()
         assert f"overlay {node_dir}/containerd/" in ours  # the container's root, in its namespace
-        assert node_dir not in Path("/proc/mounts").read_text()  # ...never on the host
+        assert f"{run_dir}/kubelet" in ours  # the kubelet's bind mount of its root dir
+        host = Path("/proc/mounts").read_text()
+        assert node_dir not in host and run_dir not in host  # ...never on the host
     finally:
         start = time.monotonic()
         other.down()
@@ -285,6 +287,8 @@ def test_a_second_cluster_and_its_node_leave_nothing_behind(real_node: RealNode)
     assert not left, f"processes left in the node's mount namespace: {left}"
     workdir = str(other.workdir)
     assert workdir not in Path("/proc/mounts").read_text()
+    assert run_dir not in Path("/proc/mounts").read_text()
+    assert not Path(run_dir).exists()
     assert not [p.name for p in Path("/proc").iterdir() if p.name.isdigit()
                 and workdir in _cmdline(p)]
     cgroup_root = before.get("cgroup_root")
