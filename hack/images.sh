@@ -11,6 +11,10 @@
 # podman needs the same settings to run the images here:
 #   CONTAINERS_CONF=hack/containers.conf podman run --rm video-site:1.0 --help
 set -euo pipefail
+#
+# Images live in podman's default storage, not in the cache: buildah and podman
+# share it with no flags, so `podman images` and `podman run` just work; the
+# cache holds only what is cheap to redo (the base's rootfs, OCI archives).
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${TASKFLEET_TESTENV_CACHE:-$HOME/.cache/taskfleet/testenv}/images
 export CONTAINERS_CONF="$root/hack/containers.conf"
