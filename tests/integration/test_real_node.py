@@ -22,15 +22,25 @@ from tests.support.node import LABEL_KEY, TAINT, RealNode
 from tests.support.resources import tolerate_kwok
 from tests.support.waiting import wait_for
 
-PYTHON_IMAGE = "localhost/python:3.11.10-slim-bookworm"
-"""The local base image (hack/base-image.sh), when podman's storage has it."""
+
+def shell_assignment(path: Path, name: str) -> str:
+    """The value of ``name=...`` in a shell script or env file; "" when there is none."""
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith(f"{name}="):
+                return line.split("=", 1)[1].strip()
+    return ""
 
 
 def kube_version() -> str:
-    for line in (TESTENV / "versions.env").read_text().splitlines():
-        if line.startswith("KUBE_VERSION="):
-            return line.split("=", 1)[1]
-    raise AssertionError("no KUBE_VERSION in hack/testenv/versions.env")
+    version = shell_assignment(TESTENV / "versions.env", "KUBE_VERSION")
+    assert version, "no KUBE_VERSION in hack/testenv/versions.env"
+    return version
+
+
+def python_image() -> str:
+    """The Dockerfiles' Python base, made locally by hack/base-image.sh (its name is there)."""
+    return shell_assignment(TESTENV.parent / "base-image.sh", "base")
 
 
 def pod(node: RealNode, name: str, *args: str, image: str = "", command: list[str] | None = None,
@@ -232,15 +242,15 @@ def test_a_pod_reaches_the_api_server_on_loopback(cluster: Cluster, real_node: R
                                                   namespace: str, tmp_path: Path) -> None:
     """In-cluster config as a client library reads it (KUBERNETES_SERVICE_HOST/PORT, the
     service account's token and CA), pointed at 127.0.0.1 instead of the Service IP."""
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed")
-    if subprocess.run(["podman", "image", "exists", PYTHON_IMAGE]).returncode != 0:
-        pytest.skip(f"{PYTHON_IMAGE} is not in podman's storage (hack/base-image.sh makes it)")
-    if PYTHON_IMAGE not in real_node.images():
-        _podman("save", "--format", "oci-archive", "-o", str(tmp_path / "python.tar"),
-                PYTHON_IMAGE)
-        assert PYTHON_IMAGE in real_node.load_image(tmp_path / "python.tar")
-    manifest = yaml.safe_load(pod(real_node, "probe", "-c", API_PROBE, image=PYTHON_IMAGE,
+    image = python_image()
+    if shutil.which("podman") is None or not image:
+        pytest.skip("no podman, or no hack/base-image.sh to name the Python base image")
+    if subprocess.run(["podman", "image", "exists", image]).returncode != 0:
+        pytest.skip(f"{image} is not in podman's storage (hack/base-image.sh makes it)")
+    if image not in real_node.images():
+        _podman("save", "--format", "oci-archive", "-o", str(tmp_path / "python.tar"), image)
+        assert image in real_node.load_image(tmp_path / "python.tar")
+    manifest = yaml.safe_load(pod(real_node, "probe", "-c", API_PROBE, image=image,
                                   command=["python3"]))
     manifest["spec"]["restartPolicy"] = "Never"
     cluster.apply(yaml.safe_dump(manifest), namespace=namespace)
