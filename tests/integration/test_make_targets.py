@@ -22,7 +22,8 @@ def test_make_cluster_up_twice_then_down(tmp_path: Path) -> None:
             assert up.stdout.strip().endswith(str(tmp_path / "config"))
         nodes = subprocess.run([*kubectl, "get", "nodes", "-o", "name"], env=env,
                                capture_output=True, text=True, check=True).stdout.split()
-        assert nodes == ["node/kwok-node-0", "node/kwok-node-1", "node/kwok-node-2"]
+        assert nodes == ["node/kwok-node-0", "node/kwok-node-1", "node/kwok-node-2",
+                         "node/real-node-0"], "three fake nodes and one real one"
     finally:
         down = subprocess.run(["make", "-s", "-C", str(ROOT), "cluster-down"], env=env,
                               capture_output=True, text=True, timeout=120)
