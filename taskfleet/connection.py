@@ -44,6 +44,9 @@ def connect(url: str, *, password: str | None = None, tls: str | None = None) ->
         url,
         **options,
         decode_responses=True,
+        # A body that is not UTF-8 (written by something else) must reach the message
+        # decoder and be dead-lettered, not raise out of the reply parser and stop a worker.
+        encoding_errors="surrogateescape",
         socket_connect_timeout=5,
         socket_timeout=30,
         socket_keepalive=True,

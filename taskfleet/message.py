@@ -52,8 +52,13 @@ class Message:
     def decode(cls, raw: str | bytes) -> Message:
         """Parse and validate; a bad message raises MessageError naming the field."""
         try:
+            if isinstance(raw, str):
+                # Replies are decoded with surrogateescape (connection.connect): bytes that
+                # are not UTF-8 arrive as lone surrogates, which encoding finds.
+                raw.encode("utf-8")
             data = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+            # (UnicodeEncodeError is a ValueError: a body that is not UTF-8)
             raise MessageError(f"message is not valid JSON ({exc}); producers must send JSON"
                                ) from exc
         if not isinstance(data, dict):

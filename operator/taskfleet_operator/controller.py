@@ -182,8 +182,8 @@ class Controller:
             self.actuator.apply_deployment(
                 build_deployment(pool, queues, desired, self.default_image))
         except ApiException as exc:
-            if exc.status is None or exc.status >= 500 or exc.status in (409, 429):
-                raise  # transient: the next pass tries again
+            if _transient(exc):
+                raise  # the next pass tries again
             # The API refused what the spec asks for (say, a bad podTemplate).
             message = f"the Deployment was refused: {_api_message(exc)}"
             if message != state.apply_error:
@@ -342,6 +342,14 @@ def decided_status(pool: WorkerPool, conditions: list[dict[str, Any]], obs: Obse
         conditions, "Ready", True, "ScaledToZero" if desired == 0 else "Reconciled",
         f"Deployment {pool.name} at {desired} replica(s)", now, pool.generation)
     return status
+
+
+def _transient(exc: ApiException) -> bool:
+    """An API error worth retrying: an outage or a conflict, not a refused manifest. A pod
+    template field of the wrong type comes back as a 500 from server-side apply."""
+    if exc.status == 500 and "failed to create typed patch object" in (exc.body or ""):
+        return False
+    return exc.status is None or exc.status >= 500 or exc.status in (409, 429)
 
 
 def _api_message(exc: ApiException) -> str:

@@ -79,10 +79,6 @@ def test_a_worker_dead_letters_garbage_with_reasons_and_keeps_going(
     assert (st.ready, st.in_flight, st.delayed, st.dead) == (0, 0, 0, len(GARBAGE))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a body that is not UTF-8 makes the FETCH reply undecodable (redis-py raises "
-    "UnicodeDecodeError, not a RedisError) and the worker exits; connect() could decode "
-    "with encoding_errors='surrogateescape' so the decoder refuses it like any bad JSON"))
 def test_a_body_that_is_not_utf8_is_dead_lettered(redis_url: str, workers: list[WorkerProcess]
                                                   ) -> None:
     raw = redis.Redis.from_url(redis_url)  # bytes in, bytes out
@@ -150,10 +146,6 @@ def test_the_operator_reports_odd_objects_and_keeps_reconciling_the_rest(
     assert "reconcile pass failed" not in operator.log()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a pod template field of the wrong type makes the API server answer the Deployment's "
-    "server-side apply with 500 ('failed to create typed patch object'); the controller "
-    "takes every 5xx for an outage, retries each pass and never sets a condition"))
 def test_a_pod_template_of_the_wrong_shape_is_reported(cluster: Cluster, namespace: str,
                                                        operator: OperatorProcess,
                                                        redis_url: str) -> None:
