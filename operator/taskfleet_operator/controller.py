@@ -54,6 +54,8 @@ class PoolState:
     applied_at: float = 0.0
     written_status: dict[str, Any] = field(default_factory=dict)
     apply_error: str | None = None
+    pods_refused: str | None = None
+    """The Deployment's ReplicaFailure message last reported as an Event."""
 
     def conditions(self, pool: WorkerPool) -> list[dict[str, Any]]:
         """The freshest conditions: what this process wrote, else what the watch shows."""
@@ -158,6 +160,13 @@ class Controller:
         if problem is not None:
             self._report_not_ready(pool, state, status, problem, now)
             return None
+        refused = dep.replica_failure if dep is not None else None
+        if refused is not None and refused != state.pods_refused:
+            self.actuator.record_event("WorkerPool", pool.namespace, pool.name, pool.uid,
+                                       "PodsRefused",
+                                       f"the Deployment cannot create pods: {refused}",
+                                       "Warning")
+        state.pods_refused = refused
         if decision.replicas != obs.current_replicas:
             reason = "ScaledUp" if decision.replicas > obs.current_replicas else "ScaledDown"
             log.info("pool %s/%s: %s", pool.namespace, pool.name, decision.reason)
@@ -338,9 +347,14 @@ def decided_status(pool: WorkerPool, conditions: list[dict[str, Any]], obs: Obse
         "Stable" if desired == ready_now else ("ScalingUp" if desired > ready_now
                                                else "ScalingDown"),
         decision.reason, now, pool.generation)
-    status["conditions"] = set_condition(
-        conditions, "Ready", True, "ScaledToZero" if desired == 0 else "Reconciled",
-        f"Deployment {pool.name} at {desired} replica(s)", now, pool.generation)
+    if dep is not None and dep.replica_failure is not None:
+        status["conditions"] = set_condition(
+            conditions, "Ready", False, "PodsRefused",
+            f"the Deployment cannot create pods: {dep.replica_failure}", now, pool.generation)
+    else:
+        status["conditions"] = set_condition(
+            conditions, "Ready", True, "ScaledToZero" if desired == 0 else "Reconciled",
+            f"Deployment {pool.name} at {desired} replica(s)", now, pool.generation)
     return status
 
 

@@ -34,6 +34,9 @@ class DeploymentSeen:
     spec_replicas: int
     replicas: int
     ready_replicas: int
+    replica_failure: str | None = None
+    """Why the Deployment cannot create pods (its ReplicaFailure condition: a Pod Security
+    refusal, a quota), shown on the pool, where the user looks."""
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,14 @@ class Registry:
                 self._deployments.pop(key, None)
             else:
                 status = body.get("status") or {}
+                failure = next((str(c.get("message", "")) for c in status.get("conditions", [])
+                                if c.get("type") == "ReplicaFailure"
+                                and c.get("status") == "True"), None)
                 seen = DeploymentSeen(
                     spec_replicas=int((body.get("spec") or {}).get("replicas", 1)),
                     replicas=int(status.get("replicas", 0)),
-                    ready_replicas=int(status.get("readyReplicas", 0)))
+                    ready_replicas=int(status.get("readyReplicas", 0)),
+                    replica_failure=failure)
                 if self._deployments.get(key) == seen:
                     return
                 self._deployments[key] = seen

@@ -76,3 +76,7 @@ def test_an_override_that_breaks_the_profile_is_refused_visibly(
     failure = [c for c in (deployment.get("status") or {}).get("conditions", [])
                if c["type"] == "ReplicaFailure"]
     assert failure and VIOLATES in failure[0]["message"], deployment.get("status")
+    # ... and the operator puts it on the pool, where the user looks first.
+    pool.wait_condition("Ready", "reason", "PodsRefused", timeout=30)
+    assert VIOLATES in pool.condition("Ready")["message"]
+    assert [e["type"] for e in pool.events("PodsRefused")] == ["Warning"]

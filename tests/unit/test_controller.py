@@ -286,3 +286,23 @@ def test_a_deleted_pool_is_forgotten(setup: Setup) -> None:
     setup.registry.pool_changed("DELETED", {"metadata": {"namespace": NS, "name": "p"}})
     setup.reconcile(0.1)
     assert ("shop", "p") not in setup.controller.states
+
+
+def test_pods_the_cluster_refuses_make_the_pool_not_ready_with_one_event(setup: Setup) -> None:
+    setup.queue("q")
+    setup.pool("p", ["q"], minReplicas=1)
+    setup.reconcile()
+    setup.registry.deployment_changed("MODIFIED", {
+        "metadata": {"namespace": NS, "name": "p"}, "spec": {"replicas": 1},
+        "status": {"replicas": 0, "conditions": [
+            {"type": "ReplicaFailure", "status": "True",
+             "message": 'pods "p-1" is forbidden: violates PodSecurity "restricted:latest"'}]}})
+    setup.reconcile(1.0)
+    setup.reconcile(1.0)
+    ready = condition(setup.actuator.pool_status("p"), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodsRefused")
+    assert "violates PodSecurity" in ready["message"]
+    assert [e[1] for e in setup.actuator.events].count("PodsRefused") == 1
+    setup.deployment("p", 1)  # fixed: the condition clears
+    setup.reconcile(1.0)
+    assert condition(setup.actuator.pool_status("p"), "Ready")["status"] == "True"
