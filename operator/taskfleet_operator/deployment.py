@@ -64,6 +64,17 @@ def worker_args(pool: WorkerPool, queues: list[TaskQueue]) -> list[str]:
             "--health-file", HEALTH_FILE]
 
 
+def liveness_probe(health: dict[str, Any]) -> dict[str, Any]:
+    """Restart a worker whose heartbeat has not reached Redis for maxAgeSeconds: it is cut
+    off (or stuck) and holds leases it cannot extend."""
+    return {
+        "exec": {"command": ["taskfleet", "health", "--file", HEALTH_FILE,
+                             "--max-age", str(health.get("maxAgeSeconds", 60))]},
+        "initialDelaySeconds": health.get("initialDelaySeconds", 30),
+        "periodSeconds": health.get("periodSeconds", 30), "timeoutSeconds": 10,
+        "failureThreshold": health.get("failureThreshold", 3)}
+
+
 def build_deployment(pool: WorkerPool, queues: list[TaskQueue], replicas: int,
                      default_image: str = DEFAULT_IMAGE) -> dict[str, Any]:
     """The full desired Deployment (server-side applied as a whole)."""
@@ -90,11 +101,7 @@ def build_deployment(pool: WorkerPool, queues: list[TaskQueue], replicas: int,
         "args": worker_args(pool, queues),
         "env": env,
         "volumeMounts": mounts,
-        "livenessProbe": {
-            "exec": {"command": ["taskfleet", "health", "--file", HEALTH_FILE,
-                                 "--max-age", "60"]},
-            "initialDelaySeconds": 30, "periodSeconds": 30, "timeoutSeconds": 10,
-            "failureThreshold": 3},
+        "livenessProbe": liveness_probe(spec.get("healthCheck") or {}),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
     }

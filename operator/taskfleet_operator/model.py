@@ -119,6 +119,11 @@ def parse_task_queue(body: dict[str, Any]) -> TaskQueue:
                      redis=ref, schedules=tuple(schedules), dead_letter_limit=dead_letter_limit)
 
 
+HEALTH_CHECK_MINIMUMS = {"maxAgeSeconds": 15, "initialDelaySeconds": 0, "periodSeconds": 1,
+                         "failureThreshold": 1}
+"""spec.healthCheck's fields and their least values (as the CRD's schema has them)."""
+
+
 def _check_pod_fields(spec: dict[str, Any]) -> None:
     """The fields build_deployment reads, so that a pool that parses can be served."""
     for key in ("image", "imagePullPolicy", "serviceAccountName"):
@@ -126,6 +131,9 @@ def _check_pod_fields(spec: dict[str, Any]) -> None:
             raise SpecError(f"spec.{key} must be a string")
     _int(spec, "concurrency", "spec", 1, 1)
     _int(spec, "terminationGracePeriodSeconds", "spec", 600, 1)
+    health = _object(spec.get("healthCheck"), "spec.healthCheck")
+    for key, minimum in HEALTH_CHECK_MINIMUMS.items():
+        _int(health, key, "spec.healthCheck", minimum, minimum)
     if spec.get("pool", "processes") not in ("processes", "threads"):
         raise SpecError("spec.pool must be processes or threads")
     for key in ("env", "envFrom", "tolerations"):
