@@ -70,19 +70,45 @@ images=(
   "video-site:1.0|examples/video-site/Dockerfile|examples/video-site|localhost/video-site:1.0"
 )
 
+build() {
+  (cd "$root" && buildah bud "${build_args[@]}" -f "$dockerfile" -t "$name" -t "$qualified" \
+     "$context") >"$log" 2>&1
+}
+
 for entry in "${images[@]}"; do
   IFS='|' read -r name dockerfile context qualified <<<"$entry"
   log="$cache/build-${name//[\/:]/-}.log"
   t0=$SECONDS
   # Both tags: podman lists the short one as localhost/NAME; the fully qualified one is
   # what a kubelet asks containerd for, and what the saved archive is called.
-  if ! (cd "$root" && buildah bud "${build_args[@]}" -f "$dockerfile" -t "$name" -t "$qualified" \
-          "$context") >"$log" 2>&1; then
+  built=true
+  build || built=false
+  # A RUN step SIGKILLed from outside (seen once on a busy shared machine) is
+  # no fault of the build: one more try, said out loud.
+  if ! $built && grep -q 'signal: killed' "$log"; then
+    echo "images: a RUN step of $name was killed from outside; building it again" >&2
+    build && built=true
+  fi
+  if ! $built; then
     tail -n 25 "$log" >&2
     fail "building $name from $dockerfile failed; full log: $log"
   fi
   id=$(podman image inspect --format '{{.Id}}' "$qualified")
   echo "images: $name ${id:0:12} ($((SECONDS - t0)) s)" >&2
+done
+
+# Each edit of the sources leaves the previous build's stages behind, hundreds
+# of MB a time. Untagged images that this run's builds did not use go; the
+# layer cache of the current sources stays. Parents freed by a removal become
+# untagged leaves in turn, hence the passes.
+used=$(grep -hoE -- '^--> (Using cache )?[0-9a-f]{11}' "$cache"/build-*.log | grep -oE '[0-9a-f]{11}$' | sort -u)
+for _ in 1 2 3 4 5 6 7 8; do
+  removed=false
+  for id in $(podman images --filter dangling=true --format '{{.ID}}'); do
+    grep -qx "${id:0:11}" <<<"$used" && continue
+    podman rmi "$id" >/dev/null 2>&1 && removed=true
+  done
+  $removed || break
 done
 
 if $save; then
