@@ -66,14 +66,7 @@ class Site:
         return Pool(self.cluster, self.namespace, name, self.operator_log)
 
     def place(self, pool_spec: dict[str, Any]) -> dict[str, Any]:
-        """A WorkerPool's spec, placed on the real node (the local-only values)."""
-        template = pool_spec.setdefault("podTemplate", {}).setdefault("spec", {})
-        template.update(hostNetwork=True, dnsPolicy="Default")
-        pool_spec["nodeSelector"] = self.node.node_selector
-        pool_spec["tolerations"] = [self.node.toleration]
-        pool_spec["imagePullPolicy"] = "Never"
-        pool_spec.pop("resources", None)  # the example asks for 2 CPUs a worker
-        return pool_spec
+        return self.node.place_pool(pool_spec)
 
 
 def helm(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -230,6 +223,30 @@ def container_state(site: Site, pod: str) -> dict[str, Any]:
     statuses = found.get("status", {}).get("containerStatuses") or [{}]
     state: dict[str, Any] = statuses[0].get("state") or {}
     return state
+
+
+def test_every_task_of_a_burst_runs_once_on_real_worker_containers(site: Site) -> None:
+    client = redis.Redis.from_url(site.redis.url)
+    client.flushall()
+    pool = sample_pool(site, "jobs", "jobs", pool="threads", concurrency=2,
+                       terminationGracePeriodSeconds=30,
+                       autoscaling={"minReplicas": 0, "maxReplicas": 3, "targetPerReplica": 20,
+                                    "scaleToZeroAfterSeconds": 2, "pollSeconds": 0.5,
+                                    "scaleDown": {"stabilizationSeconds": 1}})
+    pool.wait_replicas(0, timeout=60)
+    app = App(site.redis.url)
+    results = app.send_many("sample.sleep_record", [[str(i), 0.05] for i in range(300)],
+                            queue="jobs")
+    pods_seen: set[str] = set()
+    for r in results:
+        pods_seen.update(p["metadata"]["name"] for p in pool.pods())
+        r.get(timeout=180)
+    done = runs(client, "record")
+    assert sorted(done, key=int) == [str(i) for i in range(300)], "each task done once"
+    pool.wait_replicas(0, timeout=60)
+    pool.wait("every worker container gone", lambda: not pool.pods(), 90)
+    assert len(pods_seen) == 3, f"the pool went out to max: {pods_seen}"
+    assert any(m.startswith("ready=") and "→ 3" in m for m in pool.scale_events())
 
 
 def test_scale_down_keeps_the_busy_worker_and_a_deleted_one_drains(site: Site) -> None:

@@ -14,9 +14,8 @@ import yaml
 from taskfleet import App
 from taskfleet.keys import QueueKeys
 from tests.support.cluster import Cluster
-from tests.support.kubelet import PodProcessRunner
 from tests.support.operator import OperatorProcess
-from tests.support.processes import ROOT, WorkerProcess
+from tests.support.processes import WorkerProcess
 from tests.support.redis_server import RedisServer
 from tests.support.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
 from tests.support.waiting import assert_stays, wait_for
@@ -277,44 +276,6 @@ def test_operator_restart_converges_without_duplicates(pools: Callable[[str], Po
                      unchanged, 2.0, describe=lambda: restarted.log())
     finally:
         restarted.stop()
-
-
-def test_scale_down_removes_idle_workers_first(pools: Callable[[str], Pool], cluster: Cluster,
-                                               namespace: str, redis_url: str,
-                                               redis_client: redis.Redis) -> None:
-    apply_queue(cluster, namespace, "mixed", redis_url)
-    pool = pools("mixed-pool").apply(["mixed"], {"maxReplicas": 4, "targetPerReplica": 1,
-                                                 "scaleToZeroAfterSeconds": 600, **FAST_SCALING},
-                                     concurrency=1, pool="threads")
-    runner = PodProcessRunner(str(cluster.kubeconfig), namespace, pool.selector, ROOT).start()
-    try:
-        app = App(redis_url)
-        app.send_task("sample.sleep_record", ["long", 25.0], queue="mixed")
-        for i in range(3):
-            app.send_task("sample.sleep_record", [f"short{i}", 1.0], queue="mixed")
-        pool.wait_replicas(4)
-        pool.wait("all four tasks started",
-                  lambda: redis_client.llen("test:runs:started") == 4, 60)
-        busy_pod = wait_for("the long task's worker heartbeat",
-                            lambda: _busy_pod(redis_client, app), 30)
-        pool.wait_replicas(1, timeout=60)
-        pool.wait("one pod left", lambda: len(pool.pods()) == 1, 60)
-        [survivor] = pool.pods()
-        assert survivor["metadata"]["name"] == busy_pod, "the busy worker was kept"
-        cost = survivor["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
-        assert cost == "100"
-        assert redis_client.lrange("test:runs:started", 0, -1).count("long") == 1, \
-            "the long task was never interrupted"
-    finally:
-        runner.stop()
-
-
-def _busy_pod(client: redis.Redis, app: App) -> str | None:
-    from taskfleet import live_workers
-
-    busy = [w.pod for w in live_workers(app.redis) if w.busy]
-    shorts_done = client.llen("test:runs:record") >= 3
-    return busy[0] if len(busy) == 1 and shorts_done else None
 
 
 def test_standby_operator_takes_over_after_sigkill(pools: Callable[[str], Pool],

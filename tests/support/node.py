@@ -114,6 +114,19 @@ class RealNode:
             container["env"] = [*kept, *overrides]
         return pod_spec
 
+    def place_pool(self, pool_spec: dict[str, Any]) -> dict[str, Any]:
+        """A WorkerPool's spec with the local-only values that put its workers here: the
+        node's toleration and selector, the host network (through podTemplate), images
+        from the node's containerd, and no resource requests (a laptop has not the CPUs a
+        production pool asks for)."""
+        template = pool_spec.setdefault("podTemplate", {}).setdefault("spec", {})
+        template.update(hostNetwork=True, dnsPolicy="Default")
+        pool_spec["nodeSelector"] = self.node_selector
+        pool_spec["tolerations"] = [self.toleration]
+        pool_spec["imagePullPolicy"] = "Never"
+        pool_spec.pop("resources", None)
+        return pool_spec
+
     def load_image(self, archive: Path) -> list[str]:
         """Import an OCI or docker archive (``podman save --format oci-archive``) into the
         node's containerd, where the kubelet finds it; returns the names imported. Pods use
