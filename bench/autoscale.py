@@ -35,7 +35,7 @@ from taskfleet_operator.model import RedisRef, TaskQueue
 from taskfleet_operator.observe import RedisDirectory, read_queues
 from taskfleet_operator.policy import ScalingPolicy
 from tests.support.cluster import Cluster
-from tests.support.images import oci_archives
+from tests.support.images import WORKER_IMAGE, oci_archives
 from tests.support.node import RealNode
 from tests.support.operator import OperatorProcess, crds_applied
 from tests.support.redis_server import RedisServer
@@ -106,6 +106,7 @@ def container_start(cluster: Cluster, node: RealNode, ns: str, url: str, bursts:
                                       "scaleToZeroAfterSeconds": 0,
                                       "scaleDown": {"stabilizationSeconds": 0}},
                        app="taskfleet_app:app", code={"configMap": "bench-code"},
+                       image=WORKER_IMAGE,
                        pool="threads", terminationGracePeriodSeconds=10)
     pool["spec"].pop("tolerations")
     node.place_pool(pool["spec"])
