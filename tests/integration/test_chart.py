@@ -16,10 +16,11 @@ from tests.support.cluster import Cluster
 from tests.support.images import build_like_image, read_dockerfile
 from tests.support.operator import OperatorProcess
 from tests.support.processes import ROOT
+from tests.support.resources import KWOK_TOLERATION
 from tests.support.waiting import wait_for
 
 CHART = ROOT / "charts" / "taskfleet"
-KWOK = "tolerations[0].key=kwok.x-k8s.io/node,tolerations[0].operator=Exists"
+KWOK = ",".join(f"tolerations[0].{k}={v}" for k, v in KWOK_TOLERATION.items())
 
 
 def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -93,8 +94,12 @@ def test_install_runs_the_operator_with_least_privilege(crds: Cluster, namespace
     # kwok runs no containers: run the operator image's command here, as the chart's SA
     kubeconfig = token_kubeconfig(crds, namespace, sa, tmp_path / "sa.kubeconfig")
     op = OperatorProcess(crds, namespace, tmp_path / "sa-operator.log")
-    op.argv = [str(operator_image_bin / "taskfleet"), "operator", "--namespace", namespace,
-               "--leader-lease-namespace", namespace, "--leader-lease-seconds", "2"]
+    # the chart's own arguments (its Lease name among them), but the liveness port:
+    # this process shares the host's network with everything else
+    dep = crds.get("deployment", "tf-taskfleet", namespace) or {}
+    [container] = dep["spec"]["template"]["spec"]["containers"]
+    args = [a for a in container["args"] if not a.startswith("--liveness-port")]
+    op.argv = [str(operator_image_bin / "taskfleet"), "operator", *args]  # the ENTRYPOINT
     op.env = {"PATH": f"{operator_image_bin}:/usr/bin:/bin", "KUBECONFIG": str(kubeconfig),
               "HOME": str(tmp_path)}
     op.start()
