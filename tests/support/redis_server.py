@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -20,10 +22,17 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """Starts ``redis-server`` bound to 127.0.0.1 without persistence; ``stop`` ends it."""
+    """Starts ``redis-server`` bound to 127.0.0.1 without persistence; ``stop`` ends it.
+
+    For fault tests: ``bind`` adds addresses (a veth's, say) beside 127.0.0.1;
+    ``appendfsync`` ('always' or 'everysec') turns the append-only file on, so
+    ``kill`` and ``start`` again on the same port and directory is a crash and
+    recovery; ``pause`` and ``resume`` freeze it (SIGSTOP, SIGCONT).
+    """
 
     def __init__(self, port: int | None = None, password: str | None = None,
-                 tls: bool = False) -> None:
+                 tls: bool = False, bind: Sequence[str] = ("127.0.0.1",),
+                 appendfsync: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found: run 'make setup' (installs Debian's "
@@ -34,6 +43,10 @@ class RedisServer:
         self.dir = Path(tempfile.mkdtemp(prefix="taskfleet-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
         self.tls = tls
+        self.bind = list(bind)
+        if appendfsync not in (None, "always", "everysec"):
+            raise ValueError(f"appendfsync must be always or everysec; got {appendfsync!r}")
+        self.appendfsync = appendfsync
         if tls:  # a self-signed certificate for 127.0.0.1, which clients trust as their CA
             subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
                             "-keyout", str(self.dir / "key.pem"), "-out",
@@ -50,8 +63,14 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
-        args = [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                "--appendonly", "no", "--dir", str(self.dir), "--protected-mode", "yes"]
+        # Addresses other than loopback are private ones the caller made (a veth pair);
+        # protected mode would refuse their clients, there being no password.
+        protected = "yes" if self.bind == ["127.0.0.1"] or self.password else "no"
+        args = [self.binary, "--bind", *self.bind, "--port", str(self.port), "--save", "",
+                "--appendonly", "yes" if self.appendfsync else "no", "--dir", str(self.dir),
+                "--protected-mode", protected]
+        if self.appendfsync:
+            args += ["--appendfsync", self.appendfsync]
         if self.password:
             args += ["--requirepass", self.password]
         if self.tls:
@@ -72,6 +91,26 @@ class RedisServer:
                 time.sleep(0.02)
         client.close()
         return self
+
+    def url_at(self, host: str) -> str:
+        """The URL on another of its addresses (``bind``); plain TCP, no password."""
+        return f"redis://{host}:{self.port}/0"
+
+    def kill(self) -> None:
+        """SIGKILL, as a node loss or the OOM killer would: no shutdown, no final fsync."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a stalled VM, a long GC)."""
+        assert self.process is not None, "redis-server is not running"
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None, "redis-server is not running"
+        self.process.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
