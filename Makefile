@@ -4,7 +4,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup test test-unit test-integration test-e2e lint demo bench cluster-up cluster-down clean
+.PHONY: setup test test-unit test-integration test-e2e lint demo bench chaos cluster-up cluster-down clean
 
 setup:
 	@hack/setup.sh
@@ -31,6 +31,14 @@ demo: setup
 bench: setup
 	$(PY) bench/throughput.py --json bench/results/throughput.json
 	$(PY) bench/autoscale.py --json bench/results/autoscale.json
+
+# Faults with figures: worker pods killed and scaled down, Redis crashed, paused and
+# cut off (a network namespace: root and iproute2), the control plane restarted.
+chaos: setup
+	@ip netns list >/dev/null 2>&1 || { echo "chaos: installing iproute2 from Debian" >&2; \
+	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq iproute2 >/dev/null; }
+	$(PY) bench/chaos.py --json bench/results/chaos.json
 
 # The local control plane for trying things by hand: context kwok-taskfleet.
 cluster-up:
