@@ -1,0 +1,93 @@
+"""The short chaos run (bench/chaos.py --short): 1,000 tasks through worker kills and
+scale-downs, a Redis crash and restart, a Redis pause and a network partition, in about
+a minute; what the README promises is checked from its JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.netns import VethNamespace, netns_available
+from tests.support.processes import ROOT
+
+NOTHING_LOST = ("worker_kills", "redis_restart_always", "redis_pause", "partition")
+"""Phases where the README promises no loss (with appendfsync everysec, Redis itself may
+drop a second of acknowledged writes; that phase is reported, not asserted)."""
+
+
+def run_short_chaos(tmp_path: Path, timeout: float = 240.0) -> dict[str, Any]:
+    """Run it as a user would; on a timeout SIGTERM it, so its finally blocks stop every
+    pod, server and namespace, before the test fails."""
+    out = tmp_path / "chaos.json"
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "chaos.py"), "--short",
+                                "--json", str(out), "--logs", str(tmp_path / "logs")],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        pytest.fail(f"the short chaos run took over {timeout:g}s:\n{output[-4000:]}")
+    assert out.exists(), f"no JSON written (exit {process.returncode}):\n{output[-4000:]}"
+    results: dict[str, Any] = json.loads(out.read_text())
+    results["output"] = output
+    results["pid"] = process.pid
+    return results
+
+
+def processes_writing_to(directory: Path) -> list[str]:
+    """Processes that still hold a file of ``directory`` open (the pods' logs)."""
+    found = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            targets = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        if any(t.startswith(str(directory)) for t in targets):
+            found.append(fd_dir.parent.name)
+    return found
+
+
+def test_short_chaos_run_loses_nothing_it_promises(tmp_path: Path) -> None:
+    results = run_short_chaos(tmp_path)
+    phases, output = results["phases"], results["output"][-4000:]
+    if netns_available() is None:
+        assert "skipped" not in phases["partition"], phases["partition"]
+    assert results["parameters"]["tasks"] >= 1000, results["parameters"]
+    for name in NOTHING_LOST:
+        phase = phases[name]
+        if "skipped" in phase:
+            continue
+        assert phase["drained"], f"{name}: the backlog did not drain\n{output}"
+        assert phase["lost"] == 0, f"{name}: lost {phase['lost_indices']}\n{output}"
+    for name, phase in phases.items():
+        if "skipped" in phase or "lost" not in phase:
+            continue
+        codes = phase["sigterm_exit_codes"]
+        assert codes and all(c == 0 for c in codes), f"{name}: SIGTERM exit codes {codes}"
+        assert all(s["children_drained"] for s in phase["sigterms"]), phase["sigterms"]
+        if "duplicate_bound" in phase:
+            assert phase["duplicates"] <= phase["duplicate_bound"], \
+                f"{name}: {phase['duplicates']} duplicates over the bound " \
+                f"{phase['duplicate_bound']}"
+    kills = phases["worker_kills"]
+    assert kills["sigkills"] and len(kills["sigterm_exit_codes"]) > kills["pods"], \
+        "the run killed and scaled down pods"
+    if "skipped" not in phases["partition"]:
+        assert phases["partition"]["cut_off_pod_resumed"], phases["partition"]
+    assert results["promises"]["nothing_lost"] and results["promises"]["sigterm_exit_0"]
+
+    # and nothing of the run outlives it: no pod, no namespace, no veth, no mount
+    assert not processes_writing_to(tmp_path / "logs")
+    namespace = f"tfchaos{results['pid']}"
+    assert namespace not in Path("/proc/self/mountinfo").read_text()
+    if netns_available() is None:
+        assert not VethNamespace(namespace, slot=results["pid"]).exists()
