@@ -50,6 +50,8 @@ end
 
 # KEYS: all_keys(). ARGV: wake channel, then per message: id, band, stored body,
 # due (ms; 0 = now). Tells idle workers when the queue goes from empty to not.
+# An id already stored is skipped: a client that re-sends the script after a lost
+# reply (redis-py retries) must not queue the same task twice.
 ENQUEUE = _QUEUE_KEYS + _NOW + """
 local wake_channel = ARGV[1]
 local was_empty = redis.call('LLEN', urgent) + redis.call('LLEN', normal)
@@ -57,12 +59,13 @@ local was_empty = redis.call('LLEN', urgent) + redis.call('LLEN', normal)
 local pushed = 0
 for i = 2, #ARGV, 4 do
   local id, band, body, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  redis.call('HSET', messages, id, body)
-  if due > now then
-    redis.call('ZADD', delayed, due, id)
-  else
-    redis.call('RPUSH', band_list(band), now .. ':' .. id)
-    pushed = pushed + 1
+  if redis.call('HSETNX', messages, id, body) == 1 then
+    if due > now then
+      redis.call('ZADD', delayed, due, id)
+    else
+      redis.call('RPUSH', band_list(band), now .. ':' .. id)
+      pushed = pushed + 1
+    end
   end
 end
 if was_empty and pushed > 0 then redis.call('PUBLISH', wake_channel, pushed) end

@@ -49,6 +49,9 @@ class Supervisor:
             return 0
         self.children = [self._spawn() for _ in range(self.processes)]
         restarts: list[float] = []
+        failed: dict[int, int] = {}
+        """Children that did not exit 0 while draining: their tasks run again elsewhere,
+        and the exit code says so instead of hiding it."""
         while True:
             alive = False
             for i, child in enumerate(self.children):
@@ -57,6 +60,10 @@ class Supervisor:
                     alive = True
                     continue
                 if self.draining:
+                    if code != 0 and child.pid not in failed:
+                        failed[child.pid] = code
+                        log.error("worker process %d exited with %s while draining", child.pid,
+                                  code)
                     continue
                 # An unexpected exit (a crash, the OOM killer): its task's lease
                 # expires and the task runs again; the slot gets a new process.
@@ -68,5 +75,5 @@ class Supervisor:
                 self.children[i] = self._spawn()
                 alive = True
             if self.draining and not alive:
-                return 0
+                return 1 if failed else 0
             time.sleep(0.2)

@@ -15,6 +15,7 @@ import redis
 
 from taskfleet import App, MessageTooLarge, queue_stats
 from taskfleet.keys import QueueKeys
+from taskfleet.message import Message
 from tests.support.processes import WorkerProcess
 from tests.support.waiting import assert_stays, wait_for
 
@@ -138,3 +139,25 @@ def test_dead_letter_lists_are_capped_and_count_what_they_drop(
     assert queue_stats(app.redis, ["default"])["default"].dead_trimmed == 5
     assert_stays("the cap holds", lambda: queue_stats(app.redis, ["default"])["default"].dead
                  == 1, 1.0)
+
+
+def test_a_task_enqueued_twice_by_a_retried_script_is_queued_once(redis_url: str) -> None:
+    """redis-py re-sends a command whose reply was lost; the task must not run twice."""
+    app = App(redis_url)
+    message = Message(id="same-id", task="sample.add", queue="default", args=[1, 2])
+    app.broker.enqueue([(message, 0)])
+    app.broker.enqueue([(message, 0)])  # the re-sent script
+    assert queue_stats(app.redis, ["default"])["default"].ready == 1
+
+
+def test_a_child_that_dies_while_draining_makes_the_pool_exit_non_zero(
+        redis_url: str, redis_client: redis.Redis, workers: list[WorkerProcess]) -> None:
+    app = App(redis_url)
+    w = WorkerProcess(redis_url, SAMPLE, ["default"], pool="processes").start()
+    workers.append(w)
+    app.send_task("sample.sleep_record", ["long", 30.0])
+    wait_for("the task started", lambda: redis_client.llen("test:runs:started") == 1, 20)
+    [child] = children_of(w.pid)
+    w.signal(signal.SIGTERM)  # drain: the child finishes its task...
+    os.kill(child, signal.SIGKILL)  # ...but dies (the OOM killer) before it can
+    assert w.wait(30) == 1, "not a clean drain: the exit code says so"
