@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes the Dockerfiles' base, localhost/python:3.11.10-slim-bookworm,
-# in podman's storage when it is not there already. No registry is reachable
+# Makes the Dockerfiles' base, python:3.11.10-slim-bookworm, in podman's storage
+# as localhost/python:3.11.10-slim-bookworm (hack/registries.conf points the short
+# name there) when it is not there already. No registry is reachable
 # here, so it is Debian bookworm (debootstrap, from the mirror apt already
 # uses) with Debian's Python 3.11 laid out where the official image has it:
 # python, python3, pip and pip3 in /usr/local/bin, CMD python3, LANG=C.UTF-8.

@@ -18,6 +18,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${TASKFLEET_TESTENV_CACHE:-$HOME/.cache/taskfleet/testenv}/images
 export CONTAINERS_CONF="$root/hack/containers.conf"
+# The Dockerfiles' short FROM names resolve to local storage, never to a registry.
+export CONTAINERS_REGISTRIES_CONF="$root/hack/registries.conf"
 export PATH="$PATH:/usr/sbin:/sbin"  # runc and debootstrap live there
 
 fail() { echo "images: $*" >&2; exit 1; }
@@ -63,24 +65,24 @@ build_args=(--isolation chroot --layers --pull=never --force-rm)
 host_ca=/etc/ssl/certs/ca-certificates.crt
 [ -f "$host_ca" ] && build_args+=(-v "$host_ca:$host_ca:ro")
 
-# name | Dockerfile | context | the fully qualified name a kubelet resolves it to
+# name | Dockerfile | context. Stored as localhost/NAME: pods on the real node name
+# them so (a fully qualified name, found in its containerd as imported).
 images=(
-  "taskfleet/worker:0.1.0|worker_image/Dockerfile|.|localhost/taskfleet/worker:0.1.0"
-  "taskfleet/operator:0.1.0|operator/Dockerfile|.|localhost/taskfleet/operator:0.1.0"
-  "video-site:1.0|examples/video-site/Dockerfile|examples/video-site|localhost/video-site:1.0"
+  "taskfleet/worker:0.1.0|worker_image/Dockerfile|."
+  "taskfleet/operator:0.1.0|operator/Dockerfile|."
+  "video-site:1.0|examples/video-site/Dockerfile|examples/video-site"
 )
 
 build() {
-  (cd "$root" && buildah bud "${build_args[@]}" -f "$dockerfile" -t "$name" -t "$qualified" \
+  (cd "$root" && buildah bud "${build_args[@]}" -f "$dockerfile" -t "$qualified" \
      "$context") >"$log" 2>&1
 }
 
 for entry in "${images[@]}"; do
-  IFS='|' read -r name dockerfile context qualified <<<"$entry"
+  IFS='|' read -r name dockerfile context <<<"$entry"
+  qualified="localhost/$name"
   log="$cache/build-${name//[\/:]/-}.log"
   t0=$SECONDS
-  # Both tags: podman lists the short one as localhost/NAME; the fully qualified one is
-  # what a kubelet asks containerd for, and what the saved archive is called.
   built=true
   build || built=false
   # A RUN step SIGKILLed from outside (seen once on a busy shared machine) is
@@ -113,7 +115,8 @@ done
 
 if $save; then
   for entry in "${images[@]}"; do
-    IFS='|' read -r name _ _ qualified <<<"$entry"
+    IFS='|' read -r name _ _ <<<"$entry"
+    qualified="localhost/$name"
     archive="$cache/${name//[\/:]/-}.oci.tar"
     id=$(podman image inspect --format '{{.Id}}' "$qualified")
     if [ ! -f "$archive" ] || [ "$(cat "$archive.id" 2>/dev/null)" != "$id" ]; then

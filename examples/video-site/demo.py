@@ -26,7 +26,7 @@ from web import app as web  # this directory: run as a script, it is sys.path[0]
 
 from taskfleet import App, queue_stats
 from tests.support.cluster import Cluster
-from tests.support.images import oci_archives
+from tests.support.images import EXAMPLE_IMAGE, oci_archives
 from tests.support.node import RealNode
 from tests.support.operator import OperatorProcess, crds_applied
 from tests.support.redis_server import RedisServer
@@ -55,6 +55,7 @@ def manifests(redis_url: str, node: RealNode, seconds_per_1080p: float
             d["spec"]["redis"]["url"] = redis_url
         if d["kind"] == "WorkerPool":
             spec = node.place_pool(d["spec"])
+            spec["image"] = EXAMPLE_IMAGE  # as imported into the node's containerd
             spec["env"] = [{"name": "TRANSCODE_SECONDS_PER_1080P",
                             "value": str(seconds_per_1080p)}]
             spec["terminationGracePeriodSeconds"] = 30

@@ -5,7 +5,8 @@ kubelet), scaled by the operator in its own container.
 Local-only values, and nothing else, differ from the README's *On a real cluster*: pods
 use the host's network (Redis and the API server are on loopback here; there is no
 kube-proxy), the operator reaches the API server at 127.0.0.1, images come from the node's
-containerd (imagePullPolicy: Never), and everything is placed on the real node.
+containerd under their local names (localhost/..., imagePullPolicy: Never), and
+everything is placed on the real node.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import yaml
 
 from taskfleet import App, live_workers, queue_stats
 from tests.support.cluster import Cluster
-from tests.support.images import oci_archives
+from tests.support.images import EXAMPLE_IMAGE, OPERATOR_IMAGE, WORKER_IMAGE, oci_archives
 from tests.support.node import RealNode
 from tests.support.processes import ROOT
 from tests.support.redis_server import RedisServer, free_port
@@ -94,8 +95,9 @@ def site(crds: Cluster, real_node: RealNode, node_images: list[str],
     tmp = tmp_path_factory.mktemp("real-node")
     port = free_port()
     values = {
-        "image": {"repository": "taskfleet/operator", "tag": "0.1.0", "pullPolicy": "Never"},
-        "workerImage": {"repository": "taskfleet/worker", "tag": "0.1.0"},
+        "image": {"repository": OPERATOR_IMAGE.split(":")[0], "tag": "0.1.0",
+                  "pullPolicy": "Never"},
+        "workerImage": {"repository": WORKER_IMAGE.split(":")[0], "tag": "0.1.0"},
         "clusterWide": False, "leaderLeaseSeconds": 5, "livenessPort": port,
         "nodeSelector": real_node.node_selector, "tolerations": [real_node.toleration],
         "localOnly": {"hostNetwork": True, "apiServerHost": "127.0.0.1",
@@ -146,6 +148,7 @@ def test_the_example_scales_real_worker_containers_out_and_back_to_zero(site: Si
             d["spec"]["redis"]["url"] = site.redis.url
         elif d["kind"] == "WorkerPool":
             site.place(d["spec"])
+            d["spec"]["image"] = EXAMPLE_IMAGE
             d["spec"]["env"] = [{"name": "TRANSCODE_SECONDS_PER_1080P", "value": "1"}]
             d["spec"]["autoscaling"].update(maxReplicas=min(d["spec"]["autoscaling"][
                 "maxReplicas"], 4), scaleToZeroAfterSeconds=5, pollSeconds=1,
@@ -155,7 +158,7 @@ def test_the_example_scales_real_worker_containers_out_and_back_to_zero(site: Si
             d["spec"]["replicas"] = 1
             site.node.place(spec)
             [c] = spec["containers"]
-            c["imagePullPolicy"] = "Never"
+            c["image"], c["imagePullPolicy"] = EXAMPLE_IMAGE, "Never"
             c["env"] = [{"name": "TASKFLEET_BROKER_URL", "value": site.redis.url},
                         {"name": "PORT", "value": str(web_port)}, *c["env"][1:]]
             c["ports"] = [{"name": "http", "containerPort": web_port}]
@@ -326,7 +329,7 @@ def test_a_worker_cut_off_from_redis_is_restarted_by_its_liveness_probe(site: Si
         site.cluster.apply(yaml.safe_dump(task_queue("lonely", cut_off.url)),
                            namespace=site.namespace)
         body = site.place({"queues": ["lonely"], "app": "video.tasks:app",
-                           "image": "video-site:1.0", "pool": "threads", "replicas": 1,
+                           "image": EXAMPLE_IMAGE, "pool": "threads", "replicas": 1,
                            "terminationGracePeriodSeconds": 5,
                            "healthCheck": {"maxAgeSeconds": 15, "initialDelaySeconds": 5,
                                            "periodSeconds": 3, "failureThreshold": 1}})

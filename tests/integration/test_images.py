@@ -175,9 +175,9 @@ def test_oci_archives_carry_the_names_a_kubelet_asks_for(images: None) -> None:
         """Per image: the ID its archive holds and when it was written; None when an image
         is not the one in storage (a build from edited sources ran in between)."""
         archives = oci_archives()
-        assert sorted(archives) == ["localhost/video-site:1.0",
-                                    "localhost/taskfleet/operator:0.1.0",
-                                    "localhost/taskfleet/worker:0.1.0"]
+        assert sorted(archives) == ["localhost/taskfleet/operator:0.1.0",
+                                    "localhost/taskfleet/worker:0.1.0",
+                                    "localhost/video-site:1.0"]
         out = {}
         for name, path in archives.items():
             held = read_oci_archive(path)[1]

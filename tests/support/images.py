@@ -21,9 +21,9 @@ from tests.support.processes import ROOT
 
 CONTAINERS_CONF = ROOT / "hack" / "containers.conf"
 """podman's settings for this kind of machine (rlimits, runtime); images.sh uses it too."""
-WORKER_IMAGE = "taskfleet/worker:0.1.0"
-OPERATOR_IMAGE = "taskfleet/operator:0.1.0"
-EXAMPLE_IMAGE = "video-site:1.0"
+WORKER_IMAGE = "localhost/taskfleet/worker:0.1.0"
+OPERATOR_IMAGE = "localhost/taskfleet/operator:0.1.0"
+EXAMPLE_IMAGE = "localhost/video-site:1.0"
 """The video site's image: the worker image plus examples/video-site/{video,web} in /app."""
 TEST_LABEL = "dev.taskfleet.test"
 """Carried by every container a test starts, so a leftover one is easy to find."""
@@ -38,8 +38,8 @@ def build_images() -> None:
 
 def oci_archives() -> dict[str, Path]:
     """The images as OCI archives (``hack/images.sh --save``; re-saved only when an image
-    changed), by the name a kubelet asks containerd for: ``localhost/taskfleet/worker:0.1.0``,
-    ``localhost/taskfleet/operator:0.1.0``, ``localhost/video-site:1.0``. Each
+    changed), by their fully qualified names (``localhost/taskfleet/worker:0.1.0``, and so
+    on: what pods on the real node ask its containerd for). Each
     archive carries that name, so ``ctr -n k8s.io images import PATH`` needs no --base-name."""
     out = subprocess.run([str(ROOT / "hack" / "images.sh"), "--save"], capture_output=True,
                          text=True)
