@@ -63,6 +63,7 @@ from taskfleet.broker import message_json
 from taskfleet.connection import text
 from taskfleet.message import Message
 from tests.support.netns import VethNamespace, netns_available
+from tests.support.processes import children_of
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,20 +213,6 @@ class Pod:
         serving = sum(1 for line in text.splitlines() if " serving " in line)
         stopped = sum(1 for line in text.splitlines() if line.endswith(" stopped"))
         return serving == stopped
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 class Fleet:

@@ -16,24 +16,10 @@ import redis
 from taskfleet import App, MessageTooLarge, queue_stats
 from taskfleet.keys import QueueKeys
 from taskfleet.message import Message
-from tests.support.processes import WorkerProcess
+from tests.support.processes import WorkerProcess, children_of
 from tests.support.waiting import assert_stays, wait_for
 
 SAMPLE = "tests.integration.apps.sample:app"
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
