@@ -224,6 +224,14 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def summarize(what: str, times: list[float]) -> dict[str, float]:
+    """Median, p95 and max of repeated timings, printed as they come."""
+    print(f"{what}: median {statistics.median(times):.3f}s p95 {pct(times, 95):.3f}s over "
+          f"{len(times)} bursts", flush=True)
+    return {"median_s": round(statistics.median(times), 3), "p95_s": round(pct(times, 95), 3),
+            "max_s": round(max(times), 3), "samples": len(times)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -245,25 +253,14 @@ def main() -> int:
         try:
             for minimum, label in ((0, "from_zero"), (1, "from_one")):
                 times = reaction(cluster, "bench", server.url, bursts, minimum)
-                result[f"reaction_{label}"] = {
-                    "median_s": round(statistics.median(times), 3),
-                    "p95_s": round(pct(times, 95), 3), "max_s": round(max(times), 3),
-                    "samples": len(times)}
-                print(f"reaction {label}: median {statistics.median(times):.3f}s "
-                      f"p95 {pct(times, 95):.3f}s over {len(times)} bursts", flush=True)
+                result[f"reaction_{label}"] = summarize(f"reaction {label}", times)
             node = RealNode(cluster)
             for archive in oci_archives().values():
                 node.load_image(archive)
             cold = container_start(cluster, node, "bench", server.url, bursts)
             for key, label in (("deployment_s", "deployment_change"),
                                ("first_task_s", "first_task_in_new_container")):
-                times = cold[key]
-                result[f"from_zero_{label}"] = {
-                    "median_s": round(statistics.median(times), 3),
-                    "p95_s": round(pct(times, 95), 3), "max_s": round(max(times), 3),
-                    "samples": len(times)}
-                print(f"from zero, {label}: median {statistics.median(times):.3f}s "
-                      f"p95 {pct(times, 95):.3f}s over {len(times)} bursts", flush=True)
+                result[f"from_zero_{label}"] = summarize(f"from zero, {label}", cold[key])
         finally:
             op.stop()
         result["cycle"] = cycle(server.url, pools)

@@ -65,6 +65,7 @@ from taskfleet.message import Message
 from tests.support.netns import VethNamespace, netns_available
 from tests.support.processes import children_of
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import sleep_until_second
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_APP = "bench.peers.chaos_tasks:app"
@@ -935,15 +936,6 @@ def next_tick_after(moment: float) -> float:
 
 def sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.time()))
-
-
-def sleep_until_second(second: int) -> None:
-    """Sleep until that second of a minute (the next one if it is less than 2 s away)."""
-    now = time.time()
-    target = (int(now) // 60) * 60 + second
-    if target <= now + 2:
-        target += 60
-    time.sleep(target - now)
 
 
 def kill_components(cluster: Any, names: Sequence[str]) -> list[str]:

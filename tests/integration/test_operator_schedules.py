@@ -13,21 +13,12 @@ from taskfleet import App, queue_stats
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.resources import task_queue
-from tests.support.waiting import assert_stays, wait_for
+from tests.support.waiting import assert_stays, sleep_until_second, wait_for
 
 
 def _status(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:
     status: dict[str, Any] = (cluster.get("taskqueue", name, ns) or {}).get("status") or {}
     return status
-
-
-def _sleep_until_second(second: float) -> None:
-    """Sleep until the given second of the next minute."""
-    now = time.time()
-    target = (int(now) // 60) * 60 + second
-    if target <= now + 0.5:
-        target += 60
-    time.sleep(target - now)
 
 
 def test_schedule_fires_once_per_tick_across_a_failover(cluster: Cluster, namespace: str,
@@ -70,7 +61,7 @@ def test_schedule_fires_once_per_tick_across_a_failover(cluster: Cluster, namesp
             "schedules"][0].get("lastTaskId"), 10)
 
         # kill whichever operator is active just before the next tick
-        _sleep_until_second(58)
+        sleep_until_second(58, margin=0.5)
         lease = cluster.get("lease", operator.lease_name, namespace) or {}
         holder = lease["spec"]["holderIdentity"]
         assert operator.process is not None and standby.process is not None

@@ -44,3 +44,13 @@ def assert_stays(what: str, probe: Callable[[], object], seconds: float,
         if time.monotonic() >= deadline:
             return
         time.sleep(interval)
+
+
+def sleep_until_second(second: float, margin: float = 2.0) -> None:
+    """Sleep until that second of a minute: this minute's, or the next one's when it is
+    less than ``margin`` seconds away (cron ticks fall on minute boundaries)."""
+    now = time.time()
+    target = (int(now) // 60) * 60 + second
+    if target <= now + margin:
+        target += 60
+    time.sleep(target - now)
