@@ -3,7 +3,8 @@
 It runs what a taskfleet inline worker sends (FETCH of up to 9 tasks, then
 one STORE_RESULT per task and the batched ack, pipelined with the next
 FETCH), with no framework around it: no decoding, no task lookup, no signal
-handling, no heartbeats, no lease keeping.
+handling, no heartbeats, no lease keeping. Each task's body is the shared one
+(bench/peers/body.py): one INCR, a round trip of its own as in every system.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 
 import redis
 
+from bench.peers import body
 from taskfleet import keys, scripts
 
 
@@ -36,6 +38,8 @@ def main(url: str, queue: str) -> None:
         fetch(keys=fetch_keys, args=[9, 30000, 5, queue, 10_000], client=pipe)
         got = pipe.execute()[-1]
         done = [got[i] for i in range(0, len(got), 3)]
+        for _ in done:
+            client.incr(body.COUNTER)
         if not done:
             client.blpop(["bench:raw:never"], timeout=0.01)
 

@@ -1,5 +1,11 @@
-"""RQ peer: a no-op job function."""
+"""RQ peer: job functions."""
+
+from bench.peers import body
 
 
 def noop() -> None:
     return None
+
+
+def incr() -> None:
+    body.incr()

@@ -1,0 +1,43 @@
+"""The benchmarks' short forms: every peer of bench/throughput.py starts, runs the
+shared task body to the end and is torn down. Figures are not judged here (no timing
+assertions in tests); `make bench` produces the ones the README quotes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.throughput import SYSTEMS
+from tests.support.processes import ROOT
+
+
+def test_throughput_quick_runs_every_peer_to_completion(tmp_path: Path) -> None:
+    out = tmp_path / "throughput.json"
+    run = subprocess.run([sys.executable, "bench/throughput.py", "--quick", "--tasks", "100",
+                          "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results["systems"]) == {cls.name for cls in SYSTEMS}
+    for name, row in results["systems"].items():
+        assert row["guarantee"] in ("at-least-once", "at-most-once"), name
+        for width, figures in row["processes"].items():
+            # A rate is only written once the counter saw every body run.
+            assert figures["median"] > 0, f"{name} x{width}"
+        assert row["enqueue_per_second"] > 0, name
+    assert any(k.startswith("taskfleet_vs_fastest_at_least_once") for k in results["ratios"])
+    assert peer_processes() == [], "every worker the benchmark started is stopped"
+
+
+def peer_processes() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(b"bench.peers." in arg for arg in argv):
+            found.append(b" ".join(argv).decode(errors="replace"))
+    return found
