@@ -16,21 +16,21 @@ of the whole database, so on a Redis shared with other applications drop
 
 from __future__ import annotations
 
-from .keys import PREFIX
+from .keys import PREFIX, WAKE_CHANNEL_PATTERN
 
 KEYS = f"{PREFIX}:*"
 """Every key taskfleet writes (see keys.py)."""
 
-WAKE_CHANNELS = f"{PREFIX}:{{*}}:wake"
+WAKE_CHANNELS = WAKE_CHANNEL_PATTERN
 """The queues' wake channels. Redis checks a PSUBSCRIBE pattern literally against the
-user's channel patterns, so this is exactly the operator's pattern (wakeups.PATTERN)."""
+user's channel patterns, so this is exactly the operator's pattern."""
 
 COMMANDS = (
     # connection: health checks, a database number in the URL
     "ping", "select",
     # the Lua scripts (scripts.py), loaded on first use, and the commands they call
     "evalsha", "script|load", "script|exists", "time",
-    "get", "set", "del", "pexpire",
+    "get", "set", "del", "pexpire", "exists",
     "hget", "hset", "hdel", "hincrby",
     "llen", "lindex", "lpush", "rpush", "lpop", "ltrim", "incrby",
     "zadd", "zrem", "zrange", "zrangebyscore", "zcount", "zcard",

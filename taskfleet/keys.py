@@ -14,6 +14,8 @@ PRIORITY_BANDS = 3
 
 QUEUE_SCAN_PATTERNS = (f"{PREFIX}:{{*}}:messages", f"{PREFIX}:{{*}}:dead")
 """SCAN patterns that find every queue holding tasks or dead letters."""
+WAKE_CHANNEL_PATTERN = f"{PREFIX}:{{*}}:wake"
+"""PSUBSCRIBE pattern of every queue's wake channel (QueueKeys.wake_channel)."""
 
 
 def queue_of_key(key: str) -> str:

@@ -35,7 +35,13 @@ log = logging.getLogger("taskfleet.operator")
 REAPPLY_SECONDS = 300.0
 """Re-apply an unchanged Deployment this often, to undo hand edits."""
 QUEUE_STATUS_SECONDS = 2.0
-"""How often a TaskQueue's figures are written to its status."""
+"""How often a TaskQueue's figures are read and written to its status while it has work."""
+REST_SECONDS = 30.0
+"""How often a pool at rest, and a queue with no work, is read. At rest: every queue
+empty with nothing in flight or delayed, and the replicas where the policy leaves them.
+Nothing changes that until something is enqueued, and an enqueue into an empty queue
+wakes its pools at once (its wake channel): this is only the net for a wake-up lost
+with a connection. It is what lets one operator serve 10,000 mostly idle pools."""
 IDLE_COST, UNKNOWN_COST, BUSY_COST = -100, 0, 100
 
 Problem = tuple[str, str]
@@ -56,6 +62,8 @@ class PoolState:
     apply_error: str | None = None
     pods_refused: str | None = None
     """The Deployment's ReplicaFailure message last reported as an Event."""
+    resting: bool = False
+    """The last pass found it at rest (see REST_SECONDS)."""
 
     def conditions(self, pool: WorkerPool) -> list[dict[str, Any]]:
         """The freshest conditions: what this process wrote, else what the watch shows."""
@@ -82,6 +90,8 @@ class Controller:
         self.clock = clock
         self.states: dict[Key, PoolState] = {}
         self.queue_status: dict[Key, tuple[float, dict[str, Any]]] = {}
+        self.readings: dict[Key, tuple[float, QueueReading]] = {}
+        """Per TaskQueue: when it was last read, and what was read."""
         self.invalid_reported: dict[tuple[str, Key], tuple[int, str]] = {}
         self.schedules: ScheduleRunner | None = None
         """Fires TaskQueue schedules on each pass, when set."""
@@ -108,30 +118,57 @@ class Controller:
         return max(0.1, min([*self.registry.poll_intervals(), QUEUE_STATUS_SECONDS]))
 
     def reconcile(self, everything: bool = True) -> None:
-        """One pass: every pool when asked (a queue no longer empty), else the pools whose
-        objects changed and those whose poll interval is up."""
+        """One pass: every pool when asked, else the pools whose objects changed, whose
+        queues woke, and whose poll interval (REST_SECONDS at rest) is up; their queues
+        are read, and the other queues when their status is due."""
         snap = self.registry.snapshot()
         now = self.clock()
-        due = [p for p in snap.pools.values()
-               if everything or p.key in snap.changed or p.key not in self.states
-               or now - self.states[p.key].last_eval >= p.policy.poll_seconds * 0.9]
-        readings = self.observer.read_queues(snap.queues.values())
+        due = [p for p in snap.pools.values() if everything or self._pool_due(p, snap, now)]
+        wanted = {(p.namespace, name) for p in due for name in p.queues}
+        to_read = [tq for tq in snap.queues.values()
+                   if tq.key in wanted or everything or self._queue_due(tq, snap, now)]
+        for key, reading in self.observer.read_queues(to_read).items():
+            self.readings[key] = (now, reading)
+        readings = {key: reading for key, (_, reading) in self.readings.items()}
         for pool in due:
             try:
                 self.reconcile_pool(pool, snap, readings, now)
             except Exception:
                 log.exception("pool %s/%s: reconcile failed", *pool.key)
-        for tq in snap.queues.values():
-            if self.queue_settings is not None:
-                self.queue_settings.apply(tq, now)
-            self._queue_status(tq, readings.get(tq.key), now)
         if self.queue_settings is not None:
-            self.queue_settings.forget(set(snap.queues))
+            self.queue_settings.apply_all(snap.queues.values(), now)
+        read = {tq.key for tq in to_read}
+        for tq in snap.queues.values():
+            if tq.key in read or tq.schedules or tq.key not in self.queue_status:
+                self._queue_status(tq, readings.get(tq.key), now)
         for invalid in [*snap.invalid_pools.values(), *snap.invalid_queues.values()]:
             self._report_invalid(invalid, now)
         for key in list(self.states):
             if key not in snap.pools:
                 del self.states[key]
+        for key in list(self.readings):
+            if key not in snap.queues:
+                del self.readings[key]
+
+    def _pool_due(self, pool: WorkerPool, snap: Snapshot, now: float) -> bool:
+        state = self.states.get(pool.key)
+        if state is None or pool.key in snap.changed:
+            return True
+        if snap.woken and any(q.queue_name in snap.woken for q in
+                              (snap.queues.get((pool.namespace, n)) for n in pool.queues)
+                              if q is not None):
+            return True
+        interval = REST_SECONDS if state.resting else pool.policy.poll_seconds
+        return now - state.last_eval >= interval * 0.9
+
+    def _queue_due(self, tq: TaskQueue, snap: Snapshot, now: float) -> bool:
+        """A queue no pool reads this pass: due for its status, or woken."""
+        last = self.readings.get(tq.key)
+        if last is None or tq.queue_name in snap.woken:
+            return True
+        when, reading = last
+        interval = REST_SECONDS if _quiet(reading) else QUEUE_STATUS_SECONDS
+        return now - when >= interval * 0.9
 
     # -- one pool -----------------------------------------------------------------------
 
@@ -175,6 +212,10 @@ class Controller:
         self._write_pool_status(pool, state, {
             **status, **decided_status(pool, state.conditions(pool), obs, decision, dep,
                                        len(queues), now)})
+        state.resting = (decision.replicas == obs.current_replicas
+                         and (not pool.policy.enabled
+                              or decision.replicas == pool.policy.min_replicas)
+                         and all(_quiet(readings.get(q.key)) for q in queues))
         return decision
 
     def _apply_deployment(self, pool: WorkerPool, queues: list[TaskQueue],
@@ -371,6 +412,12 @@ def _api_message(exc: ApiException) -> str:
         return str(json.loads(exc.body or "")["message"])
     except (TypeError, ValueError, KeyError):
         return f"{exc.status} {exc.reason}"
+
+
+def _quiet(reading: QueueReading | None) -> bool:
+    """Read, and nothing in it: no task ready, in flight or delayed."""
+    s = reading.stats if reading is not None and reading.error is None else None
+    return s is not None and s.ready == 0 and s.in_flight == 0 and s.delayed == 0
 
 
 def _reading_error(reading: QueueReading | None) -> str | None:

@@ -8,6 +8,7 @@ once, without a restart.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import redis
 
@@ -30,25 +31,39 @@ class QueueSettingsWriter:
         self.written: dict[Key, tuple[float, int | None]] = {}
         """Per TaskQueue: when its settings were last written, and the dead-letter cap."""
 
-    def apply(self, tq: TaskQueue, now: float) -> None:
-        last = self.written.get(tq.key)
-        if last is not None and last[1] == tq.dead_letter_limit \
-                and now - last[0] < REWRITE_SECONDS:
-            return
-        settings = QueueKeys(tq.queue_name).settings
-        try:
-            client = self.directory.client(tq.namespace, tq.redis)
-            if tq.dead_letter_limit is None:
-                client.hdel(settings, DEAD_LETTER_LIMIT)
-            else:
-                client.hset(settings, DEAD_LETTER_LIMIT, tq.dead_letter_limit)
-        except (redis.RedisError, KeyError, ValueError) as exc:
-            # The queue's MetricsAvailable condition already says Redis is unreachable.
-            log.debug("queue %s/%s: settings not written: %s", *tq.key, exc)
-            return
-        self.written[tq.key] = (now, tq.dead_letter_limit)
-
-    def forget(self, keep: set[Key]) -> None:
+    def apply_all(self, queues: Iterable[TaskQueue], now: float) -> None:
+        """Write the settings that changed or are due again, one pipeline per Redis server
+        (10,000 queues are one round trip, not 10,000); forget queues no longer there."""
+        present: set[Key] = set()
+        due: dict[int, tuple[redis.Redis, list[TaskQueue]]] = {}
+        for tq in queues:
+            present.add(tq.key)
+            last = self.written.get(tq.key)
+            if last is not None and last[1] == tq.dead_letter_limit \
+                    and now - last[0] < REWRITE_SECONDS:
+                continue
+            try:
+                client = self.directory.client(tq.namespace, tq.redis)
+            except Exception as exc:  # a missing Secret must not stop the other queues
+                log.debug("queue %s/%s: settings not written: %s", *tq.key, exc)
+                continue
+            due.setdefault(id(client), (client, []))[1].append(tq)
+        for client, members in due.values():
+            pipe = client.pipeline(transaction=False)
+            for tq in members:
+                settings = QueueKeys(tq.queue_name).settings
+                if tq.dead_letter_limit is None:
+                    pipe.hdel(settings, DEAD_LETTER_LIMIT)
+                else:
+                    pipe.hset(settings, DEAD_LETTER_LIMIT, tq.dead_letter_limit)
+            try:
+                pipe.execute()
+            except redis.RedisError as exc:
+                # The queues' MetricsAvailable condition already says Redis is unreachable.
+                log.debug("settings of %d queue(s) not written: %s", len(members), exc)
+                continue
+            for tq in members:
+                self.written[tq.key] = (now, tq.dead_letter_limit)
         for key in list(self.written):
-            if key not in keep:
+            if key not in present:
                 del self.written[key]

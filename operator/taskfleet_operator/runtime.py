@@ -69,7 +69,8 @@ class OperatorRuntime:
                                      is_leader=self.elector.is_leader)
         self.controller.schedules = ScheduleRunner(actuator, self.directory)
         self.controller.queue_settings = QueueSettingsWriter(self.directory)
-        self.wakeups = WakeListener(self.directory, registry.wake, registry.wake_all)
+        self.wakeups = WakeListener(self.directory, registry.queues_woken, registry.wake,
+                                     registry.wake_all)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from taskfleet import QueueStats
-from taskfleet_operator.controller import REAPPLY_SECONDS, Controller
+from taskfleet_operator.controller import REAPPLY_SECONDS, REST_SECONDS, Controller
 from taskfleet_operator.deployment import DELETION_COST
 from taskfleet_operator.model import TaskQueue
 from taskfleet_operator.observe import QueueReading
@@ -68,10 +68,13 @@ class GivenReadings:
     stats: dict[str, QueueStats | str] = field(default_factory=dict)
     """Per queue name: its figures, or an error message."""
     busy: dict[str, int] | None = field(default_factory=dict)
+    read: list[str] = field(default_factory=list)
+    """Queue names read, in order, over every pass."""
 
     def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
         out = {}
         for q in queues:
+            self.read.append(q.queue_name)
             value = self.stats.get(q.queue_name, QueueStats(0, 0, 0, 0, 0.0))
             out[q.key] = QueueReading(None, value) if isinstance(value, str) \
                 else QueueReading(value)
@@ -124,6 +127,13 @@ class Setup:
     def reconcile(self, seconds_later: float = 0.0) -> None:
         self.clock.now += seconds_later
         self.controller.reconcile(everything=True)
+
+    def tick(self, seconds_later: float) -> list[str]:
+        """A pass as the loop runs it on its timer (not everything); the queues it read."""
+        self.clock.now += seconds_later
+        self.readings.read.clear()
+        self.controller.reconcile(everything=False)
+        return list(self.readings.read)
 
 
 @pytest.fixture
@@ -306,3 +316,65 @@ def test_pods_the_cluster_refuses_make_the_pool_not_ready_with_one_event(setup: 
     setup.deployment("p", 1)  # fixed: the condition clears
     setup.reconcile(1.0)
     assert condition(setup.actuator.pool_status("p"), "Ready")["status"] == "True"
+
+
+def test_a_pool_at_rest_is_read_only_when_its_queue_wakes_or_rest_seconds_pass(
+        setup: Setup) -> None:
+    setup.queue("uploads")
+    setup.pool("transcoder", ["uploads"])
+    setup.reconcile()
+    setup.deployment("transcoder", 0)
+    assert setup.tick(2.0) == ["uploads"], "the Deployment's change is looked at"
+    for _ in range(5):  # empty queue, at zero: at rest, nothing read
+        assert setup.tick(2.0) == []
+    setup.work("uploads", ready=10)
+    setup.registry.queues_woken(["uploads"])
+    assert setup.tick(0.1) == ["uploads"]
+    assert setup.actuator.applied[-1]["spec"]["replicas"] == 2
+    setup.deployment("transcoder", 2)
+    assert setup.tick(2.0) == ["uploads"]
+    assert setup.tick(2.0) == ["uploads"], "a pool with work is read every poll"
+
+
+def test_a_lost_wake_up_is_caught_within_rest_seconds(setup: Setup) -> None:
+    setup.queue("uploads")
+    setup.pool("transcoder", ["uploads"])
+    setup.reconcile()
+    setup.deployment("transcoder", 0)
+    setup.tick(2.0)
+    setup.work("uploads", ready=3)  # enqueued, but the wake-up never arrived
+    elapsed = 0.0
+    while not setup.tick(2.0):
+        elapsed += 2.0
+        assert elapsed < REST_SECONDS, "the resting pool was never read again"
+    assert setup.actuator.applied[-1]["spec"]["replicas"] == 1
+
+
+def test_a_wake_up_reads_only_the_queues_that_woke(setup: Setup) -> None:
+    for i in range(3):
+        setup.queue(f"q{i}")
+        setup.pool(f"p{i}", [f"q{i}"])
+    setup.reconcile()
+    for i in range(3):
+        setup.deployment(f"p{i}", 0)
+    setup.tick(2.0)
+    setup.work("q1", ready=1)
+    setup.registry.queues_woken(["q1"])
+    assert setup.tick(0.1) == ["q1"]
+    assert [m["metadata"]["name"] for m in setup.actuator.applied[-1:]] == ["p1"]
+
+
+def test_a_pool_above_its_minimum_is_not_at_rest(setup: Setup) -> None:
+    """Idle but not yet scaled down: time alone changes its decision, so it is polled."""
+    setup.queue("uploads")
+    setup.pool("transcoder", ["uploads"], scaleToZeroAfterSeconds=10,
+               scaleDown={"stabilizationSeconds": 0})
+    setup.work("uploads", ready=5)
+    setup.reconcile()
+    setup.deployment("transcoder", 1)
+    setup.work("uploads")
+    assert setup.tick(2.0) == ["uploads"]
+    assert setup.tick(2.0) == ["uploads"]
+    while setup.actuator.applied[-1]["spec"]["replicas"] != 0:
+        assert setup.tick(2.0) == ["uploads"]
+        assert setup.clock.now < 1_800_000_000.0 + 30, "never scaled to zero"
