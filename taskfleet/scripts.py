@@ -49,26 +49,31 @@ end
 """
 
 # KEYS: all_keys(). ARGV: wake channel, then per message: id, band, stored body,
-# due (ms; 0 = now). Tells idle workers when the queue goes from empty to not.
-# An id already stored is skipped: a client that re-sends the script after a lost
-# reply (redis-py retries) must not queue the same task twice.
+# due (ms; 0 = now). Tells idle workers when the queue goes from empty to not, and
+# the operator also when the delayed set does (a pool at rest reads its queue only
+# when told). An id already stored is skipped: a client that re-sends the script
+# after a lost reply (redis-py retries) must not queue the same task twice.
 ENQUEUE = _QUEUE_KEYS + _NOW + """
 local wake_channel = ARGV[1]
 local was_empty = redis.call('LLEN', urgent) + redis.call('LLEN', normal)
                   + redis.call('LLEN', bulk) == 0
-local pushed = 0
+local had_delayed = redis.call('EXISTS', delayed) == 1
+local pushed, scheduled = 0, 0
 for i = 2, #ARGV, 4 do
   local id, band, body, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   if redis.call('HSETNX', messages, id, body) == 1 then
     if due > now then
       redis.call('ZADD', delayed, due, id)
+      scheduled = scheduled + 1
     else
       redis.call('RPUSH', band_list(band), now .. ':' .. id)
       pushed = pushed + 1
     end
   end
 end
-if was_empty and pushed > 0 then redis.call('PUBLISH', wake_channel, pushed) end
+if (was_empty and pushed > 0) or (not had_delayed and scheduled > 0) then
+  redis.call('PUBLISH', wake_channel, pushed)
+end
 return pushed
 """
 
@@ -172,30 +177,38 @@ return kept
 # Delayed tasks already due count as ready: with a pool at zero no worker is
 # there to promote them, and the autoscaler must still see them.
 # A ready list's head it cannot parse adds no age (FETCH dead-letters it).
-# Returns {ready, oldest ready-since ms or -1, in flight, delayed, dead, now ms,
-# dead-letter records trimmed by the cap}.
-STATS = _QUEUE_KEYS + _NOW + """
+# Returns {ready, oldest ready-since ms or -1, in flight, delayed, dead, now ms (0
+# when nothing is ready or delayed: 10,000 idle queues need no clock), dead-letter
+# records trimmed by the cap}.
+STATS = _QUEUE_KEYS + """
 local ready = 0
+for _, band in ipairs(bands) do ready = ready + redis.call('LLEN', band) end
+local leased, scheduled = redis.call('ZCARD', leases), redis.call('ZCARD', delayed)
+local dead_n, trimmed = redis.call('LLEN', dead), tonumber(redis.call('GET', dead_trimmed) or 0)
+if ready == 0 and scheduled == 0 then  -- the common case of many idle queues: no clock
+  return {0, -1, leased, 0, dead_n, 0, trimmed}
+end
+""" + _NOW + """
 local oldest = -1
 for _, band in ipairs(bands) do
-  local n = redis.call('LLEN', band)
-  if n > 0 then
-    ready = ready + n
-    local head = redis.call('LINDEX', band, 0)
+  local head = redis.call('LINDEX', band, 0)
+  if head then
     local sep = string.find(head, ':', 1, true)
     local since = sep and tonumber(string.sub(head, 1, sep - 1))
     if since and (oldest < 0 or since < oldest) then oldest = since end
   end
 end
-local due = redis.call('ZCOUNT', delayed, '-inf', now)
-if due > 0 then
-  ready = ready + due
-  local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-  local since = tonumber(first[2])
-  if oldest < 0 or since < oldest then oldest = since end
+local due = 0
+if scheduled > 0 then
+  due = redis.call('ZCOUNT', delayed, '-inf', now)
+  if due > 0 then
+    ready = ready + due
+    local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+    local since = tonumber(first[2])
+    if oldest < 0 or since < oldest then oldest = since end
+  end
 end
-return {ready, oldest, redis.call('ZCARD', leases), redis.call('ZCARD', delayed) - due,
-        redis.call('LLEN', dead), now, tonumber(redis.call('GET', dead_trimmed) or 0)}
+return {ready, oldest, leased, scheduled - due, dead_n, now, trimmed}
 """
 
 # The settle steps that touch several keys run as scripts so each is atomic.
