@@ -38,7 +38,8 @@ class ShutdownInterrupt(BaseException):
 
 
 def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | DeadLetter:
-    """Decode the message and find its task, or say why it cannot run."""
+    """Decode the message and find its task, or say why it cannot run (arguments that do
+    not fit the task are found when the call raises: see _bad_arguments)."""
     try:
         message = delivery.message or Message.decode(message_json(delivery.body))
     except MessageError as exc:
@@ -49,12 +50,19 @@ def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | De
         return DeadLetter(delivery, f"unknown task {message.task!r}: the worker's app does not "
                                     "register it; deploy the code that defines it or fix the name",
                           failure_record(message.task, f"unknown task {message.task!r}", None))
+    return task, message
+
+
+def _bad_arguments(delivery: Delivery, task: Task[Any, Any], message: Message
+                   ) -> DeadLetter | None:
+    """Why the message's arguments do not fit the task, or None. Checked only once the
+    call raised TypeError: binding a signature costs more than many tasks' bodies."""
     try:
         task.signature.bind(*message.args, **message.kwargs)
     except TypeError as exc:
         error = f"bad arguments for task {message.task!r}: {exc}"
         return DeadLetter(delivery, error, failure_record(message.task, error, None))
-    return task, message
+    return None
 
 
 def run(app: App, delivery: Delivery) -> Outcome:
@@ -77,6 +85,10 @@ def run(app: App, delivery: Delivery) -> Outcome:
     except RetryRequest as req:
         return _retry_or_dead(delivery, task, message, req, req.countdown)
     except Exception as exc:
+        bad = _bad_arguments(delivery, task, message) if isinstance(exc, TypeError) else None
+        if bad is not None:  # the call itself did not fit: no retry can help
+            log.warning("task %s -> dead letter: %s", delivery.id, bad.reason)
+            return bad
         if isinstance(exc, task.settings.retry_for):
             return _retry_or_dead(delivery, task, message, exc, None)
         return _dead(delivery, task, message, exc)
