@@ -13,6 +13,7 @@ import yaml
 
 from taskfleet import App
 from taskfleet.keys import QueueKeys
+from taskfleet_operator.controller import REST_SECONDS
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.processes import WorkerProcess
@@ -96,6 +97,22 @@ def test_in_flight_tasks_alone_keep_the_pool_up(pools: Callable[[str], Pool], cl
     for r in results:
         r.get(timeout=30)
     pool.wait_replicas(0)
+
+
+def test_a_pool_at_rest_wakes_for_a_countdown_task_when_it_is_due(
+        pools: Callable[[str], Pool], cluster: Cluster, namespace: str, redis_url: str) -> None:
+    """At rest (empty queue, at zero) a pool's queue is read only when it wakes, or every
+    REST_SECONDS: a task with a countdown wakes it too, and it scales when the task is due,
+    not at the next safety read."""
+    apply_queue(cluster, namespace, "later", redis_url)
+    pool = pools("later-pool").apply(["later"], {"maxReplicas": 2, **FAST_SCALING})
+    pool.wait_replicas(0)
+    pool.wait("the pool read its empty queue", lambda: pool.status().get("queueReady") == 0)
+    App(redis_url).send_task("sample.add", [1, 2], queue="later", countdown=3.0)
+    assert_stays("no replica before the task is due", lambda: pool.replicas() == 0, 2.0,
+                 describe=pool.describe)
+    pool.wait("scaled up once the task was due",
+              lambda: (pool.replicas() or 0) == 1, timeout=REST_SECONDS / 2)
 
 
 def test_redis_down_holds_the_count_and_recovery_resumes(pools: Callable[[str], Pool],
