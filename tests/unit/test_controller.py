@@ -336,7 +336,7 @@ def test_a_pool_at_rest_is_read_only_when_its_queue_wakes_or_rest_seconds_pass(
     assert setup.tick(2.0) == ["uploads"], "a pool with work is read every poll"
 
 
-def test_a_lost_wake_up_is_caught_within_rest_seconds(setup: Setup) -> None:
+def test_a_lost_wake_up_is_caught_within_rest_seconds_and_a_quarter(setup: Setup) -> None:
     setup.queue("uploads")
     setup.pool("transcoder", ["uploads"])
     setup.reconcile()
@@ -346,7 +346,7 @@ def test_a_lost_wake_up_is_caught_within_rest_seconds(setup: Setup) -> None:
     elapsed = 0.0
     while not setup.tick(2.0):
         elapsed += 2.0
-        assert elapsed < REST_SECONDS, "the resting pool was never read again"
+        assert elapsed < REST_SECONDS * 1.25, "the resting pool was never read again"
     assert setup.actuator.applied[-1]["spec"]["replicas"] == 1
 
 
