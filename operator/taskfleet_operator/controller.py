@@ -130,9 +130,17 @@ class Controller:
         wanted = {(p.namespace, name) for p in due for name in p.queues}
         to_read = [tq for tq in snap.queues.values()
                    if tq.key in wanted or everything or self._queue_due(tq, snap, now)]
-        for key, reading in self.observer.read_queues(to_read).items():
+        fresh = self.observer.read_queues(to_read)
+        for key, reading in fresh.items():
             self.readings[key] = (now, reading)
         readings = {key: reading for key, (_, reading) in self.readings.items()}
+        # A queue read for its own status may show work a pool at rest has not seen yet
+        # (a lost wake-up): that pool is looked at now, not at its own safety read.
+        busy = {key for key, reading in fresh.items() if key not in wanted and not _quiet(reading)}
+        if busy:
+            taken = {p.key for p in due}
+            due += [p for p in snap.pools.values() if p.key not in taken
+                    and any((p.namespace, name) in busy for name in p.queues)]
         for pool in due:
             try:
                 self.reconcile_pool(pool, snap, readings, now)
