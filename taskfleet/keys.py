@@ -126,6 +126,10 @@ class QueueKeys:
         """Claimed (SET NX) by whoever sends that tick's task; expires after a while."""
         return f"{self.tag}:tick:{schedule}:{tick_epoch}"
 
+    def stats_keys(self) -> list[str]:
+        """Keys in the order scripts.STATS_MANY expects them, per queue."""
+        return [*self.ready_bands, self.leases, self.delayed, self.dead, self.dead_trimmed]
+
     def all_keys(self) -> list[str]:
         """Keys in the order the Lua scripts expect them (see scripts._QUEUE_KEYS)."""
         return [*self.ready_bands, self.messages, self.leases, self.delayed, self.dead,

@@ -172,43 +172,65 @@ end
 return kept
 """
 
-# KEYS: all_keys(). No ARGV.
-# Per-queue statistics, O(1) apart from two O(log n) counts on the delayed set.
-# Delayed tasks already due count as ready: with a pool at zero no worker is
-# there to promote them, and the autoscaler must still see them.
-# A ready list's head it cannot parse adds no age (FETCH dead-letters it).
-# Returns {ready, oldest ready-since ms or -1, in flight, delayed, dead, now ms (0
-# when nothing is ready or delayed: 10,000 idle queues need no clock), dead-letter
-# records trimmed by the cap}.
-STATS = _QUEUE_KEYS + """
-local ready = 0
-for _, band in ipairs(bands) do ready = ready + redis.call('LLEN', band) end
-local leased, scheduled = redis.call('ZCARD', leases), redis.call('ZCARD', delayed)
-local dead_n, trimmed = redis.call('LLEN', dead), tonumber(redis.call('GET', dead_trimmed) or 0)
-if ready == 0 and scheduled == 0 then  -- the common case of many idle queues: no clock
-  return {0, -1, leased, 0, dead_n, 0, trimmed}
-end
-""" + _NOW + """
-local oldest = -1
-for _, band in ipairs(bands) do
-  local head = redis.call('LINDEX', band, 0)
-  if head then
-    local sep = string.find(head, ':', 1, true)
-    local since = sep and tonumber(string.sub(head, 1, sep - 1))
-    if since and (oldest < 0 or since < oldest) then oldest = since end
+# stats_of(): per-queue statistics, O(1) apart from two O(log n) counts on the
+# delayed set. Delayed tasks already due count as ready: with a pool at zero no
+# worker is there to promote them, and the autoscaler must still see them. A ready
+# list's head it cannot parse adds no age (FETCH dead-letters it). Returns {ready,
+# oldest ready-since ms or -1, in flight, delayed, dead, now ms (0 when nothing is
+# ready or delayed: 10,000 idle queues need no clock), dead-letter records trimmed
+# by the cap}.
+_STATS_OF = """
+local now = nil
+local function stats_of(bands, leases, delayed, dead, dead_trimmed)
+  local ready = 0
+  for _, band in ipairs(bands) do ready = ready + redis.call('LLEN', band) end
+  local leased, scheduled = redis.call('ZCARD', leases), redis.call('ZCARD', delayed)
+  local dead_n = redis.call('LLEN', dead)
+  local trimmed = tonumber(redis.call('GET', dead_trimmed) or 0)
+  if ready == 0 and scheduled == 0 then return {0, -1, leased, 0, dead_n, 0, trimmed} end
+  if now == nil then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
-end
-local due = 0
-if scheduled > 0 then
-  due = redis.call('ZCOUNT', delayed, '-inf', now)
-  if due > 0 then
-    ready = ready + due
-    local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-    local since = tonumber(first[2])
-    if oldest < 0 or since < oldest then oldest = since end
+  local oldest = -1
+  for _, band in ipairs(bands) do
+    local head = redis.call('LINDEX', band, 0)
+    if head then
+      local sep = string.find(head, ':', 1, true)
+      local since = sep and tonumber(string.sub(head, 1, sep - 1))
+      if since and (oldest < 0 or since < oldest) then oldest = since end
+    end
   end
+  local due = 0
+  if scheduled > 0 then
+    due = redis.call('ZCOUNT', delayed, '-inf', now)
+    if due > 0 then
+      ready = ready + due
+      local first = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+      local since = tonumber(first[2])
+      if oldest < 0 or since < oldest then oldest = since end
+    end
+  end
+  return {ready, oldest, leased, scheduled - due, dead_n, now, trimmed}
 end
-return {ready, oldest, leased, scheduled - due, dead_n, now, trimmed}
+"""
+
+# STATS. KEYS: all_keys(). No ARGV. One queue's stats_of().
+STATS = _QUEUE_KEYS + _STATS_OF + """
+return stats_of(bands, leases, delayed, dead, dead_trimmed)
+"""
+
+# STATS_MANY. KEYS: per queue, QueueKeys.stats_keys() (3 ready bands, leases, delayed,
+# dead, dead_trimmed). No ARGV. stats_of() of each, in order: on one server, 10,000
+# queues cost 100 calls instead of 10,000 (each call has a fixed cost). Not on Redis
+# Cluster, where the queues live in different slots.
+STATS_MANY = _STATS_OF + """
+local out = {}
+for base = 0, #KEYS - 1, 7 do
+  out[#out + 1] = stats_of({KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]}, KEYS[base + 4],
+                           KEYS[base + 5], KEYS[base + 6], KEYS[base + 7])
+end
+return out
 """
 
 # The settle steps that touch several keys run as scripts so each is atomic.

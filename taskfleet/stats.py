@@ -34,16 +34,27 @@ class QueueStats:
         return asdict(self)
 
 
+STATS_PER_CALL = 100
+"""Queues per STATS_MANY call: few calls, and none that holds the server for long."""
+
+
 def queue_stats(client: redis.Redis, queues: Iterable[str]) -> dict[str, QueueStats]:
     """Statistics of many queues in one pipelined round trip."""
     names = list(dict.fromkeys(queues))
     if not names:
         return {}
-    script = client.register_script(scripts.STATS)
     pipe = client.pipeline(transaction=False)
-    for name in names:
-        script(keys=keys.QueueKeys(name).all_keys(), client=pipe)
-    replies = pipe.execute()
+    if isinstance(client, redis.Redis):  # one server: many queues per script call
+        many = client.register_script(scripts.STATS_MANY)
+        for start in range(0, len(names), STATS_PER_CALL):
+            many(keys=[k for name in names[start:start + STATS_PER_CALL]
+                       for k in keys.QueueKeys(name).stats_keys()], client=pipe)
+        replies = [reply for call in pipe.execute() for reply in call]
+    else:  # a cluster client: one call per queue, each within its queue's slot
+        one = client.register_script(scripts.STATS)
+        for name in names:
+            one(keys=keys.QueueKeys(name).all_keys(), client=pipe)
+        replies = pipe.execute()
     out = {}
     for name, reply in zip(names, replies, strict=True):
         ready, oldest, in_flight, delayed, dead, now, trimmed = reply
