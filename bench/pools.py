@@ -79,12 +79,12 @@ def wait_quiet(cluster: Cluster, ns: str, quiet_for: float, limit: float) -> Non
 
 
 def footprint(cluster: Cluster, ns: str, url: str, pools: int, bursts: int,
-              tmp: Path) -> dict[str, Any]:
+              tmp: Path, steady_seconds: float = 60.0) -> dict[str, Any]:
     op = OperatorProcess(cluster, ns, tmp / "operator-pools.log").start()
     try:
         assert op.process is not None
         pid = op.process.pid
-        time.sleep(10)  # started, watching, nothing to manage yet
+        time.sleep(min(10.0, steady_seconds))  # started, watching, nothing to manage yet
         empty_rss = _rss_mb(pid)
         apply_in_chunks(cluster, ns, manifests(url, pools))
         start = time.monotonic()
@@ -94,9 +94,9 @@ def footprint(cluster: Cluster, ns: str, url: str, pools: int, bursts: int,
             time.sleep(5)
         converge = time.monotonic() - start
         print(f"  {pools} Deployments applied in {converge:.0f} s", flush=True)
-        wait_quiet(cluster, ns, 20, 1800)
+        wait_quiet(cluster, ns, min(20.0, steady_seconds), 1800)
         cpu0, t0 = _cpu_seconds(pid), time.monotonic()
-        time.sleep(60)
+        time.sleep(steady_seconds)
         cpu1, t1 = _cpu_seconds(pid), time.monotonic()
         rss = _rss_mb(pid)
         out: dict[str, Any] = {
@@ -186,7 +186,8 @@ def main() -> int:
         try:
             crds_applied(cluster)
             cluster.kubectl("create", "namespace", "pools")
-            result["operator"] = footprint(cluster, "pools", server.url, pools, bursts, tmp)
+            result["operator"] = footprint(cluster, "pools", server.url, pools, bursts, tmp,
+                                           steady_seconds=5.0 if args.quick else 60.0)
         finally:
             cluster.down()
     finally:

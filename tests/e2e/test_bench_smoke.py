@@ -1,5 +1,6 @@
 """The benchmarks' short forms: every peer of bench/throughput.py starts, runs the
-shared task body to the end and is torn down. Figures are not judged here (no timing
+shared task body to the end and is torn down; bench/pools.py measures each figure
+with 100 pools. Figures are not judged here (no timing
 assertions in tests); `make bench` produces the ones the README quotes."""
 
 from __future__ import annotations
@@ -29,6 +30,20 @@ def test_throughput_quick_runs_every_peer_to_completion(tmp_path: Path) -> None:
         assert row["enqueue_per_second"] > 0, name
     assert any(k.startswith("taskfleet_vs_fastest_at_least_once") for k in results["ratios"])
     assert peer_processes() == [], "every worker the benchmark started is stopped"
+
+
+def test_pools_quick_measures_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "pools.json"
+    run = subprocess.run([sys.executable, "bench/pools.py", "--quick", "--json", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["cycle"]["queues"] == 100
+    assert results["cycle"]["redis_ms_per_cycle"] > 0
+    operator = results["operator"]
+    assert operator["pools"] == 100 and operator["rss_mb"] > 0
+    assert operator["reaction_among_all"]["samples"] == 2, "every burst was answered"
+    assert results["memory"]["registry_kb_per_pool"] > 0
 
 
 def peer_processes() -> list[str]:
