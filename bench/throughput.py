@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from bench.peers import body
 from bench.report import write_json
 from taskfleet import App, keys, scripts
 from taskfleet.message import new_task_id
+from tests.support.processes import children_of
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,7 +307,28 @@ def _wait(done: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.002)
 
 
-def run_workers(system: System, processes: int, n: int, client: redis.Redis) -> float:
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and every descendant alive now (user + system)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return total + sum(cpu_seconds(child) for child in children_of(pid))
+
+
+@dataclass
+class Run:
+    tasks_per_second: float
+    worker_cpu_us_per_task: float
+    """Workers' CPU (every process of the system's workers) per task, in the timed window."""
+    redis_cpu_percent: float
+    """redis-server's CPU over the timed window, in % of one core."""
+
+
+def run_workers(system: System, processes: int, n: int, client: redis.Redis,
+                redis_pid: int) -> Run:
     """Tasks per second with warm workers, enqueue inside the timed window."""
     client.flushall()
     procs = [subprocess.Popen(argv, cwd=ROOT, env=system.env(), stdout=subprocess.DEVNULL,
@@ -319,10 +342,15 @@ def run_workers(system: System, processes: int, n: int, client: redis.Redis) -> 
         system.enqueue(WARM_UP)
         _wait(counted(WARM_UP), 120, f"{system.name} warm-up")
         time.sleep(0.3)
+        workers0 = sum(cpu_seconds(p.pid) for p in procs)
+        redis0 = cpu_seconds(redis_pid)
         start = time.perf_counter()
         system.enqueue(n)
         _wait(counted(WARM_UP + n), 600, f"{system.name} x{processes}")
-        return n / (time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        workers = sum(cpu_seconds(p.pid) for p in procs) - workers0
+        return Run(n / elapsed, workers / n * 1e6,
+                   100 * (cpu_seconds(redis_pid) - redis0) / elapsed)
     finally:
         for p in procs:  # the whole group: prefork children, consumer processes
             with contextlib.suppress(ProcessLookupError):
@@ -364,18 +392,21 @@ def main() -> int:
     chosen = [cls for cls in SYSTEMS if not args.only or cls.name in args.only.split(",")]
     server = RedisServer().start()
     client = redis.Redis.from_url(server.url)
-    samples: dict[str, dict[int, list[float]]] = {c.name: {w: [] for w in widths}
-                                                  for c in chosen}
+    samples: dict[str, dict[int, list[Run]]] = {c.name: {w: [] for w in widths}
+                                                for c in chosen}
     enqueue: dict[str, float] = {}
     try:
         for r in range(rounds):
             for cls in chosen:
                 system = cls(server.url)
                 for w in widths:
-                    rate = run_workers(system, w, n, client)
-                    samples[cls.name][w].append(rate)
-                    print(f"  round {r + 1}/{rounds} {cls.name:<19} x{w}: {rate:>9.0f} tasks/s",
-                          flush=True)
+                    assert server.process is not None
+                    run = run_workers(system, w, n, client, server.process.pid)
+                    samples[cls.name][w].append(run)
+                    print(f"  round {r + 1}/{rounds} {cls.name:<19} x{w}: "
+                          f"{run.tasks_per_second:>9.0f} tasks/s "
+                          f"{run.worker_cpu_us_per_task:>6.0f} us CPU/task, "
+                          f"redis-server {run.redis_cpu_percent:.0f}%", flush=True)
         for cls in chosen:
             batch = 2000 if args.quick else 20_000
             enqueue[cls.name] = round(enqueue_rate(cls(server.url), batch, client), 1)
@@ -387,21 +418,29 @@ def main() -> int:
     for cls in chosen:
         systems[cls.name] = {
             "guarantee": cls.guarantee, "settings": cls.settings,
-            "processes": {str(w): summary(samples[cls.name][w]) for w in widths},
+            "processes": {str(w): {
+                **summary([r.tasks_per_second for r in samples[cls.name][w]]),
+                "worker_cpu_us_per_task": round(statistics.median(
+                    r.worker_cpu_us_per_task for r in samples[cls.name][w]), 1),
+                "redis_cpu_percent": round(statistics.median(
+                    r.redis_cpu_percent for r in samples[cls.name][w]), 1)}
+                for w in widths},
             "enqueue_per_second": enqueue[cls.name]}
     results: dict[str, Any] = {
         "tasks": n, "rounds": rounds, "task_body": "one Redis INCR",
         "machine": {"cpus": cores, "python": platform.python_version()},
         "systems": systems, "ratios": ratios(systems, widths)}
 
-    head = "".join(f"{f'x{w} tasks/s (range)':>26}" for w in widths)
+    head = "".join(f"{f'x{w} tasks/s (range)':>26}{'us/task':>9}" for w in widths)
     print(f"\n{'system':<20}{'guarantee':<15}{head}{'enqueue/s':>12}")
     for name, row in systems.items():
         cells = "".join(
             f"{row['processes'][str(w)]['median']:>10.0f} "
             f"({row['processes'][str(w)]['min']:>6.0f}-{row['processes'][str(w)]['max']:<6.0f})"
+            f"{row['processes'][str(w)]['worker_cpu_us_per_task']:>9.0f}"
             for w in widths)
         print(f"{name:<20}{row['guarantee']:<15}{cells}{row['enqueue_per_second']:>12.0f}")
+    print("\nus/task: the workers' CPU per task (all their processes), median of the rounds")
     print()
     for k, v in results["ratios"].items():
         print(f"{k:<46}{v:>6.2f}x")
