@@ -162,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--leader-lease-seconds", type=_number(float, 1), default=15.0,
                    help="leader Lease duration; a standby takes over this long after a crash")
     o.add_argument("--liveness-port", type=_number(int, 1, 65535), default=None)
+    o.add_argument("--metrics-port", type=_number(int, 1, 65535), default=None,
+                   help="serve Prometheus metrics of queues, pools and passes on this port")
+    o.add_argument("--metrics-address", default="0.0.0.0",
+                   help="address the metrics server binds (default all; 127.0.0.1 locally)")
     return p
 
 
@@ -286,7 +290,9 @@ def _operator(args: argparse.Namespace) -> int:
     config = OperatorConfig(namespace=args.namespace,
                             leader_lease_namespace=args.leader_lease_namespace,
                             leader_lease_name=args.leader_lease_name,
-                            leader_lease_seconds=args.leader_lease_seconds)
+                            leader_lease_seconds=args.leader_lease_seconds,
+                            metrics_port=args.metrics_port,
+                            metrics_address=args.metrics_address)
     if args.worker_image:
         config.worker_image = args.worker_image
     return run(config, args.liveness_port)

@@ -23,6 +23,7 @@ from .act import Actions
 from .conditions import rfc3339, set_condition
 from .decide import Decision, History, Observation, decide
 from .deployment import DELETION_COST, build_deployment, selector_string, shared_redis
+from .metrics import OperatorMetrics
 from .model import TaskQueue, WorkerPool
 from .observe import Observer, QueueReading
 from .policy import SpecError
@@ -87,6 +88,8 @@ class Controller:
         """Fires TaskQueue schedules on each pass, when set."""
         self.queue_settings: QueueSettingsWriter | None = None
         """Writes each TaskQueue's worker-side settings to its Redis, when set."""
+        self.metrics = OperatorMetrics(is_leader)
+        """Prometheus figures of each pass (served by the runtime when asked)."""
 
     # -- loop ---------------------------------------------------------------------------
 
@@ -110,6 +113,7 @@ class Controller:
     def reconcile(self, everything: bool = True) -> None:
         """One pass: every pool when asked (a queue no longer empty), else the pools whose
         objects changed and those whose poll interval is up."""
+        started = time.perf_counter()
         snap = self.registry.snapshot()
         now = self.clock()
         due = [p for p in snap.pools.values()
@@ -132,6 +136,7 @@ class Controller:
         for key in list(self.states):
             if key not in snap.pools:
                 del self.states[key]
+        self.metrics.pass_done(snap, readings, time.perf_counter() - started)
 
     # -- one pool -----------------------------------------------------------------------
 
@@ -153,6 +158,7 @@ class Controller:
         obs = observe_pool(queues, readings, dep, now)
         decision = decide(pool.policy, obs, state.history)
         state.history = decision.history
+        self.metrics.pool_decided(pool.key, decision.replicas, obs.metrics_error is None)
 
         if dep is not None and decision.replicas < dep.spec_replicas:
             self._mark_deletion_costs(pool, queues[0])
@@ -170,6 +176,7 @@ class Controller:
         if decision.replicas != obs.current_replicas:
             reason = "ScaledUp" if decision.replicas > obs.current_replicas else "ScaledDown"
             log.info("pool %s/%s: %s", pool.namespace, pool.name, decision.reason)
+            self.metrics.pool_scaled(pool.key, up=decision.replicas > obs.current_replicas)
             self.actuator.record_event("WorkerPool", pool.namespace, pool.name, pool.uid, reason,
                                        decision.reason)
         self._write_pool_status(pool, state, {

@@ -40,6 +40,9 @@ class OperatorConfig:
     leader_lease_seconds: float = 15.0
     identity: str = field(default_factory=lambda: os.environ.get(
         "TASKFLEET_OPERATOR_IDENTITY", f"{socket.gethostname()}-{os.getpid()}"))
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port; None: not at all."""
+    metrics_address: str = "0.0.0.0"
 
 
 def api_client() -> k8s.ApiClient:
@@ -68,11 +71,14 @@ class OperatorRuntime:
                                      default_image=config.worker_image,
                                      is_leader=self.elector.is_leader)
         self.controller.schedules = ScheduleRunner(actuator, self.directory)
+        self.controller.schedules.metrics = self.controller.metrics
         self.controller.queue_settings = QueueSettingsWriter(self.directory)
         self.wakeups = WakeListener(self.directory, registry.wake, registry.wake_all)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        if self.config.metrics_port is not None:
+            self.controller.metrics.serve(self.config.metrics_port, self.config.metrics_address)
         for name, target in (("leader", self.elector.run), ("controller", self.controller.run),
                              ("wakeups", self.wakeups.run)):
             t = threading.Thread(target=target, args=(self.stop,), daemon=True,
