@@ -31,7 +31,8 @@ def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.Complet
     return out
 
 
-@pytest.mark.parametrize("values", ["", "clusterWide=false,redis.enabled=true,replicaCount=2"])
+@pytest.mark.parametrize("values", ["", "clusterWide=false,redis.enabled=true,replicaCount=2,"
+                                    "monitoring.grafanaDashboard.enabled=true"])
 def test_lint_strict_and_server_side_validation(crds: Cluster, namespace: str,
                                                 values: str) -> None:
     extra = ["--set", values] if values else []
