@@ -96,12 +96,13 @@ class PoolHistory:
     last_sample: float = 0.0
 
     def record(self, pools: Sequence[PoolView], now: float) -> None:
-        if now - self.last_sample < 1.0:
-            return
-        self.last_sample = now
+        sample = now - self.last_sample >= 1.0
+        if sample:
+            self.last_sample = now
         for p in pools:
-            self.points.setdefault(p.key, deque(maxlen=HISTORY_POINTS)).append(
-                (now, p.desired, p.ready))
+            if sample:
+                self.points.setdefault(p.key, deque(maxlen=HISTORY_POINTS)).append(
+                    (now, p.desired, p.ready))
             if p.last_scale_time and p.last_scale_reason:
                 seen = self.reasons.setdefault(p.key, deque(maxlen=REASONS_KEPT))
                 entry = (p.last_scale_time, p.last_scale_reason)

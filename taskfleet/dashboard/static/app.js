@@ -148,6 +148,7 @@ async function showDead() {
   if (!queue) return;
   const r = await fetch("api/dead?queue=" + encodeURIComponent(queue), {cache: "no-store"});
   const data = await r.json();
+  $("#dead-message").textContent = "";
   if (!r.ok) { $("#dead-message").textContent = data.error; return; }
   $("#dead tbody").replaceChildren(...data.dead.map((d) => row([
     cell(d.id), cell(d.task), cell(d.reason),
@@ -166,10 +167,10 @@ async function act(kind) {
     body: JSON.stringify({queue: queue, confirm: queue}),
   });
   const data = await r.json();
+  await showDead();
   $("#dead-message").textContent = r.ok
     ? (kind === "requeue" ? "Requeued " + data.requeue : "Purged " + data.purge) + " from " + queue + "."
     : "Refused: " + data.error;
-  await showDead();
   await refresh();
 }
 
