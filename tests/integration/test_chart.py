@@ -16,6 +16,7 @@ from tests.support.cluster import Cluster
 from tests.support.images import build_like_image, read_dockerfile
 from tests.support.operator import OperatorProcess
 from tests.support.processes import ROOT
+from tests.support.redis_server import free_port
 from tests.support.resources import KWOK_TOLERATION
 from tests.support.waiting import wait_for
 
@@ -95,11 +96,13 @@ def test_install_runs_the_operator_with_least_privilege(crds: Cluster, namespace
     # kwok runs no containers: run the operator image's command here, as the chart's SA
     kubeconfig = token_kubeconfig(crds, namespace, sa, tmp_path / "sa.kubeconfig")
     op = OperatorProcess(crds, namespace, tmp_path / "sa-operator.log")
-    # the chart's own arguments (its Lease name among them), but the liveness port:
-    # this process shares the host's network with everything else
+    # the chart's own arguments (its Lease name among them), but the liveness, metrics and
+    # dashboard ports: this process shares the host's network with everything else
     dep = crds.get("deployment", "tf-taskfleet", namespace) or {}
     [container] = dep["spec"]["template"]["spec"]["containers"]
-    args = [a for a in container["args"] if not a.startswith("--liveness-port")]
+    ports = ("--liveness-port", "--metrics-port", "--dashboard-port")
+    args = [a for a in container["args"] if not a.startswith(ports)]
+    args += [f"--metrics-port={free_port()}", f"--dashboard-port={free_port()}"]
     op.argv = [str(operator_image_bin / "taskfleet"), "operator", *args]  # the ENTRYPOINT
     op.env = {"PATH": f"{operator_image_bin}:/usr/bin:/bin", "KUBECONFIG": str(kubeconfig),
               "HOME": str(tmp_path)}

@@ -58,8 +58,7 @@ def test_the_service_monitor_scrapes_the_operators_metrics_port() -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"][
         "labels"].items()
-    [port] = service["spec"]["ports"]
-    assert port == {"name": "metrics", "port": 9444, "targetPort": "metrics"}
+    assert {"name": "metrics", "port": 9444, "targetPort": "metrics"} in service["spec"]["ports"]
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["port"] == "metrics" and endpoint["honorLabels"] is True
 
@@ -80,6 +79,26 @@ def test_the_pod_monitor_selects_worker_pods_with_metrics_on() -> None:
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     namespaced = render(ALL_ON, "clusterWide=false")["PodMonitor"]
     assert namespaced["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+
+
+def test_the_dashboard_is_served_read_only_unless_actions_with_a_token_secret() -> None:
+    kinds = render()
+    operator = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--dashboard-port=8082" in operator["args"]
+    assert "--dashboard-actions" not in operator["args"]
+    assert {"name": "dashboard", "containerPort": 8082} in operator["ports"]
+    assert {"name": "dashboard", "port": 8082, "targetPort": "dashboard"} in kinds["Service"][
+        "spec"]["ports"]
+    assert "TASKFLEET_DASHBOARD_TOKEN" not in {e["name"] for e in operator["env"]}
+    kinds = render("dashboard.actions=true,dashboard.tokenSecret.name=dash")
+    operator = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--dashboard-actions" in operator["args"]
+    [token] = [e for e in operator["env"] if e["name"] == "TASKFLEET_DASHBOARD_TOKEN"]
+    assert token["valueFrom"] == {"secretKeyRef": {"name": "dash", "key": "token"}}
+    argv = [str(binaries_dir() / "helm"), "template", "tf", str(CHART), "--kube-version",
+            "v1.34.4", "--set", "dashboard.actions=true"]
+    out = subprocess.run(argv, capture_output=True, text=True)
+    assert out.returncode != 0 and "dashboard.tokenSecret.name" in out.stderr
 
 
 def test_a_wrong_monitoring_value_names_it() -> None:
