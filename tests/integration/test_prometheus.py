@@ -116,6 +116,8 @@ def test_dashboard_and_alert_queries_on_a_real_prometheus(
     queue_panel = series(prometheus, dashboard_queries()[0][1])
     assert {(s["namespace"], s["taskqueue"]) for s in queue_panel} == {
         (namespace, "work")}, "an unreadable queue shows no stale depth"
+    assert value(prometheus, 'count({__name__=~"taskfleet_task_duration_seconds_'
+                             '(bucket|count|sum)", task="sample.add"})') == 17
     rates = series(prometheus, 'sum by (task, outcome) '
                                '(rate(taskfleet_tasks_finished_total[5m]))')
     assert {"task": "sample.add", "outcome": "succeeded"} in rates

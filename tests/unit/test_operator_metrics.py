@@ -142,3 +142,25 @@ def test_names_follow_prometheus_conventions(setup: Setup) -> None:
                     counted += 1
         assert not family.name.endswith(("_ms", "_milliseconds", "_minutes")), family.name
     assert counted >= 2, "a scale event and a read error were counted"
+
+
+def test_series_per_queue_and_pool_as_the_readme_says(setup: Setup) -> None:
+    """Six gauges per TaskQueue; at most six gauges and two counters per WorkerPool."""
+    setup.queue("q")
+    setup.pool("p", ["q"])
+    setup.work("q", ready=12)
+    setup.reconcile()
+    setup.deployment("p", 3)
+    setup.work("q")
+    setup.reconcile(120.0)
+    per_queue = per_pool = 0
+    for family in setup.controller.metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            if sample.labels.get("taskqueue") == "q" and family.type == "gauge":
+                per_queue += 1
+            if sample.labels.get("workerpool") == "p":
+                per_pool += 1
+    assert per_queue == 6
+    assert per_pool == 8, "six gauges and a scale-event counter per direction"
