@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +59,11 @@ def operator_image_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_like_image(d, tmp_path_factory.mktemp("operator-image") / "venv")
 
 
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return str(r.read().decode())
+
+
 def token_kubeconfig(cluster: Cluster, namespace: str, sa: str, path: Path) -> Path:
     """A kubeconfig that authenticates as the ServiceAccount (TokenRequest API)."""
     token = cluster.kubectl("create", "token", sa, "--duration=1h",
@@ -102,7 +108,8 @@ def test_install_runs_the_operator_with_least_privilege(crds: Cluster, namespace
     [container] = dep["spec"]["template"]["spec"]["containers"]
     ports = ("--liveness-port", "--metrics-port", "--dashboard-port")
     args = [a for a in container["args"] if not a.startswith(ports)]
-    args += [f"--metrics-port={free_port()}", f"--dashboard-port={free_port()}"]
+    metrics_port, dashboard_port = free_port(), free_port()
+    args += [f"--metrics-port={metrics_port}", f"--dashboard-port={dashboard_port}"]
     op.argv = [str(operator_image_bin / "taskfleet"), "operator", *args]  # the ENTRYPOINT
     op.env = {"PATH": f"{operator_image_bin}:/usr/bin:/bin", "KUBECONFIG": str(kubeconfig),
               "HOME": str(tmp_path)}
@@ -129,6 +136,16 @@ def test_install_runs_the_operator_with_least_privilege(crds: Cluster, namespace
         tq = crds.get("taskqueue", "jobs", namespace) or {}
         assert tq["status"]["schedules"][0]["name"] == "tick"
         assert any(e["reason"] == "ScaledUp" for e in crds.list("events", namespace))
+        # its dashboard and metrics, as installed by the image's pip (static files included)
+        page = fetch(f"http://127.0.0.1:{dashboard_port}/")
+        assert "<title>taskfleet</title>" in page
+        overview = json.loads(fetch(f"http://127.0.0.1:{dashboard_port}/api/overview"))
+        assert [p["name"] for p in overview["pools"]] == ["jobs-pool"]
+        assert [q["label"] for q in overview["queues"]] == [f"{namespace}/jobs"]
+        assert overview["actions"] is False
+        metrics = fetch(f"http://127.0.0.1:{metrics_port}/metrics")
+        pool = f'namespace="{namespace}",workerpool="jobs-pool"'
+        assert f"taskfleet_pool_desired_replicas{{{pool}}} 3.0" in metrics
         assert "Forbidden" not in op.log() and "forbidden" not in op.log(), op.log()
     finally:
         op.stop()
