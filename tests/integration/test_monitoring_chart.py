@@ -13,8 +13,9 @@ import yaml
 
 from taskfleet_operator.deployment import build_deployment
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
-from tests.support.cluster import binaries_dir
+from tests.support.cluster import Cluster, binaries_dir
 from tests.support.processes import ROOT
+from tests.support.prometheus import prometheus_operator_crds
 
 CHART = ROOT / "charts" / "taskfleet"
 ALL_ON = ("monitoring.serviceMonitor.enabled=true,monitoring.podMonitor.enabled=true,"
@@ -106,3 +107,23 @@ def test_a_wrong_monitoring_value_names_it() -> None:
             "v1.34.4", "--set", "monitoring.podMonitor.interval=5"]
     out = subprocess.run(argv, capture_output=True, text=True)
     assert out.returncode != 0 and "/monitoring/podMonitor/interval" in out.stderr
+
+
+def test_the_api_server_accepts_them_with_the_prometheus_operator_crds(
+        crds: Cluster, namespace: str) -> None:
+    """Server-side validation against the Prometheus Operator's own CRDs (from its Go module)."""
+    for path in prometheus_operator_crds("servicemonitors", "podmonitors", "prometheusrules"):
+        crds.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    for crd in ("servicemonitors", "podmonitors", "prometheusrules"):
+        crds.kubectl("wait", "--for=condition=Established",
+                     f"crd/{crd}.monitoring.coreos.com", "--timeout=30s")
+    argv = [str(binaries_dir() / "helm"), "template", "tf", str(CHART), "-n", namespace,
+            "--kube-version", "v1.34.4", "--set", ALL_ON]
+    rendered = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    out = crds.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered,
+                       namespace=namespace).stdout
+    for created in ("servicemonitor.monitoring.coreos.com/tf-taskfleet",
+                    "podmonitor.monitoring.coreos.com/tf-taskfleet-workers",
+                    "prometheusrule.monitoring.coreos.com/tf-taskfleet",
+                    "configmap/tf-taskfleet-dashboard", "service/tf-taskfleet"):
+        assert f"{created} created (server dry run)" in out, out

@@ -109,9 +109,26 @@ class PrometheusServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+"""Its Go module carries the monitoring.coreos.com CRDs (example/prometheus-operator-crd)."""
+
+
+def prometheus_operator_crds(*kinds: str) -> list[Path]:
+    """The CRD files of those plural kinds (servicemonitors, ...), from the Go module proxy
+    (no registry, no release download); cached in Go's module cache."""
+    done = subprocess.run(["go", "mod", "download", "-json", PROMETHEUS_OPERATOR],
+                          capture_output=True, text=True, cwd=tempfile.gettempdir())
+    info = json.loads(done.stdout or "{}")
+    if done.returncode != 0 or "Dir" not in info:
+        raise RuntimeError(f"go mod download {PROMETHEUS_OPERATOR} failed (is the Go module "
+                           f"proxy reachable?): {info.get('Error') or done.stderr[-500:]}")
+    crds = Path(info["Dir"]) / "example" / "prometheus-operator-crd"
+    return [crds / f"monitoring.coreos.com_{kind}.yaml" for kind in kinds]
+
+
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     ensure_installed()
     return subprocess.run(["promtool", *args], capture_output=True, text=True, cwd=cwd)
 
 
-__all__ = ["PrometheusServer", "ensure_installed", "promtool"]
+__all__ = ["PrometheusServer", "ensure_installed", "prometheus_operator_crds", "promtool"]
