@@ -1,11 +1,13 @@
 """A real Prometheus scrapes a real operator (real API server, real Redis) and a real worker;
 every query of the chart's Grafana dashboard returns its series, and the chart's alert
 expressions return what the situation calls for: a dead letter, a pool at its maximum and
-an unreadable queue fire; an operator that leads and a young backlog do not."""
+an unreadable queue fire; an operator that leads and a young backlog do not. Schedule ticks
+sent and skipped are counted."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ import pytest
 import yaml
 
 from taskfleet import App
+from taskfleet.connection import connect
+from taskfleet.keys import QueueKeys
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.processes import ROOT, WorkerProcess
@@ -75,7 +79,14 @@ def test_dashboard_and_alert_queries_on_a_real_prometheus(
         scraped: tuple[PrometheusServer, Pool], cluster: Cluster, namespace: str,
         redis_url: str) -> None:
     prometheus, pool = scraped
-    cluster.apply(yaml.safe_dump(task_queue("work", redis_url)), namespace=namespace)
+    # A minutely schedule last fired ten minutes ago (as if the operator had been away):
+    # the newest tick is sent, the older ones are skipped, and both are counted.
+    minute = int(time.time() // 60 * 60)
+    connect(redis_url).hset(QueueKeys("work").schedule_state("minutely"), "last_tick",
+                            str(minute - 600 + 1))
+    cluster.apply(yaml.safe_dump(task_queue("work", redis_url, schedules=[{
+        "name": "minutely", "cron": "* * * * *", "task": "sample.record", "args": ["tick"],
+        "startingDeadlineSeconds": 600}])), namespace=namespace)
     # A queue on a port where nothing listens: the operator cannot read it.
     cluster.apply(yaml.safe_dump(task_queue("lost", f"redis://127.0.0.1:{free_port()}/0")),
                   namespace=namespace)
@@ -108,6 +119,11 @@ def test_dashboard_and_alert_queries_on_a_real_prometheus(
     assert (value(prometheus, f'taskfleet_operator_metrics_read_errors_total{{{ns},'
                               f'taskqueue="lost"}}') or 0) >= 1
     assert (value(prometheus, "taskfleet_operator_reconcile_duration_seconds_count") or 0) >= 1
+    tick = f'{ns},taskqueue="work",schedule="minutely"'
+    assert (value(prometheus, f"taskfleet_operator_schedule_ticks_sent_total{{{tick}}}")
+            or 0) >= 1
+    skipped = value(prometheus, f"taskfleet_operator_schedule_ticks_skipped_total{{{tick}}}")
+    assert skipped in (9, 10), skipped  # 10 when a minute turned before the first pass
 
     # Every dashboard panel's query returns series (rates need two scrapes of a counter).
     for title, expr in dashboard_queries():
@@ -118,9 +134,10 @@ def test_dashboard_and_alert_queries_on_a_real_prometheus(
         (namespace, "work")}, "an unreadable queue shows no stale depth"
     assert value(prometheus, 'count({__name__=~"taskfleet_task_duration_seconds_'
                              '(bucket|count|sum)", task="sample.add"})') == 17
-    rates = series(prometheus, 'sum by (task, outcome) '
-                               '(rate(taskfleet_tasks_finished_total[5m]))')
-    assert {"task": "sample.add", "outcome": "succeeded"} in rates
+    wait_for("the rate of sample.add successes", lambda: {
+        "task": "sample.add", "outcome": "succeeded"} in series(
+            prometheus, "sum by (task, outcome) (rate(taskfleet_tasks_finished_total[5m]))"),
+             timeout=30)
 
     # Each alert's expression, evaluated by Prometheus on these figures.
     rules = alert_rules()
