@@ -145,12 +145,19 @@ def serve_in_thread(app: web.Application, address: str, port: int,
                     stop: threading.Event) -> threading.Thread:
     """Serve on a thread with its own event loop until ``stop`` is set (the operator)."""
     started = threading.Event()
+    failed: list[BaseException] = []
 
     def run() -> None:
         loop = asyncio.new_event_loop()
         runner = web.AppRunner(app, access_log=None)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, address, port).start())
+        try:
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, address, port).start())
+        except OSError as exc:  # the port is taken, or the address is not ours
+            failed.append(exc)
+            started.set()
+            loop.close()
+            return
         started.set()
         while not stop.is_set():
             loop.run_until_complete(asyncio.sleep(0.5))
@@ -160,4 +167,6 @@ def serve_in_thread(app: web.Application, address: str, port: int,
     thread = threading.Thread(target=run, daemon=True, name="taskfleet-dashboard")
     thread.start()
     started.wait(10)
+    if failed:
+        raise OSError(f"the dashboard cannot serve on {address}:{port}: {failed[0]}")
     return thread
