@@ -29,7 +29,7 @@ stamp="$venv/.taskfleet-installed"
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" || fail "could not create a virtualenv at $venv (is python3-venv installed?)"
   echo "setup: installing taskfleet and its test tools into $venv" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[operator,metrics,test,bench,demo]" \
+  "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[operator,metrics,dashboard,test,bench,demo]" \
     || fail "pip could not install the project's dependencies (is the package index reachable?)"
   touch "$stamp"
 fi

@@ -1,4 +1,4 @@
-"""The ``taskfleet`` command: worker, send, inspect, dead, health, beat, operator."""
+"""The ``taskfleet`` command: worker, send, inspect, dead, health, beat, dashboard, operator."""
 
 from __future__ import annotations
 
@@ -149,6 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--interval", type=_number(float, 0, strict=True), default=1.0,
                    help="seconds between passes")
 
+    web = sub.add_parser("dashboard", help="serve the web dashboard of the broker's queues, "
+                                           "workers, dead letters and tasks")
+    web.add_argument("--port", type=_number(int, 1, 65535), default=8089)
+    web.add_argument("--address", default="127.0.0.1",
+                     help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    web.add_argument("--queues", type=lambda v: [q for q in v.split(",") if q], default=[],
+                     help="queues to show, comma-separated (default: every queue found)")
+    web.add_argument("--actions", action="store_true",
+                     help="allow requeue and purge of dead letters, with the token in "
+                          "$TASKFLEET_DASHBOARD_TOKEN and a confirmation")
+
     o = sub.add_parser("operator", help="run the Kubernetes operator (needs taskfleet[operator])")
     o.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
     o.add_argument("--worker-image", default=os.environ.get("TASKFLEET_WORKER_IMAGE"),
@@ -162,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--leader-lease-seconds", type=_number(float, 1), default=15.0,
                    help="leader Lease duration; a standby takes over this long after a crash")
     o.add_argument("--liveness-port", type=_number(int, 1, 65535), default=None)
+    o.add_argument("--metrics-port", type=_number(int, 1, 65535), default=None,
+                   help="serve Prometheus metrics of queues, pools and passes on this port")
+    o.add_argument("--metrics-address", default="0.0.0.0",
+                   help="address the metrics server binds (default all; 127.0.0.1 locally)")
+    o.add_argument("--dashboard-port", type=_number(int, 1, 65535), default=None,
+                   help="serve the web dashboard on this port (reach it with kubectl "
+                        "port-forward)")
+    o.add_argument("--dashboard-address", default="0.0.0.0",
+                   help="address the dashboard binds (default all; 127.0.0.1 locally)")
+    o.add_argument("--dashboard-actions", action="store_true",
+                   help="allow requeue and purge of dead letters from the dashboard, with the "
+                        "token in $TASKFLEET_DASHBOARD_TOKEN and a confirmation")
     return p
 
 
@@ -194,6 +217,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_beat(url, args.schedule, args.interval)
     client = connect(url)
+    if args.command == "dashboard":
+        return _dashboard(args, client)
     if args.command == "send":
         app = App(url)
         try:
@@ -276,6 +301,24 @@ def _worker(args: argparse.Namespace, url: str) -> int:
     return Worker(app, settings, metrics).run()
 
 
+def _dashboard(args: argparse.Namespace, client: redis.Redis) -> int:
+    try:
+        from .dashboard import ActionSettings, RedisSource, build_app, serve
+        from .dashboard.server import TOKEN_ENV
+    except ImportError as exc:
+        raise ConfigError(f"the dashboard needs aiohttp: pip install 'taskfleet[dashboard]' "
+                          f"({exc})") from exc
+    token = os.environ.get(TOKEN_ENV, "")
+    if args.actions and len(token) < 16:
+        raise ConfigError(f"--actions needs a token of at least 16 characters in ${TOKEN_ENV} "
+                          "(for example: export TASKFLEET_DASHBOARD_TOKEN=$(openssl rand -hex 16))")
+    app = build_app(RedisSource(client, args.queues), ActionSettings(args.actions, token))
+    print(f"taskfleet dashboard on http://{args.address}:{args.port}/ "
+          f"({'actions enabled' if args.actions else 'read-only'})", flush=True)
+    serve(app, args.address, args.port)
+    return 0
+
+
 def _operator(args: argparse.Namespace) -> int:
     try:
         from taskfleet_operator.main import run
@@ -286,7 +329,15 @@ def _operator(args: argparse.Namespace) -> int:
     config = OperatorConfig(namespace=args.namespace,
                             leader_lease_namespace=args.leader_lease_namespace,
                             leader_lease_name=args.leader_lease_name,
-                            leader_lease_seconds=args.leader_lease_seconds)
+                            leader_lease_seconds=args.leader_lease_seconds,
+                            metrics_port=args.metrics_port,
+                            metrics_address=args.metrics_address,
+                            dashboard_port=args.dashboard_port,
+                            dashboard_address=args.dashboard_address,
+                            dashboard_actions=args.dashboard_actions)
+    if args.dashboard_actions and len(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")) < 16:
+        raise ConfigError("--dashboard-actions needs a token of at least 16 characters in "
+                          "$TASKFLEET_DASHBOARD_TOKEN")
     if args.worker_image:
         config.worker_image = args.worker_image
     return run(config, args.liveness_port)

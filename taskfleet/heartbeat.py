@@ -14,6 +14,7 @@ from . import keys
 from .connection import text
 
 STALE_AFTER_SECONDS = 30.0
+CURRENT_SHOWN = 5
 """A worker not heard from for this long is not listed (and is pruned)."""
 
 
@@ -26,6 +27,8 @@ class WorkerInfo:
     """Tasks running now; 0 means idle."""
     concurrency: int
     last_seen: float
+    current: tuple[str, ...] = ()
+    """Tasks running at the heartbeat, as "task.name id" (at most CURRENT_SHOWN)."""
 
 
 def publish(client: redis.Redis, info: WorkerInfo) -> None:
@@ -33,7 +36,8 @@ def publish(client: redis.Redis, info: WorkerInfo) -> None:
     pipe = client.pipeline(transaction=False)
     wk = keys.worker_key(info.id)
     pipe.hset(wk, mapping={"pod": info.pod, "queues": ",".join(info.queues), "busy": info.busy,
-                           "concurrency": info.concurrency, "last_seen": info.last_seen})
+                           "concurrency": info.concurrency, "last_seen": info.last_seen,
+                           "current": ",".join(info.current[:CURRENT_SHOWN])})
     pipe.expire(wk, int(STALE_AFTER_SECONDS * 2))
     pipe.zadd(keys.WORKERS_KEY, {info.id: info.last_seen})
     pipe.execute()
@@ -65,5 +69,6 @@ def live_workers(client: redis.Redis, now: float | None = None) -> list[WorkerIn
         out.append(WorkerInfo(id=worker_id, pod=h.get("pod", ""),
                               queues=[q for q in h.get("queues", "").split(",") if q],
                               busy=int(h.get("busy", 0)), concurrency=int(h.get("concurrency", 1)),
-                              last_seen=float(h.get("last_seen", 0))))
+                              last_seen=float(h.get("last_seen", 0)),
+                              current=tuple(t for t in h.get("current", "").split(",") if t)))
     return out

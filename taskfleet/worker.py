@@ -408,11 +408,15 @@ class Worker:
                     for d in self.running.values():
                         by_queue.setdefault(d.queue, []).append(d.id)
                     busy = len(self.running) - len(self.prefetch.buffer)
+                    waiting = {d.id for d in self.prefetch.buffer}
+                    current = tuple(f"{d.message.task if d.message else '?'} {d.id}"
+                                    for d in self.running.values() if d.id not in waiting)
                 for q, ids in by_queue.items():
                     self.app.broker.extend(q, ids, self.lease_ms)
                 heartbeat.publish(client, heartbeat.WorkerInfo(
                     id=self.id, pod=self.pod, queues=self.queues, busy=busy,
-                    concurrency=self.settings.concurrency, last_seen=time.time()))
+                    concurrency=self.settings.concurrency, last_seen=time.time(),
+                    current=current))
                 if self.health_file is not None:
                     self.health_file.touch()
             except redis.RedisError as exc:

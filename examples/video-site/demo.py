@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from tests.support.cluster import Cluster
 from tests.support.images import EXAMPLE_IMAGE, oci_archives
 from tests.support.node import RealNode
 from tests.support.operator import OperatorProcess, crds_applied
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -117,11 +119,21 @@ def chart(samples: list[tuple[float, dict[str, tuple[int, int]]]], path: Path) -
     fig.savefig(path, dpi=100)
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--uploads", type=int, default=30)
     parser.add_argument("--seconds-per-1080p", type=float, default=1.5)
     parser.add_argument("--out", type=Path, default=ROOT / "demo-output")
+    parser.add_argument("--dashboard-port", type=int, default=0,
+                        help="port of the web dashboard on 127.0.0.1 (default: a free one)")
     args = parser.parse_args()
     if args.out.exists():
         shutil.rmtree(args.out)
@@ -140,7 +152,17 @@ def main() -> int:
             node.load_image(archive)
         crds_applied(cluster)
         cluster.kubectl("create", "namespace", NS)
-        operator = OperatorProcess(cluster, NS, args.out / "operator.log").start()
+        operator = OperatorProcess(cluster, NS, args.out / "operator.log")
+        dashboard_port, metrics_port = args.dashboard_port or free_port(), free_port()
+        operator.argv += ["--dashboard-port", str(dashboard_port), "--dashboard-address",
+                          "127.0.0.1", "--metrics-port", str(metrics_port),
+                          "--metrics-address", "127.0.0.1"]
+        operator.start()
+        dashboard = f"http://127.0.0.1:{dashboard_port}/"
+        wait_for("the operator's dashboard", lambda: _answers(dashboard), timeout=60,
+                 describe=operator.log)
+        print(f"dashboard: {dashboard} (open it while the demo runs; metrics on "
+              f"http://127.0.0.1:{metrics_port}/metrics)", flush=True)
         cluster.apply(yaml.safe_dump_all(manifests(redis_server.url, node,
                                                    args.seconds_per_1080p)), namespace=NS)
         app = App(redis_server.url)

@@ -24,6 +24,7 @@ from .act import Actions
 from .conditions import rfc3339, set_condition
 from .decide import Decision, History, Observation, decide
 from .deployment import DELETION_COST, build_deployment, selector_string, shared_redis
+from .metrics import OperatorMetrics
 from .model import TaskQueue, WorkerPool
 from .observe import Observer, QueueReading
 from .policy import SpecError
@@ -100,6 +101,8 @@ class Controller:
         """Fires TaskQueue schedules on each pass, when set."""
         self.queue_settings: QueueSettingsWriter | None = None
         """Writes each TaskQueue's worker-side settings to its Redis, when set."""
+        self.metrics = OperatorMetrics(is_leader)
+        """Prometheus figures of each pass (served by the runtime when asked)."""
 
     # -- loop ---------------------------------------------------------------------------
 
@@ -124,6 +127,7 @@ class Controller:
         """One pass: every pool when asked, else the pools whose objects changed, whose
         queues woke, and whose poll interval (REST_SECONDS at rest) is up; their queues
         are read, and the other queues when their status is due."""
+        started = time.perf_counter()
         snap = self.registry.snapshot()
         now = self.clock()
         due = [p for p in snap.pools.values() if everything or self._pool_due(p, snap, now)]
@@ -160,6 +164,7 @@ class Controller:
         for key in list(self.readings):
             if key not in snap.queues:
                 del self.readings[key]
+        self.metrics.pass_done(snap, readings, time.perf_counter() - started)
 
     def _pool_due(self, pool: WorkerPool, snap: Snapshot, now: float) -> bool:
         state = self.states.get(pool.key)
@@ -201,6 +206,7 @@ class Controller:
         obs = observe_pool(queues, readings, dep, now)
         decision = decide(pool.policy, obs, state.history)
         state.history = decision.history
+        self.metrics.pool_decided(pool.key, decision.replicas, obs.metrics_error is None)
 
         if dep is not None and decision.replicas < dep.spec_replicas:
             self._mark_deletion_costs(pool, queues[0])
@@ -218,6 +224,7 @@ class Controller:
         if decision.replicas != obs.current_replicas:
             reason = "ScaledUp" if decision.replicas > obs.current_replicas else "ScaledDown"
             log.info("pool %s/%s: %s", pool.namespace, pool.name, decision.reason)
+            self.metrics.pool_scaled(pool.key, up=decision.replicas > obs.current_replicas)
             self.actuator.record_event("WorkerPool", pool.namespace, pool.name, pool.uid, reason,
                                        decision.reason)
         self._write_pool_status(pool, state, {

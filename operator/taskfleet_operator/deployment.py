@@ -7,7 +7,7 @@ from typing import Any
 
 from taskfleet.connection import BROKER_ENV, PASSWORD_ENV, TLS_ENV
 
-from .model import API_VERSION, RedisRef, TaskQueue, WorkerPool
+from .model import API_VERSION, METRICS_PORT, RedisRef, TaskQueue, WorkerPool
 from .policy import SpecError
 
 DEFAULT_IMAGE = "taskfleet/worker:0.1.0"
@@ -52,16 +52,26 @@ def broker_env(ref: RedisRef) -> list[dict[str, Any]]:
     return env
 
 
+def metrics_port(pool: WorkerPool) -> int | None:
+    """The workers' Prometheus port when spec.metrics.enabled, else None."""
+    metrics = pool.spec.get("metrics") or {}
+    return int(metrics.get("port", METRICS_PORT)) if metrics.get("enabled") else None
+
+
 def worker_args(pool: WorkerPool, queues: list[TaskQueue]) -> list[str]:
     spec = pool.spec
     grace = int(spec.get("terminationGracePeriodSeconds", 600))
     # The worker gives up on running tasks a little before the kubelet's SIGKILL,
     # so it can return them to their queues itself.
     drain = max(1, grace - 5)
-    return ["worker", "--app", spec["app"], "--queues", ",".join(q.queue_name for q in queues),
+    args = ["worker", "--app", spec["app"], "--queues", ",".join(q.queue_name for q in queues),
             "--concurrency", str(spec.get("concurrency", 1)),
             "--pool", spec.get("pool", "processes"), "--drain-timeout", str(drain),
             "--health-file", HEALTH_FILE]
+    port = metrics_port(pool)
+    if port is not None:
+        args += ["--metrics-port", str(port)]
+    return args
 
 
 def liveness_probe(health: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +115,10 @@ def build_deployment(pool: WorkerPool, queues: list[TaskQueue], replicas: int,
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
     }
+    port = metrics_port(pool)
+    if port is not None:
+        # Named, so a PodMonitor (or any pod scrape config) finds it by name.
+        container["ports"] = [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
     for key in ("resources", "envFrom", "imagePullPolicy"):
         if spec.get(key):
             container[key] = copy.deepcopy(spec[key])

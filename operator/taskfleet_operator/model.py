@@ -119,6 +119,8 @@ def parse_task_queue(body: dict[str, Any]) -> TaskQueue:
                      redis=ref, schedules=tuple(schedules), dead_letter_limit=dead_letter_limit)
 
 
+METRICS_PORT = 9200
+"""spec.metrics.port's default: the workers' Prometheus port, named "metrics"."""
 HEALTH_CHECK_MINIMUMS = {"maxAgeSeconds": 15, "initialDelaySeconds": 0, "periodSeconds": 1,
                          "failureThreshold": 1}
 """spec.healthCheck's fields and their least values (as the CRD's schema has them)."""
@@ -134,6 +136,10 @@ def _check_pod_fields(spec: dict[str, Any]) -> None:
     health = _object(spec.get("healthCheck"), "spec.healthCheck")
     for key, minimum in HEALTH_CHECK_MINIMUMS.items():
         _int(health, key, "spec.healthCheck", minimum, minimum)
+    metrics = _object(spec.get("metrics"), "spec.metrics")
+    _flag(metrics, "enabled", "spec.metrics")
+    if _int(metrics, "port", "spec.metrics", METRICS_PORT, 1) > 65535:
+        raise SpecError("spec.metrics.port must be a port number from 1 to 65535")
     if spec.get("pool", "processes") not in ("processes", "threads"):
         raise SpecError("spec.pool must be processes or threads")
     for key in ("env", "envFrom", "tolerations"):

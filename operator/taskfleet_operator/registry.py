@@ -56,7 +56,7 @@ class Snapshot:
 
 class Registry:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._queues: dict[Key, TaskQueue] = {}
         self._invalid_queues: dict[Key, InvalidObject] = {}
         self._pools: dict[Key, WorkerPool] = {}
@@ -143,14 +143,19 @@ class Registry:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            snap = Snapshot(queues=dict(self._queues), pools=dict(self._pools),
+            snap = self.peek()
+            self._changed.clear()
+            self._woken.clear()
+            return snap
+
+    def peek(self) -> Snapshot:
+        """What the watches have seen, leaving the changes for the controller's snapshot."""
+        with self._lock:
+            return Snapshot(queues=dict(self._queues), pools=dict(self._pools),
                             invalid_queues=dict(self._invalid_queues),
                             invalid_pools=dict(self._invalid_pools),
                             deployments=dict(self._deployments),
                             changed=frozenset(self._changed), woken=frozenset(self._woken))
-            self._changed.clear()
-            self._woken.clear()
-            return snap
 
 
 def _invalid(kind: str, body: dict[str, Any], exc: Exception) -> InvalidObject:

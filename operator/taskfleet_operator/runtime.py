@@ -40,6 +40,14 @@ class OperatorConfig:
     leader_lease_seconds: float = 15.0
     identity: str = field(default_factory=lambda: os.environ.get(
         "TASKFLEET_OPERATOR_IDENTITY", f"{socket.gethostname()}-{os.getpid()}"))
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port; None: not at all."""
+    metrics_address: str = "0.0.0.0"
+    dashboard_port: int | None = None
+    """Serve the web dashboard on this port; None: not at all."""
+    dashboard_address: str = "0.0.0.0"
+    dashboard_actions: bool = False
+    """Allow requeue and purge from the dashboard (with $TASKFLEET_DASHBOARD_TOKEN)."""
 
 
 def api_client() -> k8s.ApiClient:
@@ -68,12 +76,26 @@ class OperatorRuntime:
                                      default_image=config.worker_image,
                                      is_leader=self.elector.is_leader)
         self.controller.schedules = ScheduleRunner(actuator, self.directory)
+        self.controller.schedules.metrics = self.controller.metrics
         self.controller.queue_settings = QueueSettingsWriter(self.directory)
         self.wakeups = WakeListener(self.directory, registry.queues_woken, registry.wake,
                                      registry.wake_all)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        if self.config.metrics_port is not None:
+            self.controller.metrics.serve(self.config.metrics_port, self.config.metrics_address)
+        if self.config.dashboard_port is not None:
+            from taskfleet.dashboard import ActionSettings
+            from taskfleet.dashboard.server import TOKEN_ENV
+
+            from .dashboard import start_dashboard
+
+            actions = ActionSettings(self.config.dashboard_actions,
+                                     os.environ.get(TOKEN_ENV, ""))
+            self._threads.append(start_dashboard(
+                self.registry, self.directory, self.config.dashboard_address,
+                self.config.dashboard_port, actions, self.stop))
         for name, target in (("leader", self.elector.run), ("controller", self.controller.run),
                              ("wakeups", self.wakeups.run)):
             t = threading.Thread(target=target, args=(self.stop,), daemon=True,

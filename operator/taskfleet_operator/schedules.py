@@ -11,6 +11,7 @@ from taskfleet.schedule import PassResult, Schedule, ScheduleError, Scheduler
 
 from .act import Actions
 from .conditions import rfc3339
+from .metrics import OperatorMetrics
 from .model import TaskQueue
 from .observe import RedisDirectory
 from .registry import Key
@@ -22,6 +23,8 @@ class ScheduleRunner:
         self.directory = directory
         self.schedulers: dict[int, Scheduler] = {}
         self.reported: dict[Key, list[str]] = {}
+        self.metrics: OperatorMetrics | None = None
+        """Counts ticks sent and skipped, when set."""
 
     def _scheduler(self, tq: TaskQueue) -> Scheduler:
         client = self.directory.client(tq.namespace, tq.redis)
@@ -51,6 +54,9 @@ class ScheduleRunner:
         return entries, problems
 
     def _report(self, tq: TaskQueue, s: Schedule, result: PassResult) -> None:
+        if self.metrics is not None:
+            self.metrics.schedule_ticks(tq, s.name, sent=int(result.sent is not None),
+                                        skipped=len(result.skipped))
         if result.sent is not None:
             sent = rfc3339(result.sent.timestamp())
             self._record(tq, "Scheduled", f"schedule {s.name}: sent {s.task} for {sent} as "

@@ -39,6 +39,7 @@ def test_make_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "tasks sent 18, done 18, lost 0" in out.stdout
+    assert "dashboard: http://127.0.0.1:" in out.stdout, "where to open the dashboard"
     assert (tmp_path / "demo" / "taskfleet-demo.png").stat().st_size > 10_000
     peak = next(ln for ln in out.stdout.splitlines() if ln.startswith("peak replicas"))
     assert int(peak.split("transcoder ")[1].split(",")[0]) >= 2, peak

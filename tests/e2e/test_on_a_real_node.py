@@ -52,6 +52,8 @@ class Site:
     redis: RedisServer
     liveness_port: int
     log: Path
+    metrics_port: int = 0
+    dashboard_port: int = 0
 
     def operator_pod(self) -> dict[str, Any] | None:
         pods = self.cluster.list("pods", self.namespace,
@@ -99,12 +101,15 @@ def site(crds: Cluster, real_node: RealNode, node_images: list[str],
                   "pullPolicy": "Never"},
         "workerImage": {"repository": WORKER_IMAGE.split(":")[0], "tag": "0.1.0"},
         "clusterWide": False, "leaderLeaseSeconds": 5, "livenessPort": port,
+        "metricsPort": (metrics_port := free_port()),
+        "dashboard": {"port": (dashboard_port := free_port())},
         "nodeSelector": real_node.node_selector, "tolerations": [real_node.toleration],
         "localOnly": {"hostNetwork": True, "apiServerHost": "127.0.0.1",
                       "apiServerPort": str(crds.apiserver_port)},
     }
     (tmp / "values.yaml").write_text(yaml.safe_dump(values))
-    found = Site(crds, real_node, namespace, server, port, tmp / "operator.log")
+    found = Site(crds, real_node, namespace, server, port, tmp / "operator.log", metrics_port,
+                 dashboard_port)
     try:
         helm(crds, "install", "tf", str(CHART), "-n", namespace, "-f", str(tmp / "values.yaml"),
              "--wait", "--timeout", "120s")
@@ -131,6 +136,11 @@ def test_the_chart_runs_the_operator_image_on_the_real_node(site: Site) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{site.liveness_port}/healthz",
                                 timeout=5) as reply:
         assert reply.status == 200
+    # its metrics and its dashboard, on the ports the chart gave them
+    wait_for("the operator's metrics say it leads", lambda: "taskfleet_operator_leader 1.0" in
+             fetch(f"http://127.0.0.1:{site.metrics_port}/metrics"), 60,
+             describe=site.operator_log)
+    assert "<title>taskfleet</title>" in fetch(f"http://127.0.0.1:{site.dashboard_port}/")
     lease = wait_for("the operator holds its Lease", lambda: (site.cluster.get(
         "lease", "tf-taskfleet-leader", site.namespace) or {}).get("spec", {}).get(
         "holderIdentity"), 30)
@@ -200,6 +210,14 @@ def test_the_example_scales_real_worker_containers_out_and_back_to_zero(site: Si
     transcoder.wait("every worker container gone", lambda: not transcoder.pods(), 90)
     print(f"burst to first task in a new container: {first_task_seconds:.2f}s; "
           f"pods: {len(pods_seen)}")
+
+
+def fetch(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return str(reply.read().decode())
+    except OSError:
+        return ""
 
 
 def sample_pool(site: Site, name: str, queue: str, **spec: Any) -> Pool:
@@ -356,3 +374,34 @@ def test_a_worker_cut_off_from_redis_is_restarted_by_its_liveness_probe(site: Si
         assert done.get(timeout=90) == "welcome mail sent to u1", "back to work"
     finally:
         cut_off.close()
+
+
+def test_a_pool_with_metrics_serves_them_on_its_named_port(site: Site) -> None:
+    """spec.metrics on the generic worker image: a container port named metrics, and the
+    tasks the worker ran counted there (the host network makes it reachable on loopback)."""
+    client = redis.Redis.from_url(site.redis.url)
+    client.flushall()
+    port = free_port()
+    pool = sample_pool(site, "counted", "counted", pool="processes", concurrency=2,
+                       metrics={"enabled": True, "port": port},
+                       autoscaling={"minReplicas": 1, "maxReplicas": 1, "pollSeconds": 0.5})
+    pod = wait_for("a Ready worker pod", lambda: next(
+        (p for p in pool.pods() if any(c["type"] == "Ready" and c["status"] == "True"
+                                       for c in p["status"].get("conditions", []))), None),
+        120, describe=pool.describe)
+    [container] = pod["spec"]["containers"]
+    assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
+    results = App(site.redis.url).send_many("sample.sleep_record",
+                                            [[str(i), 0.01] for i in range(10)],
+                                            queue="counted")
+    assert [r.get(timeout=60) for r in results] == [str(i) for i in range(10)]
+
+    def counted() -> bool:
+        return any(ln.startswith("taskfleet_tasks_finished_total{") and
+                   'task="sample.sleep_record"' in ln and 'outcome="succeeded"' in ln and
+                   ln.endswith(" 10.0")
+                   for ln in fetch(f"http://127.0.0.1:{port}/metrics").splitlines())
+
+    wait_for("the ten tasks counted on the pod's metrics port", counted, 30,
+             describe=lambda: fetch(f"http://127.0.0.1:{port}/metrics")[-2000:])
+    site.cluster.kubectl("delete", "workerpool", "counted", namespace=site.namespace)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tests.support.cluster import Cluster
 from tests.support.images import build_like_image, read_dockerfile
 from tests.support.operator import OperatorProcess
 from tests.support.processes import ROOT
+from tests.support.redis_server import free_port
 from tests.support.resources import KWOK_TOLERATION
 from tests.support.waiting import wait_for
 
@@ -31,7 +33,8 @@ def helm(cluster: Cluster, *args: str, check: bool = True) -> subprocess.Complet
     return out
 
 
-@pytest.mark.parametrize("values", ["", "clusterWide=false,redis.enabled=true,replicaCount=2"])
+@pytest.mark.parametrize("values", ["", "clusterWide=false,redis.enabled=true,replicaCount=2,"
+                                    "monitoring.grafanaDashboard.enabled=true"])
 def test_lint_strict_and_server_side_validation(crds: Cluster, namespace: str,
                                                 values: str) -> None:
     extra = ["--set", values] if values else []
@@ -54,6 +57,11 @@ def operator_image_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = read_dockerfile(ROOT / "operator" / "Dockerfile")
     assert d.entrypoint == ["taskfleet", "operator"]
     return build_like_image(d, tmp_path_factory.mktemp("operator-image") / "venv")
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return str(r.read().decode())
 
 
 def token_kubeconfig(cluster: Cluster, namespace: str, sa: str, path: Path) -> Path:
@@ -94,11 +102,14 @@ def test_install_runs_the_operator_with_least_privilege(crds: Cluster, namespace
     # kwok runs no containers: run the operator image's command here, as the chart's SA
     kubeconfig = token_kubeconfig(crds, namespace, sa, tmp_path / "sa.kubeconfig")
     op = OperatorProcess(crds, namespace, tmp_path / "sa-operator.log")
-    # the chart's own arguments (its Lease name among them), but the liveness port:
-    # this process shares the host's network with everything else
+    # the chart's own arguments (its Lease name among them), but the liveness, metrics and
+    # dashboard ports: this process shares the host's network with everything else
     dep = crds.get("deployment", "tf-taskfleet", namespace) or {}
     [container] = dep["spec"]["template"]["spec"]["containers"]
-    args = [a for a in container["args"] if not a.startswith("--liveness-port")]
+    ports = ("--liveness-port", "--metrics-port", "--dashboard-port")
+    args = [a for a in container["args"] if not a.startswith(ports)]
+    metrics_port, dashboard_port = free_port(), free_port()
+    args += [f"--metrics-port={metrics_port}", f"--dashboard-port={dashboard_port}"]
     op.argv = [str(operator_image_bin / "taskfleet"), "operator", *args]  # the ENTRYPOINT
     op.env = {"PATH": f"{operator_image_bin}:/usr/bin:/bin", "KUBECONFIG": str(kubeconfig),
               "HOME": str(tmp_path)}
@@ -125,6 +136,16 @@ def test_install_runs_the_operator_with_least_privilege(crds: Cluster, namespace
         tq = crds.get("taskqueue", "jobs", namespace) or {}
         assert tq["status"]["schedules"][0]["name"] == "tick"
         assert any(e["reason"] == "ScaledUp" for e in crds.list("events", namespace))
+        # its dashboard and metrics, as installed by the image's pip (static files included)
+        page = fetch(f"http://127.0.0.1:{dashboard_port}/")
+        assert "<title>taskfleet</title>" in page
+        overview = json.loads(fetch(f"http://127.0.0.1:{dashboard_port}/api/overview"))
+        assert [p["name"] for p in overview["pools"]] == ["jobs-pool"]
+        assert [q["label"] for q in overview["queues"]] == [f"{namespace}/jobs"]
+        assert overview["actions"] is False
+        metrics = fetch(f"http://127.0.0.1:{metrics_port}/metrics")
+        pool = f'namespace="{namespace}",workerpool="jobs-pool"'
+        assert f"taskfleet_pool_desired_replicas{{{pool}}} 3.0" in metrics
         assert "Forbidden" not in op.log() and "forbidden" not in op.log(), op.log()
     finally:
         op.stop()

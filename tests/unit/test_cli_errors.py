@@ -54,6 +54,11 @@ CASES = [
     (["beat", "--schedule", "s.yaml", "--interval", "0"], "--interval"),
     (["operator", "--leader-lease-seconds", "0"], "--leader-lease-seconds"),
     (["operator", "--liveness-port", "0"], "--liveness-port"),
+    (["operator", "--metrics-port", "0"], "--metrics-port"),
+    (["operator", "--dashboard-port", "70000"], "--dashboard-port"),
+    (["operator", "--dashboard-actions"], "TASKFLEET_DASHBOARD_TOKEN"),
+    (["dashboard", "--port", "0"], "--port"),
+    (["dashboard", "--actions"], "TASKFLEET_DASHBOARD_TOKEN"),
     (["launch"], "command"),
 ]
 

@@ -158,6 +158,7 @@ VALID_POOL_SPEC: dict[str, Any] = {
     "podTemplate": {"metadata": {"labels": {"team": "video"}, "annotations": {"a": "b"}},
                     "spec": {"priorityClassName": "batch"}},
     "terminationGracePeriodSeconds": 120, "replicas": 1,
+    "metrics": {"enabled": True, "port": 9200},
     "autoscaling": {
         "enabled": True, "minReplicas": 0, "maxReplicas": 8, "targetPerReplica": 2,
         "targetLatencySeconds": 60, "activationThreshold": 0, "scaleToZeroAfterSeconds": 300,

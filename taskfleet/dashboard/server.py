@@ -1,0 +1,172 @@
+"""The dashboard's HTTP server (aiohttp): one static page and a small JSON API.
+
+Reads run on a thread (the Redis client blocks). Actions (requeue, purge) answer 403
+unless the server was started with actions enabled, and then need the token in the
+``X-Taskfleet-Token`` header and ``{"confirm": "<queue label>"}`` in the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from ..broker import Broker
+from .sources import DashboardSource
+from .views import PoolHistory, dead_rows, find_queue, overview, task_view
+
+log = logging.getLogger("taskfleet.dashboard")
+
+TOKEN_HEADER = "X-Taskfleet-Token"
+TOKEN_ENV = "TASKFLEET_DASHBOARD_TOKEN"
+"""Where `taskfleet dashboard --actions` and the operator read the token (never a flag:
+flags show in ps)."""
+STATIC = ("index.html", "app.js", "style.css")
+_CONTENT_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class ActionSettings:
+    enabled: bool = False
+    token: str = ""
+
+    def refusal(self, request: web.Request) -> str | None:
+        """Why an action request is refused, or None."""
+        if not self.enabled:
+            return ("actions are off: this dashboard is read-only (start it with actions "
+                    f"enabled and {TOKEN_ENV} set)")
+        given = request.headers.get(TOKEN_HEADER, "")
+        if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+            return f"a valid token is needed in the {TOKEN_HEADER} header"
+        return None
+
+
+def _static(name: str) -> bytes:
+    return resources.files("taskfleet.dashboard").joinpath("static", name).read_bytes()
+
+
+def build_app(source: DashboardSource, actions: ActionSettings | None = None) -> web.Application:
+    actions = actions or ActionSettings()
+    if actions.enabled and len(actions.token) < 16:
+        raise ValueError(f"dashboard actions need a token of at least 16 characters in "
+                         f"{TOKEN_ENV}")
+    history = PoolHistory()
+    lock = threading.Lock()
+    pages = {name: _static(name) for name in STATIC}
+
+    async def blocking(fn: Callable[[], Any]) -> Any:
+        return await asyncio.to_thread(fn)
+
+    def page(name: str) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.Response(body=pages[name],
+                                content_type=_CONTENT_TYPES[name.rsplit(".", 1)[1]],
+                                headers={"Cache-Control": "no-store"})
+        return handler
+
+    async def api_overview(request: web.Request) -> web.StreamResponse:
+        def read() -> dict[str, Any]:
+            with lock:
+                return overview(source, history)
+        data = await blocking(read)
+        data["actions"] = actions.enabled
+        return web.json_response(data)
+
+    async def api_dead(request: web.Request) -> web.StreamResponse:
+        label = request.query.get("queue", "")
+        queue = await blocking(lambda: find_queue(source, label))
+        if queue is None:
+            return _error(404, f"no queue {label!r}")
+        rows = await blocking(lambda: dead_rows(queue))
+        return web.json_response({"queue": label, "dead": rows})
+
+    async def api_task(request: web.Request) -> web.StreamResponse:
+        task_id = request.match_info["task_id"].strip()
+        if not task_id or len(task_id) > 200:
+            return _error(400, "give a task id")
+        return web.json_response(await blocking(lambda: task_view(source.queues(), task_id)))
+
+    def action(kind: str) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            refused = actions.refusal(request)
+            if refused is not None:
+                log.warning("dashboard: %s refused: %s", kind, refused)
+                return _error(403, refused)
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+            label = body.get("queue") if isinstance(body, dict) else None
+            if not isinstance(label, str) or body.get("confirm") != label:
+                return _error(400, 'confirm the action: send {"queue": Q, "confirm": Q}')
+            queue = await blocking(lambda: find_queue(source, label))
+            if queue is None:
+                return _error(404, f"no queue {label!r}")
+            broker = Broker(queue.client)
+            if kind == "requeue":
+                count = await blocking(lambda: broker.dead_requeue(queue.queue))
+            else:
+                count = await blocking(lambda: broker.dead_purge(queue.queue))
+            log.info("dashboard: %s of %s: %d record(s)", kind, label, count)
+            return web.json_response({"queue": label, kind: count})
+        return handler
+
+    app = web.Application()
+    app.router.add_get("/", page("index.html"))
+    for name in STATIC:
+        app.router.add_get(f"/{name}", page(name))
+    app.router.add_get("/api/overview", api_overview)
+    app.router.add_get("/api/dead", api_dead)
+    app.router.add_get("/api/task/{task_id}", api_task)
+    app.router.add_post("/api/dead/requeue", action("requeue"))
+    app.router.add_post("/api/dead/purge", action("purge"))
+    return app
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def serve(app: web.Application, address: str, port: int) -> None:
+    """Serve until interrupted (the foreground of `taskfleet dashboard`)."""
+    web.run_app(app, host=address, port=port, print=None, handle_signals=True, access_log=None)
+
+
+def serve_in_thread(app: web.Application, address: str, port: int,
+                    stop: threading.Event) -> threading.Thread:
+    """Serve on a thread with its own event loop until ``stop`` is set (the operator)."""
+    started = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        runner = web.AppRunner(app, access_log=None)
+        try:
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, address, port).start())
+        except OSError as exc:  # the port is taken, or the address is not ours
+            failed.append(exc)
+            started.set()
+            loop.close()
+            return
+        started.set()
+        while not stop.is_set():
+            loop.run_until_complete(asyncio.sleep(0.5))
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True, name="taskfleet-dashboard")
+    thread.start()
+    started.wait(10)
+    if failed:
+        raise OSError(f"the dashboard cannot serve on {address}:{port}: {failed[0]}")
+    return thread

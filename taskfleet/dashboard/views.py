@@ -1,0 +1,138 @@
+"""What each page section shows, as JSON-ready dicts, read from the sources."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from .. import keys
+from ..broker import Broker
+from ..heartbeat import live_workers
+from ..stats import queue_stats
+from .sources import DashboardSource, PoolView, QueueSource
+
+HISTORY_POINTS = 900
+"""Replica samples kept per pool: 15 minutes at one a second."""
+REASONS_KEPT = 10
+
+
+def distinct_clients(queues: Sequence[QueueSource]) -> list[redis.Redis]:
+    seen: dict[int, redis.Redis] = {}
+    for q in queues:
+        seen.setdefault(id(q.client), q.client)
+    return list(seen.values())
+
+
+def queue_rows(queues: Sequence[QueueSource]) -> list[dict[str, Any]]:
+    """Each queue's figures; an unreachable Redis is a row with its error, not a failure."""
+    rows: list[dict[str, Any]] = []
+    for client in distinct_clients(queues):
+        mine = [q for q in queues if q.client is client]
+        try:
+            stats = queue_stats(client, [q.queue for q in mine])
+        except redis.RedisError as exc:
+            rows += [{"label": q.label, "queue": q.queue, "error": str(exc)} for q in mine]
+            continue
+        for q in mine:
+            rows.append({"label": q.label, "queue": q.queue, **stats[q.queue].as_dict()})
+    return sorted(rows, key=lambda r: str(r["label"]))
+
+
+def worker_rows(queues: Sequence[QueueSource], now: float) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for client in distinct_clients(queues):
+        try:
+            workers = live_workers(client, now)
+        except redis.RedisError:
+            continue
+        rows += [{"id": w.id, "pod": w.pod, "queues": w.queues, "busy": w.busy,
+                  "concurrency": w.concurrency, "state": "busy" if w.busy else "idle",
+                  "current": list(w.current), "seen_seconds_ago": round(now - w.last_seen, 1)}
+                 for w in workers]
+    return sorted(rows, key=lambda r: (str(r["pod"]), str(r["id"])))
+
+
+def find_queue(source: DashboardSource, label: str) -> QueueSource | None:
+    return next((q for q in source.queues() if q.label == label), None)
+
+
+def dead_rows(queue: QueueSource, limit: int = 100) -> list[dict[str, Any]]:
+    rows = []
+    for record in Broker(queue.client).dead_list(queue.queue, limit):
+        body = record.get("body")
+        task = body.get("task") if isinstance(body, dict) else None
+        rows.append({"id": record.get("id"), "task": task, "reason": record.get("reason"),
+                     "failed_at": record.get("failed_at")})
+    return rows
+
+
+def task_view(queues: Sequence[QueueSource], task_id: str) -> dict[str, Any]:
+    """A task's status and its result or error, from the first Redis that knows it."""
+    for client in distinct_clients(queues):
+        raw = client.lindex(keys.result_key(task_id), 0)
+        if raw:
+            record: dict[str, Any] = json.loads(raw)
+            return {"id": task_id, **record}
+        state = client.get(keys.state_key(task_id))
+        if state:
+            return {"id": task_id, "status": state.decode() if isinstance(state, bytes)
+                    else str(state)}
+    return {"id": task_id, "status": "PENDING",
+            "note": "no record: not run yet, an unknown id, or its result expired"}
+
+
+@dataclass
+class PoolHistory:
+    """Replicas over time and the last scale reasons, kept by the server between requests."""
+
+    points: dict[str, deque[tuple[float, int | None, int]]] = field(default_factory=dict)
+    reasons: dict[str, deque[tuple[str, str]]] = field(default_factory=dict)
+    last_sample: float = 0.0
+
+    def record(self, pools: Sequence[PoolView], now: float) -> None:
+        sample = now - self.last_sample >= 1.0
+        if sample:
+            self.last_sample = now
+        for p in pools:
+            if sample:
+                self.points.setdefault(p.key, deque(maxlen=HISTORY_POINTS)).append(
+                    (now, p.desired, p.ready))
+            if p.last_scale_time and p.last_scale_reason:
+                seen = self.reasons.setdefault(p.key, deque(maxlen=REASONS_KEPT))
+                entry = (p.last_scale_time, p.last_scale_reason)
+                if not seen or seen[-1] != entry:
+                    seen.append(entry)
+        for key in set(self.points) - {p.key for p in pools}:
+            del self.points[key]
+            self.reasons.pop(key, None)
+
+    def rows(self, pools: Sequence[PoolView]) -> list[dict[str, Any]]:
+        return [{"key": p.key, "namespace": p.namespace, "name": p.name, "queues": p.queues,
+                 "desired": p.desired, "replicas": p.replicas, "ready": p.ready,
+                 "max_replicas": p.max_replicas, "conditions": p.conditions,
+                 "history": [[round(t, 1), d, r] for t, d, r in self.points.get(p.key, ())],
+                 "reasons": [{"time": t, "reason": r}
+                             for t, r in reversed(self.reasons.get(p.key, ()))]}
+                for p in sorted(pools, key=lambda p: p.key)]
+
+
+def overview(source: DashboardSource, history: PoolHistory,
+             now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    queues = source.queues()
+    pools = source.pools()
+    out: dict[str, Any] = {"time": now, "queues": queue_rows(queues),
+                           "workers": worker_rows(queues, now)}
+    if pools is None:
+        out["pools"] = None
+        out["pools_unavailable"] = source.pools_unavailable
+    else:
+        history.record(pools, now)
+        out["pools"] = history.rows(pools)
+    return out
