@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis
-
 from . import keys, scripts
+from .batch import Batch
+from .connection import Client
 
 
 @dataclass(frozen=True)
@@ -34,16 +34,17 @@ class QueueStats:
         return asdict(self)
 
 
-def queue_stats(client: redis.Redis, queues: Iterable[str]) -> dict[str, QueueStats]:
-    """Statistics of many queues in one pipelined round trip."""
+def queue_stats(client: Client, queues: Iterable[str]) -> dict[str, QueueStats]:
+    """Statistics of many queues in one pipelined round trip (on a cluster: one per node,
+    sent to all nodes before any reply is read; see batch.py)."""
     names = list(dict.fromkeys(queues))
     if not names:
         return {}
     script = client.register_script(scripts.STATS)
-    pipe = client.pipeline(transaction=False)
+    batch = Batch(client)
     for name in names:
-        script(keys=keys.QueueKeys(name).all_keys(), client=pipe)
-    replies = pipe.execute()
+        batch.script(script, keys.QueueKeys(name).all_keys())
+    replies = batch.execute()
     out = {}
     for name, reply in zip(names, replies, strict=True):
         ready, oldest, in_flight, delayed, dead, now, trimmed = reply

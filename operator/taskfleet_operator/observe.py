@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import redis
 
 from taskfleet import QueueStats, WorkerInfo, live_workers, queue_stats
-from taskfleet.connection import connect
+from taskfleet.connection import Client, connect
 
 from .model import RedisRef, SecretKey, TaskQueue
 
@@ -36,7 +36,7 @@ class RedisDirectory:
 
     def __init__(self, read_secret: SecretReader) -> None:
         self.read_secret = read_secret
-        self._clients: dict[tuple[str, str | None, str], redis.Redis] = {}
+        self._clients: dict[tuple[str, str | None, str], Client] = {}
         self._resolved: dict[tuple[str, RedisRef], tuple[float, tuple[str, str | None, str]]] = {}
         self._lock = threading.Lock()
 
@@ -56,7 +56,7 @@ class RedisDirectory:
             self._resolved[cache_key] = (now, value)
         return value
 
-    def client(self, namespace: str, ref: RedisRef) -> redis.Redis:
+    def client(self, namespace: str, ref: RedisRef) -> Client:
         key = self.settings(namespace, ref)
         with self._lock:
             found = self._clients.get(key)
@@ -66,7 +66,7 @@ class RedisDirectory:
                 self._clients[key] = found
             return found
 
-    def all_clients(self) -> list[redis.Redis]:
+    def all_clients(self) -> list[Client]:
         with self._lock:
             return list(self._clients.values())
 
@@ -74,7 +74,7 @@ class RedisDirectory:
 def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
                 ) -> dict[tuple[str, str], QueueReading]:
     """Figures of every queue: one pipelined round trip per Redis server, however many queues."""
-    groups: dict[int, tuple[redis.Redis, list[TaskQueue]]] = {}
+    groups: dict[int, tuple[Client, list[TaskQueue]]] = {}
     out: dict[tuple[str, str], QueueReading] = {}
     for tq in queues:
         try:
@@ -95,7 +95,7 @@ def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
     return out
 
 
-def read_workers(client: redis.Redis) -> list[WorkerInfo]:
+def read_workers(client: Client) -> list[WorkerInfo]:
     try:
         return live_workers(client)
     except redis.RedisError as exc:
