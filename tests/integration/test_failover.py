@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from taskfleet import App
+from taskfleet.errors import ReplicaAckTimeout
 from tests.support.failover_run import run_failover
 from tests.support.sentinel_group import SentinelGroup
 
@@ -29,3 +31,22 @@ def test_a_failover_during_5000_tasks_loses_nothing_with_replica_acks(
     assert figures.lost == 0, f"acknowledged tasks lost: {figures.lost_ids}"
     assert figures.done == 5000
     assert figures.send_errors > 0, "the producer never saw the failover: the kill came too late"
+
+
+def test_with_replica_acks_an_enqueue_no_replica_took_is_not_acknowledged(
+        group: SentinelGroup) -> None:
+    """Redis replicates asynchronously: the master acknowledges an enqueue before any
+    replica has it. With replica_acks the producer is told when no replica took it in
+    time (ReplicaAckTimeout) instead of being promised a task a failover could lose."""
+    plain = App(group.url)
+    acked = App(group.url + "&replica_acks=1&replica_ack_timeout_ms=300")
+    assert acked.broker.replica_acks == 1
+    acked.send_task("sample.add", [0, 0], queue="lag")  # replicas answer: acknowledged
+    paused = group.pause_replicas()  # stopped: they acknowledge nothing
+    try:
+        plain.send_task("sample.add", [1, 1], queue="lag")  # Redis's default: promised
+        with pytest.raises(ReplicaAckTimeout, match="reached 0 of the 1 replica"):
+            acked.send_task("sample.add", [2, 2], queue="lag")
+    finally:
+        group.resume(paused)
+    acked.send_task("sample.add", [3, 3], queue="lag")  # replicas back: acknowledged again

@@ -8,6 +8,7 @@ replica within about two seconds (``down-after-milliseconds`` 1000).
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -158,6 +159,18 @@ class SentinelGroup:
         p.kill()
         p.wait()
         return port
+
+    def pause_replicas(self) -> list[int]:
+        """SIGSTOP every replica (replication lags, as behind a slow link); returns them."""
+        master = self.master_port()
+        paused = [p for p in self.live_data_ports() if p != master]
+        for port in paused:
+            self.processes[port].send_signal(signal.SIGSTOP)
+        return paused
+
+    def resume(self, ports: list[int]) -> None:
+        for port in ports:
+            self.processes[port].send_signal(signal.SIGCONT)
 
     def restart(self, port: int) -> None:
         """Start a killed data node again; the sentinels make it a replica of the new master."""
