@@ -23,6 +23,8 @@ SecretReader = Callable[[str, SecretKey], str]
 """(namespace, secret key) -> value; the operator reads Secrets through the API."""
 
 _RESOLVE_TTL_SECONDS = 60.0
+Settings = tuple[str, str | None, str, str | None]
+"""(url, password, tls mode, sentinels' password) of one Redis."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,13 @@ class RedisDirectory:
 
     def __init__(self, read_secret: SecretReader) -> None:
         self.read_secret = read_secret
-        self._clients: dict[tuple[str, str | None, str], Client] = {}
-        self._resolved: dict[tuple[str, RedisRef], tuple[float, tuple[str, str | None, str]]] = {}
+        self._clients: dict[Settings, Client] = {}
+        self._resolved: dict[tuple[str, RedisRef], tuple[float, Settings]] = {}
         self._lock = threading.Lock()
 
-    def settings(self, namespace: str, ref: RedisRef) -> tuple[str, str | None, str]:
-        """(url, password, tls mode), Secrets resolved and cached for a minute."""
+    def settings(self, namespace: str, ref: RedisRef) -> Settings:
+        """(url, password, tls mode, sentinels' password), Secrets resolved and cached for
+        a minute."""
         cache_key = (namespace, ref)
         now = time.monotonic()
         with self._lock:
@@ -51,7 +54,9 @@ class RedisDirectory:
         url = ref.url or self.read_secret(namespace, ref.url_from)  # type: ignore[arg-type]
         password = self.read_secret(namespace, ref.password_from) if ref.password_from else None
         tls = "insecure" if ref.tls_insecure else ("true" if ref.tls else "")
-        value = (url, password, tls)
+        sentinel_password = self.read_secret(namespace, ref.sentinel_password_from) \
+            if ref.sentinel_password_from else None
+        value = (url, password, tls, sentinel_password)
         with self._lock:
             self._resolved[cache_key] = (now, value)
         return value
@@ -61,8 +66,9 @@ class RedisDirectory:
         with self._lock:
             found = self._clients.get(key)
             if found is None:
-                url, password, tls = key
-                found = connect(url, password=password or "", tls=tls)
+                url, password, tls, sentinel_password = key
+                found = connect(url, password=password or "", tls=tls,
+                                sentinel_password=sentinel_password or "")
                 self._clients[key] = found
             return found
 
