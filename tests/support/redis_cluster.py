@@ -124,10 +124,28 @@ class RedisClusterServers:
         return sorted(out)
 
     def port_of_slot(self, slot: int) -> int:
-        for port in self.master_ports():
-            for start, end, *_ in self.node(port).execute_command("CLUSTER", "SLOTS"):
-                if start <= slot <= end:
-                    return int(_[0][1])
+        """The port of the master that owns ``slot`` now."""
+        return self._owner(slot)
+
+    def move_slot(self, slot: int, to_port: int) -> None:
+        """Migrate one slot (its keys one by one, clients redirected with ASK meanwhile)
+        with ``redis-cli --cluster reshard``, as an administrator rebalancing would. The
+        slot must be the lowest of its node's (slot 0 always is): reshard moves a node's
+        slots in order."""
+        from_port = self.port_of_slot(slot)
+        subprocess.run([self.cli, "--cluster", "reshard", f"127.0.0.1:{from_port}",
+                        "--cluster-from", node_id(self.node(from_port)),
+                        "--cluster-to", node_id(self.node(to_port)),
+                        "--cluster-slots", "1", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=120)
+
+    def _slots(self) -> list[list[object]]:
+        return list(self.node(self.master_ports()[0]).execute_command("CLUSTER", "SLOTS"))
+
+    def _owner(self, slot: object) -> int:
+        for start, end, master, *_ in self._slots():
+            if int(start) <= int(slot) <= int(end):  # type: ignore[call-overload]
+                return int(master[1])  # type: ignore[index]
         raise LookupError(slot)
 
     def flushall(self) -> None:
@@ -146,3 +164,8 @@ class RedisClusterServers:
                 p.wait()
         self.processes.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def node_id(node: redis.Redis) -> str:
+    raw = node.execute_command("CLUSTER", "MYID")
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
