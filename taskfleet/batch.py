@@ -3,7 +3,10 @@
 redis-py's cluster pipeline groups the commands by the node owning their keys'
 slot, writes every node's batch before reading any reply (so a batch costs one
 round trip per node, the nodes working in parallel) and follows MOVED/ASK one
-command at a time. It refuses ``Script`` objects (``evalsha`` is blocked in
+command at a time. Left to itself, it asks a server for the keys of every EVALSHA
+(``COMMAND GETKEYS``, in _send_cluster_commands' default-policy branch, redis-py
+8.1), one round trip per script: scripts here name their node from the client's
+slot table instead. It refuses ``Script`` objects (``evalsha`` is blocked in
 cluster pipelines, redis/cluster.py PIPELINE_BLOCKED_COMMANDS), so scripts go in
 as plain ``EVALSHA`` commands, which it routes by their keys. A node that does
 not know a script yet (a new node, a promoted replica, a flushed cache) answers
@@ -18,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
@@ -31,6 +35,7 @@ class Batch:
     def __init__(self, client: Client) -> None:
         self.client = client
         self._pipe = client.pipeline(transaction=False)
+        self._cluster = client if isinstance(client, RedisCluster) else None
         self._calls: list[tuple[Script | None, tuple[Any, ...]]] = []
         self._waits: list[int] = []
 
@@ -43,7 +48,14 @@ class Batch:
 
     def script(self, script: Script, keys: Sequence[str], args: Sequence[Any] = ()) -> None:
         call = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        self._pipe.execute_command(*call)
+        if self._cluster is not None and keys:
+            # Named here from the slot table: left to itself, the cluster pipeline asks
+            # the server for an EVALSHA's keys (COMMAND GETKEYS), one round trip per
+            # script. A MOVED reply is still followed, by the keys.
+            self._pipe.execute_command(
+                *call, target_nodes=self._cluster.get_node_from_key(keys[0]))  # type: ignore[no-untyped-call]
+        else:
+            self._pipe.execute_command(*call)
         self._calls.append((script, call))
 
     def wait(self, call: tuple[Any, ...], node: Any = None) -> None:
