@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 
-from taskfleet import App
+from taskfleet import App, queue_stats
 from taskfleet.errors import ReplicaAckTimeout
+from taskfleet.schedule import PassResult, Schedule, Scheduler
 from tests.support.failover_run import run_failover
 from tests.support.sentinel_group import SentinelGroup
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -50,3 +54,27 @@ def test_with_replica_acks_an_enqueue_no_replica_took_is_not_acknowledged(
     finally:
         group.resume(paused)
     acked.send_task("sample.add", [3, 3], queue="lag")  # replicas back: acknowledged again
+
+
+def test_a_scheduler_sends_the_next_tick_on_the_new_master_without_a_restart(
+        group: SentinelGroup) -> None:
+    """What `taskfleet beat` does each pass, on the same client through a failover."""
+    app = App(group.url)
+    scheduler = Scheduler(app.broker)
+    s = Schedule.from_dict({"name": "tick", "cron": "* * * * *", "task": "sample.add",
+                            "args": [1, 1]}, queue="beat")
+    t0 = datetime(2026, 11, 24, 9, 59, 30, tzinfo=UTC)
+    scheduler.run_due(s, t0)
+    assert scheduler.run_due(s, t0 + timedelta(seconds=40)).sent is not None  # 10:00
+    group.wait_replicated()
+    group.wait_failed_over(group.kill_master())
+
+    def next_pass() -> PassResult | None:
+        try:
+            return scheduler.run_due(s, t0 + timedelta(seconds=100))  # 10:01
+        except redis.RedisError:  # beat logs it and tries again next pass
+            return None
+
+    result = wait_for("a pass that reaches the new master", next_pass, 30)
+    assert result.sent == datetime(2026, 11, 24, 10, 1, tzinfo=UTC)
+    assert queue_stats(app.redis, ["beat"])["beat"].ready == 2, "both ticks, once each"

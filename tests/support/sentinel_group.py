@@ -190,6 +190,14 @@ class SentinelGroup:
             time.sleep(0.05)
         raise RuntimeError(f"no failover within {timeout:g}s")
 
+    def wait_replicated(self) -> None:
+        """Until every replica has the master's writes so far (WAIT)."""
+        port = self.master_port()
+        assert port is not None
+        replicas = len(self.live_data_ports()) - 1
+        acked = self.data_client(port).wait(replicas, 5000)
+        assert acked == replicas, f"{acked} of {replicas} replicas caught up"
+
     def flushall(self) -> None:
         port = self.master_port()
         assert port is not None
