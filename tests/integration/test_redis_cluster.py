@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -10,7 +13,7 @@ from redis.crc import key_slot
 
 from taskfleet import App, keys, queue_stats
 from taskfleet.connection import connect
-from tests.support.processes import WorkerProcess
+from tests.support.processes import ROOT, WorkerProcess
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.waiting import wait_for
 
@@ -89,3 +92,17 @@ def test_a_wake_up_published_on_one_master_reaches_a_subscriber_on_another(
         assert heard == set(names)
     finally:
         subscriber.close()
+
+
+def test_inspect_without_names_finds_the_queues_of_every_master(
+        servers: RedisClusterServers) -> None:
+    app = App(servers.url)
+    names = ["alpha", "beta", "gamma", "delta"]
+    for i, n in enumerate(names):
+        app.send_many("sample.add", [[1, 1]] * (i + 1), queue=n)
+    out = subprocess.run([sys.executable, "-m", "taskfleet", "--broker", servers.url,
+                          "inspect", "--json"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    queues = json.loads(out)["queues"]
+    assert {n: queues[n]["ready"] for n in names} == {"alpha": 1, "beta": 2, "gamma": 3,
+                                                      "delta": 4}
