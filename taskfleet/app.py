@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
-import redis
-
 from .broker import Broker
-from .connection import broker_url, connect
+from .connection import Client, broker_url, connect, parse_broker_url
 from .message import Message, check_arguments, check_priority, new_task_id
 from .result import AsyncResult
 
@@ -120,13 +118,16 @@ class App:
     keeps ``dead_letter_limit`` records (the oldest are dropped and counted; 0:
     no cap) unless its TaskQueue sets another. A task whose message would exceed
     ``max_message_bytes`` (1 MiB) is refused at the producer: queues carry
-    references to data, not the data.
+    references to data, not the data. ``replica_acks`` (or the URL's ``?replica_acks=``)
+    makes every enqueue and settle wait until that many replicas have it, so a
+    failover does not lose an acknowledged task (see README, Redis).
     """
 
     def __init__(self, broker: str | None = None, *, default_queue: str = DEFAULT_QUEUE,
                  routes: dict[str, str] | None = None, result_ttl: int = 86400,
                  task_lease_seconds: float = 30.0, redelivery_limit: int = 5,
-                 dead_letter_limit: int = 10_000, max_message_bytes: int = 1 << 20) -> None:
+                 dead_letter_limit: int = 10_000, max_message_bytes: int = 1 << 20,
+                 replica_acks: int | None = None) -> None:
         self._broker_url = broker
         self.default_queue = default_queue
         self.routes = dict(routes or {})
@@ -135,8 +136,11 @@ class App:
         self.redelivery_limit = redelivery_limit
         self.dead_letter_limit = dead_letter_limit
         self.max_message_bytes = max_message_bytes
+        self.replica_acks = replica_acks
+        """Replicas each enqueue and settle waits for (WAIT); None: the URL's
+        ``replica_acks`` (0 unless given)."""
         self.tasks: dict[str, Task[Any, Any]] = {}
-        self._redis: redis.Redis | None = None
+        self._redis: Client | None = None
         self._broker: Broker | None = None
 
     # -- connection ---------------------------------------------------------------
@@ -152,7 +156,7 @@ class App:
         return broker_url(self._broker_url)
 
     @property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Client:
         if self._redis is None:
             self._redis = connect(self.broker_url)
         return self._redis
@@ -160,10 +164,14 @@ class App:
     @property
     def broker(self) -> Broker:
         if self._broker is None:
+            address = parse_broker_url(self.broker_url)
+            acks = address.replica_acks if self.replica_acks is None else self.replica_acks
             self._broker = Broker(self.redis, result_ttl=self.result_ttl,
                                   redelivery_limit=self.redelivery_limit,
                                   dead_letter_limit=self.dead_letter_limit,
-                                  max_message_bytes=self.max_message_bytes)
+                                  max_message_bytes=self.max_message_bytes,
+                                  replica_acks=acks,
+                                  replica_ack_timeout_ms=address.replica_ack_timeout_ms)
         return self._broker
 
     # -- registry -------------------------------------------------------------------

@@ -13,10 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from . import keys, scripts
-from .connection import text
+from .batch import Batch
+from .connection import Client, is_cluster, text
 from .errors import MessageTooLarge
 from .message import Message
 
@@ -87,10 +86,14 @@ def message_json(body: str) -> str:
 class Broker:
     """Queue operations over one Redis connection pool."""
 
-    def __init__(self, client: redis.Redis, result_ttl: int = 86400,
+    def __init__(self, client: Client, result_ttl: int = 86400,
                  redelivery_limit: int = 5, dead_letter_limit: int = 10_000,
-                 max_message_bytes: int = 1 << 20) -> None:
+                 max_message_bytes: int = 1 << 20, replica_acks: int = 0,
+                 replica_ack_timeout_ms: int = 1000) -> None:
         self.redis = client
+        self.replica_acks = replica_acks
+        """Replicas every enqueue and settle waits for (WAIT); 0: none, Redis's default."""
+        self.replica_ack_timeout_ms = replica_ack_timeout_ms
         self.result_ttl = result_ttl
         self.redelivery_limit = redelivery_limit
         """Dead-letter a task whose worker died holding it this many times (0: never)."""
@@ -105,6 +108,18 @@ class Broker:
         self._dead = client.register_script(scripts.DEAD)
         self._return = client.register_script(scripts.RETURN)
         self._store_result_script = client.register_script(scripts.STORE_RESULT)
+        self._scripts_loaded = False
+
+    def _batch(self) -> Batch:
+        """A new batch; the first one loads every script (on every primary of a cluster),
+        so a batch's commands run in the order given (a NOSCRIPT reply re-sends a
+        command after the others: see batch.py; after that only on a new node)."""
+        if not self._scripts_loaded:
+            for script in (self._enqueue, self._fetch, self._extend, self._retry, self._dead,
+                           self._return, self._store_result_script):
+                self.redis.script_load(script.script)
+            self._scripts_loaded = True
+        return Batch(self.redis)
 
     # -- producer side -------------------------------------------------------------
 
@@ -121,14 +136,15 @@ class Broker:
             argv = by_queue.setdefault(message.queue, [])
             argv.extend((message.id, str(keys.priority_band(message.priority)), body,
                          str(due_ms)))
-        pipe = self.redis.pipeline(transaction=False)
+        batch = self._batch()
         for queue, argv in by_queue.items():
             qk = keys.QueueKeys(queue)
             step = ENQUEUE_CHUNK * 4
             for start in range(0, len(argv), step):
-                self._enqueue(keys=qk.all_keys(), args=[qk.wake_channel, *argv[start:start + step]],
-                              client=pipe)
-        pipe.execute()
+                batch.script(self._enqueue, qk.all_keys(),
+                             [qk.wake_channel, *argv[start:start + step]])
+        self._wait_for_replicas(batch, by_queue)
+        batch.execute()
 
     # -- worker side ---------------------------------------------------------------
 
@@ -141,27 +157,37 @@ class Broker:
     def settle(self, outcomes: Iterable[Outcome], fetch: tuple[str, int, int] | None = None
                ) -> list[Delivery]:
         """Write outcomes, and optionally fetch (queue, count, lease_ms), in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        batch = self._batch()
+        # On a cluster a result lives on another node than its queue, and the nodes run
+        # their parts of a batch in no set order: results go in a second round trip, so a
+        # caller that sees a result also sees its task settled, as on one server.
+        results = self._batch() if is_cluster(self.redis) else batch
         acked: dict[str, list[str]] = {}
+        touched: set[str] = set()
         for outcome in outcomes:
+            touched.add(outcome.delivery.queue)
             if isinstance(outcome, Ack):
                 if outcome.result is not None:
-                    self._store_result(pipe, outcome.delivery.id, outcome.result)
+                    self._store_result(results, outcome.delivery.id, outcome.result)
                 acked.setdefault(outcome.delivery.queue, []).append(outcome.delivery.id)
             else:
-                self._write_outcome(pipe, outcome)
+                self._write_outcome(batch, outcome, results)
         for queue, ids in acked.items():
             qk = keys.QueueKeys(queue)
             # Bodies first, leases second: a crash in between leaves leases whose
             # bodies are gone, which FETCH skips, rather than tasks run twice.
-            pipe.hdel(qk.messages, *ids)
-            pipe.zrem(qk.leases, *ids)
-            pipe.hdel(qk.expiries, *ids)
+            batch.command("HDEL", qk.messages, *ids)
+            batch.command("ZREM", qk.leases, *ids)
+            batch.command("HDEL", qk.expiries, *ids)
+        if touched:
+            self._wait_for_replicas(batch, touched)
         if fetch is not None:
             queue, count, lease_ms = fetch
-            self._fetch(keys=keys.QueueKeys(queue).all_keys(),
-                        args=self._fetch_args(queue, count, lease_ms), client=pipe)
-        replies = pipe.execute()
+            batch.script(self._fetch, keys.QueueKeys(queue).all_keys(),
+                         self._fetch_args(queue, count, lease_ms))
+        replies = batch.execute()
+        if results is not batch:
+            results.execute()
         if fetch is None:
             return []
         return parse_fetch(fetch[0], replies[-1])
@@ -169,29 +195,45 @@ class Broker:
     def _fetch_args(self, queue: str, count: int, lease_ms: int) -> list[str | int]:
         return [count, lease_ms, self.redelivery_limit, queue, self.dead_letter_limit]
 
-    def _write_outcome(self, pipe: Any, outcome: Outcome) -> None:
+    def _wait_for_replicas(self, batch: Batch, queues: Iterable[str]) -> None:
+        """With replica_acks, WAIT after the writes, on each node that took some of them:
+        an acknowledged write is then on that many replicas and survives a failover."""
+        if not self.replica_acks:
+            return
+        wait = ("WAIT", self.replica_acks, self.replica_ack_timeout_ms)
+        if not is_cluster(self.redis):
+            batch.wait(wait)
+            return
+        nodes = {}
+        for queue in queues:
+            node = self.redis.get_node_from_key(keys.QueueKeys(queue).messages)  # type: ignore[union-attr]
+            nodes[node.name] = node
+        for node in nodes.values():
+            batch.wait(wait, node)
+
+    def _write_outcome(self, pipe: Batch, outcome: Outcome, results: Batch) -> None:
         d = outcome.delivery
         qk = keys.QueueKeys(d.queue)
         if isinstance(outcome, RetryLater):
             body = stored_body(outcome.message)
-            self._retry(keys=qk.all_keys(), args=[d.id, body, outcome.due_ms], client=pipe)
+            pipe.script(self._retry, qk.all_keys(), [d.id, body, outcome.due_ms])
             if outcome.state is not None:
-                pipe.set(keys.state_key(d.id), outcome.state, ex=self.result_ttl)
+                pipe.command("SET", keys.state_key(d.id), outcome.state, "EX", self.result_ttl)
         elif isinstance(outcome, DeadLetter):
             if outcome.result is not None:
-                self._store_result(pipe, d.id, outcome.result)
+                self._store_result(results, d.id, outcome.result)
             record = json.dumps({"id": d.id, "queue": d.queue, "reason": outcome.reason,
                                  "failed_at": time.time(), "body": message_json(d.body)})
-            self._dead(keys=qk.all_keys(), args=[d.id, record, self.dead_letter_limit],
-                       client=pipe)
+            pipe.script(self._dead, qk.all_keys(), [d.id, record, self.dead_letter_limit])
         else:
             band = keys.priority_band(d.message.priority) if d.message else 0
-            self._return(keys=qk.all_keys(), args=[d.id, band, d.ready_since_ms, qk.wake_channel],
-                         client=pipe)
+            pipe.script(self._return, qk.all_keys(),
+                        [d.id, band, d.ready_since_ms, qk.wake_channel])
 
-    def _store_result(self, pipe: Any, task_id: str, result: str) -> None:
-        self._store_result_script(keys=[keys.result_key(task_id), keys.state_key(task_id)],
-                                  args=[result, self.result_ttl * 1000], client=pipe)
+    def _store_result(self, pipe: Batch, task_id: str, result: str) -> None:
+        pipe.script(self._store_result_script, [keys.result_key(task_id),
+                                                keys.state_key(task_id)],
+                    [result, self.result_ttl * 1000])
 
     def extend(self, queue: str, ids: Sequence[str], lease_ms: int) -> int:
         """Extend the leases still held; returns how many were."""

@@ -17,7 +17,7 @@ import redis
 
 from . import heartbeat, keys
 from .app import App
-from .connection import broker_url, connect, text
+from .connection import Client, broker_url, connect, text
 from .errors import ConfigError, MessageTooLarge, ResultTimeout, TaskFailed
 from .signals import SUPERVISOR_PID_ENV, exit_with_parent, hold_stop_signals
 from .stats import queue_stats
@@ -343,7 +343,7 @@ def _operator(args: argparse.Namespace) -> int:
     return run(config, args.liveness_port)
 
 
-def _inspect(client: redis.Redis, names: list[str], as_json: bool) -> int:
+def _inspect(client: Client, names: list[str], as_json: bool) -> int:
     if not names:
         names = sorted({keys.queue_of_key(text(k)) for pattern in keys.QUEUE_SCAN_PATTERNS
                         for k in client.scan_iter(match=pattern, count=1000)})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from redis.exceptions import RedisError
+
 
 class TaskfleetError(Exception):
     """Base of every error this package raises on purpose."""
@@ -47,3 +49,11 @@ class Retry(TaskfleetError):
     def __init__(self, reason: str = "retry requested", countdown: float | None = None) -> None:
         super().__init__(reason)
         self.countdown = countdown
+
+
+class ReplicaAckTimeout(TaskfleetError, RedisError):
+    """With ``replica_acks``, a write reached fewer replicas than asked within the timeout.
+
+    It is on the master; a failover before it replicates could lose it. A RedisError, so
+    a worker retries its settle as it would after a lost connection.
+    """

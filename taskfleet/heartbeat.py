@@ -8,10 +8,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import redis
-
 from . import keys
-from .connection import text
+from .connection import Client, text
 
 STALE_AFTER_SECONDS = 30.0
 CURRENT_SHOWN = 5
@@ -31,7 +29,7 @@ class WorkerInfo:
     """Tasks running at the heartbeat, as "task.name id" (at most CURRENT_SHOWN)."""
 
 
-def publish(client: redis.Redis, info: WorkerInfo) -> None:
+def publish(client: Client, info: WorkerInfo) -> None:
     """Write one heartbeat (one round trip)."""
     pipe = client.pipeline(transaction=False)
     wk = keys.worker_key(info.id)
@@ -43,7 +41,7 @@ def publish(client: redis.Redis, info: WorkerInfo) -> None:
     pipe.execute()
 
 
-def withdraw(client: redis.Redis, worker_id: str) -> None:
+def withdraw(client: Client, worker_id: str) -> None:
     """Remove a worker that is stopping."""
     pipe = client.pipeline(transaction=False)
     pipe.delete(keys.worker_key(worker_id))
@@ -51,7 +49,7 @@ def withdraw(client: redis.Redis, worker_id: str) -> None:
     pipe.execute()
 
 
-def live_workers(client: redis.Redis, now: float | None = None) -> list[WorkerInfo]:
+def live_workers(client: Client, now: float | None = None) -> list[WorkerInfo]:
     """Workers heard from within STALE_AFTER_SECONDS, in one round trip after the index read."""
     now = time.time() if now is None else now
     client.zremrangebyscore(keys.WORKERS_KEY, "-inf", now - STALE_AFTER_SECONDS)

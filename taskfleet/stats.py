@@ -10,9 +10,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import redis
+from redis.cluster import RedisCluster
 
 from . import keys, scripts
+from .batch import Batch
+from .connection import Client
 
 
 @dataclass(frozen=True)
@@ -38,23 +40,24 @@ STATS_PER_CALL = 100
 """Queues per STATS_MANY call: few calls, and none that holds the server for long."""
 
 
-def queue_stats(client: redis.Redis, queues: Iterable[str]) -> dict[str, QueueStats]:
-    """Statistics of many queues in one pipelined round trip."""
+def queue_stats(client: Client, queues: Iterable[str]) -> dict[str, QueueStats]:
+    """Statistics of many queues in one pipelined round trip (on a cluster: one per node,
+    sent to all nodes before any reply is read; see batch.py)."""
     names = list(dict.fromkeys(queues))
     if not names:
         return {}
-    pipe = client.pipeline(transaction=False)
-    if isinstance(client, redis.Redis):  # one server: many queues per script call
-        many = client.register_script(scripts.STATS_MANY)
-        for start in range(0, len(names), STATS_PER_CALL):
-            many(keys=[k for name in names[start:start + STATS_PER_CALL]
-                       for k in keys.QueueKeys(name).stats_keys()], client=pipe)
-        replies = [reply for call in pipe.execute() for reply in call]
-    else:  # a cluster client: one call per queue, each within its queue's slot
+    batch = Batch(client)
+    if isinstance(client, RedisCluster):  # one call per queue, each within its queue's slot
         one = client.register_script(scripts.STATS)
         for name in names:
-            one(keys=keys.QueueKeys(name).all_keys(), client=pipe)
-        replies = pipe.execute()
+            batch.script(one, keys.QueueKeys(name).all_keys())
+        replies = batch.execute()
+    else:  # one server: many queues per script call
+        many = client.register_script(scripts.STATS_MANY)
+        for start in range(0, len(names), STATS_PER_CALL):
+            batch.script(many, [k for name in names[start:start + STATS_PER_CALL]
+                                for k in keys.QueueKeys(name).stats_keys()])
+        replies = [reply for call in batch.execute() for reply in call]
     out = {}
     for name, reply in zip(names, replies, strict=True):
         ready, oldest, in_flight, delayed, dead, now, trimmed = reply

@@ -13,11 +13,14 @@ from types import FrameType
 import pytest
 import redis
 
+from taskfleet.connection import connect
 from tests.support.cluster import Cluster
 from tests.support.node import RealNode
 from tests.support.operator import OperatorProcess, crds_applied
 from tests.support.processes import WorkerProcess
+from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_server import RedisServer
+from tests.support.sentinel_group import SentinelGroup
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,18 +41,62 @@ def redis_server() -> Iterator[RedisServer]:
         server.close()
 
 
+@pytest.fixture(scope="session")
+def sentinel_group() -> Iterator[SentinelGroup]:
+    """One master, two replicas, three sentinels; the data nodes and the sentinels have
+    passwords of their own."""
+    group = SentinelGroup(password="data-secret", sentinel_password="sentinel-secret").start()
+    try:
+        yield group
+    finally:
+        group.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """Three masters with a replica each."""
+    servers = RedisClusterServers().start()
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+BROKER_MODES = ["single", "sentinel", "cluster"]
+all_broker_modes = pytest.mark.parametrize("broker_mode", BROKER_MODES, indirect=True)
+"""Runs a test that takes ``redis_url`` against one server, a Sentinel group and a cluster."""
+
+
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
-    client = redis.Redis.from_url(redis_server.url)
+def broker_mode(request: pytest.FixtureRequest) -> str:
+    """'single' unless the test is parametrized with ``all_broker_modes``."""
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def redis_url(broker_mode: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A broker URL of the test's mode, every key of it flushed."""
+    if broker_mode == "sentinel":
+        group: SentinelGroup = request.getfixturevalue("sentinel_group")
+        group.flushall()
+        yield group.url
+        return
+    if broker_mode == "cluster":
+        servers: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        servers.flushall()
+        yield servers.url
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    client = redis.Redis.from_url(server.url)
     client.flushall()
     client.close()
-    yield redis_server.url
+    yield server.url
 
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
-    yield client
+    client = connect(redis_url)
+    yield client  # type: ignore[misc]
     client.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from taskfleet.connection import BROKER_ENV, PASSWORD_ENV, TLS_ENV
+from taskfleet.connection import BROKER_ENV, PASSWORD_ENV, SENTINEL_PASSWORD_ENV, TLS_ENV
 
 from .model import API_VERSION, METRICS_PORT, RedisRef, TaskQueue, WorkerPool
 from .policy import SpecError
@@ -47,6 +47,10 @@ def broker_env(ref: RedisRef) -> list[dict[str, Any]]:
     if ref.password_from is not None:
         env.append({"name": PASSWORD_ENV, "valueFrom": {"secretKeyRef": {
             "name": ref.password_from.name, "key": ref.password_from.key}}})
+    if ref.sentinel_password_from is not None:
+        env.append({"name": SENTINEL_PASSWORD_ENV, "valueFrom": {"secretKeyRef": {
+            "name": ref.sentinel_password_from.name,
+            "key": ref.sentinel_password_from.key}}})
     if ref.tls or ref.tls_insecure:
         env.append({"name": TLS_ENV, "value": "insecure" if ref.tls_insecure else "true"})
     return env

@@ -6,6 +6,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskfleet.connection import parse_broker_url
+from taskfleet.errors import ConfigError
+
 from .policy import ScalingPolicy, SpecError, _int, parse_policy
 
 GROUP = "taskfleet.dev"
@@ -26,6 +29,8 @@ class RedisRef:
     url: str | None = None
     url_from: SecretKey | None = None
     password_from: SecretKey | None = None
+    sentinel_password_from: SecretKey | None = None
+    """The sentinels' password (a redis+sentinel:// URL), apart from the data nodes'."""
     tls: bool = False
     tls_insecure: bool = False
 
@@ -101,9 +106,16 @@ def parse_task_queue(body: dict[str, Any]) -> TaskQueue:
         raise SpecError("spec.redis.url must be a URL such as redis://redis:6379/0")
     if bool(r.get("url")) == bool(r.get("urlFrom")):
         raise SpecError("spec.redis: give exactly one of url and urlFrom")
+    if r.get("url"):
+        try:
+            parse_broker_url(r["url"])
+        except ConfigError as exc:
+            raise SpecError(f"spec.redis.url: {exc}") from None
     tls = _object(r.get("tls"), "spec.redis.tls")
     ref = RedisRef(url=r.get("url"), url_from=_secret_key(r.get("urlFrom"), "spec.redis.urlFrom"),
                    password_from=_secret_key(r.get("passwordFrom"), "spec.redis.passwordFrom"),
+                   sentinel_password_from=_secret_key(r.get("sentinelPasswordFrom"),
+                                                      "spec.redis.sentinelPasswordFrom"),
                    tls=_flag(tls, "enabled", "spec.redis.tls"),
                    tls_insecure=_flag(tls, "insecureSkipVerify", "spec.redis.tls"))
     queue_name = spec.get("queueName") or meta["name"]

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import redis
 
 from taskfleet import QueueStats, WorkerInfo, live_workers, queue_stats
-from taskfleet.connection import connect
+from taskfleet.connection import Client, connect
 
 from .model import RedisRef, SecretKey, TaskQueue
 
@@ -23,6 +23,8 @@ SecretReader = Callable[[str, SecretKey], str]
 """(namespace, secret key) -> value; the operator reads Secrets through the API."""
 
 _RESOLVE_TTL_SECONDS = 60.0
+Settings = tuple[str, str | None, str, str | None]
+"""(url, password, tls mode, sentinels' password) of one Redis."""
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,13 @@ class RedisDirectory:
 
     def __init__(self, read_secret: SecretReader) -> None:
         self.read_secret = read_secret
-        self._clients: dict[tuple[str, str | None, str], redis.Redis] = {}
-        self._resolved: dict[tuple[str, RedisRef], tuple[float, tuple[str, str | None, str]]] = {}
+        self._clients: dict[Settings, Client] = {}
+        self._resolved: dict[tuple[str, RedisRef], tuple[float, Settings]] = {}
         self._lock = threading.Lock()
 
-    def settings(self, namespace: str, ref: RedisRef) -> tuple[str, str | None, str]:
-        """(url, password, tls mode), Secrets resolved and cached for a minute."""
+    def settings(self, namespace: str, ref: RedisRef) -> Settings:
+        """(url, password, tls mode, sentinels' password), Secrets resolved and cached for
+        a minute."""
         cache_key = (namespace, ref)
         now = time.monotonic()
         with self._lock:
@@ -51,22 +54,25 @@ class RedisDirectory:
         url = ref.url or self.read_secret(namespace, ref.url_from)  # type: ignore[arg-type]
         password = self.read_secret(namespace, ref.password_from) if ref.password_from else None
         tls = "insecure" if ref.tls_insecure else ("true" if ref.tls else "")
-        value = (url, password, tls)
+        sentinel_password = self.read_secret(namespace, ref.sentinel_password_from) \
+            if ref.sentinel_password_from else None
+        value = (url, password, tls, sentinel_password)
         with self._lock:
             self._resolved[cache_key] = (now, value)
         return value
 
-    def client(self, namespace: str, ref: RedisRef) -> redis.Redis:
+    def client(self, namespace: str, ref: RedisRef) -> Client:
         key = self.settings(namespace, ref)
         with self._lock:
             found = self._clients.get(key)
             if found is None:
-                url, password, tls = key
-                found = connect(url, password=password or "", tls=tls)
+                url, password, tls, sentinel_password = key
+                found = connect(url, password=password or "", tls=tls,
+                                sentinel_password=sentinel_password or "")
                 self._clients[key] = found
             return found
 
-    def all_clients(self) -> list[redis.Redis]:
+    def all_clients(self) -> list[Client]:
         with self._lock:
             return list(self._clients.values())
 
@@ -74,7 +80,7 @@ class RedisDirectory:
 def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
                 ) -> dict[tuple[str, str], QueueReading]:
     """Figures of every queue: one pipelined round trip per Redis server, however many queues."""
-    groups: dict[int, tuple[redis.Redis, list[TaskQueue]]] = {}
+    groups: dict[int, tuple[Client, list[TaskQueue]]] = {}
     out: dict[tuple[str, str], QueueReading] = {}
     for tq in queues:
         try:
@@ -95,7 +101,7 @@ def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
     return out
 
 
-def read_workers(client: redis.Redis) -> list[WorkerInfo]:
+def read_workers(client: Client) -> list[WorkerInfo]:
     try:
         return live_workers(client)
     except redis.RedisError as exc:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 import redis
 
 from taskfleet import keys
+from taskfleet.connection import Client
 
 from .observe import RedisDirectory
 
@@ -47,7 +48,7 @@ class WakeListener:
                                      name="taskfleet-wake").start()
             stop.wait(1.0)
 
-    def _listen(self, client: redis.Redis, stop: threading.Event) -> None:
+    def _listen(self, client: Client, stop: threading.Event) -> None:
         while not stop.is_set():
             pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:

@@ -14,6 +14,7 @@ import redis
 
 from taskfleet import App, ResultTimeout, TaskFailed, keys, queue_stats
 from taskfleet.keys import QueueKeys
+from tests.conftest import all_broker_modes
 from tests.support.processes import ROOT, WorkerProcess
 from tests.support.waiting import wait_for
 
@@ -41,6 +42,7 @@ def dead_count(app: App, queue: str = "default") -> int:
     return queue_stats(app.redis, [queue])[queue].dead
 
 
+@all_broker_modes
 def test_fifo_order_within_a_queue(app: App, redis_url: str, redis_client: redis.Redis,
                                    workers: list[WorkerProcess]) -> None:
     results = [app.send_task("sample.record", [str(i)]) for i in range(30)]
@@ -49,6 +51,7 @@ def test_fifo_order_within_a_queue(app: App, redis_url: str, redis_client: redis
     assert runs(redis_client) == [str(i) for i in range(30)]
 
 
+@all_broker_modes
 def test_queues_are_served_in_the_order_given(app: App, redis_url: str,
                                               redis_client: redis.Redis,
                                               workers: list[WorkerProcess]) -> None:
@@ -81,6 +84,7 @@ def test_send_by_name_without_importing_the_code(redis_url: str,
     assert result.status == "SUCCESS"
 
 
+@all_broker_modes
 def test_retries_with_backoff_then_success(app: App, redis_url: str,
                                            workers: list[WorkerProcess]) -> None:
     result = app.send_task("sample.flaky", ["k1", 2])
@@ -88,6 +92,7 @@ def test_retries_with_backoff_then_success(app: App, redis_url: str,
     assert result.get(timeout=20) == "ok after 3"
 
 
+@all_broker_modes
 def test_retries_exhausted_go_to_dead_letter(app: App, redis_url: str,
                                              workers: list[WorkerProcess]) -> None:
     result = app.send_task("sample.flaky", ["k2", 99])
@@ -114,6 +119,7 @@ def test_retry_requested_by_the_task(app: App, redis_url: str,
     assert app.broker.dead_list("default")[0]["reason"].startswith("failed after 1 retries")
 
 
+@all_broker_modes
 def test_countdown_waits_in_redis_not_in_the_worker(app: App, redis_url: str,
                                                     workers: list[WorkerProcess]) -> None:
     start(workers, redis_url)
@@ -145,6 +151,7 @@ def test_result_wait_times_out_and_status_is_pending(app: App) -> None:
     assert not result.ready()
 
 
+@all_broker_modes
 def test_sigkill_mid_task_is_redone_by_another_worker(app: App, redis_url: str,
                                                       redis_client: redis.Redis,
                                                       workers: list[WorkerProcess]) -> None:
@@ -180,6 +187,7 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_limit(
     assert app.broker.dead_requeue("default") == 1, "and it can be requeued once fixed"
 
 
+@all_broker_modes
 def test_sigterm_drains_running_tasks_and_keeps_the_rest(app: App, redis_url: str,
                                                          redis_client: redis.Redis,
                                                          workers: list[WorkerProcess]) -> None:
@@ -281,6 +289,7 @@ def test_garbage_never_stops_the_worker(app: App, redis_url: str,
     assert (st.ready, st.in_flight, st.dead) == (0, 0, 5)
 
 
+@all_broker_modes
 def test_a_thousand_tasks_across_four_workers_each_done_once(
         app: App, redis_url: str, redis_client: redis.Redis,
         workers: list[WorkerProcess]) -> None:

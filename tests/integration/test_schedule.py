@@ -21,6 +21,7 @@ from taskfleet.broker import message_json
 from taskfleet.keys import QueueKeys
 from taskfleet.message import Message
 from taskfleet.schedule import Schedule, ScheduleError, Scheduler
+from tests.conftest import all_broker_modes
 from tests.support.processes import ROOT
 from tests.support.waiting import assert_stays, wait_for
 
@@ -43,6 +44,7 @@ def app(redis_url: str) -> App:
     return App(redis_url)
 
 
+@all_broker_modes
 def test_two_schedulers_send_each_tick_once(app: App) -> None:
     a, b = Scheduler(app.broker), Scheduler(App(app.broker_url).broker)
     s = every_minute()
@@ -59,6 +61,7 @@ def test_two_schedulers_send_each_tick_once(app: App) -> None:
     assert (messages[0].args, messages[0].kwargs) == ([1], {"fmt": "pdf"})
 
 
+@all_broker_modes
 def test_crash_after_sending_never_sends_twice(app: App) -> None:
     s = every_minute()
     scheduler = Scheduler(app.broker)
@@ -112,6 +115,7 @@ def test_schedule_errors_name_the_schedule_and_field() -> None:
                             "timezone": "Moon/Base"}, queue="q")
 
 
+@all_broker_modes
 def test_beat_processes_send_each_tick_once_in_real_time(redis_url: str,
                                                          redis_client: redis.Redis,
                                                          tmp_path: Path) -> None:

@@ -83,3 +83,17 @@ def test_a_stale_health_file_fails_with_one_line(tmp_path: Path,
     assert main(["health", "--file", str(tmp_path / "never-written")]) == 1
     assert capsys.readouterr().err.strip() == (
         f"unhealthy: {tmp_path / 'never-written'} missing (worker never reached Redis)")
+
+
+@pytest.mark.parametrize(("url", "names"), [
+    ("http://redis:6379", "redis+sentinel://HOST:26379,HOST2:26379/MASTER_NAME/0"),
+    ("redis+sentinel://s1:26379", "needs the master name"),
+    ("redis+cluster://n1:7000/3", "only database 0"),
+])
+def test_a_bad_broker_url_gets_one_line_with_the_forms(url: str, names: str,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    code = main(["--broker", url, "inspect"])
+    err = capsys.readouterr().err
+    assert code not in (0, None)
+    assert len(err.strip().splitlines()) == 1 and names in err, err

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 import time
 
-import redis
-
 from taskfleet import App, Retry
+from taskfleet.connection import connect
 
 app = App()  # broker from TASKFLEET_BROKER_URL or --broker
 
 
 def _log(kind: str, value: str) -> None:
     # Every execution is recorded in Redis so tests can count runs exactly.
-    client = redis.Redis.from_url(os.environ["TASKFLEET_BROKER_URL"])
+    client = connect(os.environ["TASKFLEET_BROKER_URL"])
     client.rpush(f"test:runs:{kind}", value)
     client.close()
 
@@ -40,7 +39,7 @@ def sleep_record(value: str, seconds: float) -> str:
 
 @app.task(name="sample.flaky", max_retries=3, retry_backoff=0.05, retry_jitter=False)
 def flaky(key: str, failures: int) -> str:
-    client = redis.Redis.from_url(os.environ["TASKFLEET_BROKER_URL"])
+    client = connect(os.environ["TASKFLEET_BROKER_URL"])
     attempt = int(client.incr(f"test:attempts:{key}"))
     client.close()
     if attempt <= failures:

@@ -1,0 +1,108 @@
+"""On a real Redis Cluster (three masters, a replica each): what only a cluster can break."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from redis.crc import key_slot
+
+from taskfleet import App, keys, queue_stats
+from taskfleet.connection import connect
+from tests.support.processes import ROOT, WorkerProcess
+from tests.support.redis_cluster import RedisClusterServers
+from tests.support.waiting import wait_for
+
+SAMPLE = "tests.integration.apps.sample:app"
+MOVING = "moving-5623"
+"""A queue in slot 0: the lowest slot of whichever master has it, so `redis-cli --cluster
+reshard --cluster-slots 1` moves exactly it."""
+
+
+@pytest.fixture
+def servers(redis_cluster: RedisClusterServers) -> RedisClusterServers:
+    redis_cluster.flushall()
+    return redis_cluster
+
+
+def test_a_queues_slot_migrated_back_and_forth_while_workers_run_loses_nothing(
+        servers: RedisClusterServers, workers: list[WorkerProcess], tmp_path: Path) -> None:
+    assert key_slot(MOVING.encode()) == 0
+    url = servers.url
+    app = App(url)
+    sent = [r.id for r in app.send_many("sample.add", [[i, 0] for i in range(2000)],
+                                        queue=MOVING)]
+    for i in range(2):
+        workers.append(WorkerProcess(url, SAMPLE, [MOVING], concurrency=4,
+                                     log=tmp_path / f"worker-{i}.log").start())
+    more: list[str] = []
+
+    def produce() -> None:  # single sends go on through the migrations
+        for i in range(1000):
+            more.append(app.send_task("sample.add", [i, 1], queue=MOVING).id)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    home = servers.port_of_slot(0)
+    other = next(p for p in servers.master_ports() if p != home)
+    for target in (other, home, other):
+        servers.move_slot(0, target)
+        assert servers.port_of_slot(0) == target
+    producer.join(120)
+    ids = sent + more
+    assert len(ids) == 3000
+    wait_for("every task done", lambda: queue_stats(app.redis, [MOVING])[MOVING].ready == 0
+             and queue_stats(app.redis, [MOVING])[MOVING].in_flight == 0, 120)
+    client = app.redis
+    pipe = client.pipeline(transaction=False)
+    for task_id in ids:
+        pipe.exists(keys.result_key(task_id))
+    missing = [t for t, found in zip(ids, pipe.execute(), strict=True) if not found]
+    assert missing == [], f"{len(missing)} tasks without a result"
+    st = queue_stats(app.redis, [MOVING])[MOVING]
+    assert (st.ready, st.in_flight, st.delayed, st.dead) == (0, 0, 0, 0)
+
+
+def test_a_wake_up_published_on_one_master_reaches_a_subscriber_on_another(
+        servers: RedisClusterServers) -> None:
+    """Wake-ups use plain PUBLISH, which a cluster sends to every node: a worker or the
+    operator subscribed anywhere hears every queue."""
+    client = connect(servers.url)
+    names = ["alpha", "beta", "gamma", "delta"]
+    subscriber = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    subscriber.psubscribe("tf:{*}:wake")
+    nodes = {client.get_node_from_key(keys.QueueKeys(n).messages).name  # type: ignore[union-attr]
+             for n in names}
+    assert len(nodes) >= 2
+    try:
+        app = App(servers.url)
+        for n in names:
+            app.send_task("sample.add", [1, 1], queue=n)
+        heard = set()
+        for _ in range(50):
+            message = subscriber.get_message(timeout=0.2)
+            if message is not None:
+                heard.add(keys.queue_of_key(message["channel"]))
+            if heard == set(names):
+                break
+        assert heard == set(names)
+    finally:
+        subscriber.close()
+
+
+def test_inspect_without_names_finds_the_queues_of_every_master(
+        servers: RedisClusterServers) -> None:
+    app = App(servers.url)
+    names = ["alpha", "beta", "gamma", "delta"]
+    for i, n in enumerate(names):
+        app.send_many("sample.add", [[1, 1]] * (i + 1), queue=n)
+    out = subprocess.run([sys.executable, "-m", "taskfleet", "--broker", servers.url,
+                          "inspect", "--json"], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    queues = json.loads(out)["queues"]
+    assert {n: queues[n]["ready"] for n in names} == {"alpha": 1, "beta": 2, "gamma": 3,
+                                                      "delta": 4}
