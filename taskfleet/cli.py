@@ -301,7 +301,7 @@ def _worker(args: argparse.Namespace, url: str) -> int:
     return Worker(app, settings, metrics).run()
 
 
-def _dashboard(args: argparse.Namespace, client: redis.Redis) -> int:
+def _dashboard(args: argparse.Namespace, client: Client) -> int:
     try:
         from .dashboard import ActionSettings, RedisSource, build_app, serve
         from .dashboard.server import TOKEN_ENV

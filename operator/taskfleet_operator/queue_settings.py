@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 import redis
 
+from taskfleet.connection import Client
 from taskfleet.keys import DEAD_LETTER_LIMIT, QueueKeys
 
 from .model import TaskQueue
@@ -35,7 +36,7 @@ class QueueSettingsWriter:
         """Write the settings that changed or are due again, one pipeline per Redis server
         (10,000 queues are one round trip, not 10,000); forget queues no longer there."""
         present: set[Key] = set()
-        due: dict[int, tuple[redis.Redis, list[TaskQueue]]] = {}
+        due: dict[int, tuple[Client, list[TaskQueue]]] = {}
         for tq in queues:
             present.add(tq.key)
             last = self.written.get(tq.key)

@@ -7,10 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import redis
-
 from .. import keys
-from ..connection import text
+from ..connection import Client, text
 
 
 @dataclass(frozen=True)
@@ -20,7 +18,7 @@ class QueueSource:
     label: str
     """How the page names it: the queue's name, or namespace/TaskQueue under the operator."""
     queue: str
-    client: redis.Redis
+    client: Client
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ class RedisSource:
     pools_unavailable = ("pools are shown when the dashboard runs in the operator "
                          "(it needs the Kubernetes API); taskfleet dashboard reads Redis only")
 
-    def __init__(self, client: redis.Redis, names: Sequence[str] = ()) -> None:
+    def __init__(self, client: Client, names: Sequence[str] = ()) -> None:
         self.client = client
         self.names = list(names)
 

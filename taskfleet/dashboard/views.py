@@ -13,6 +13,7 @@ import redis
 
 from .. import keys
 from ..broker import Broker
+from ..connection import Client
 from ..heartbeat import live_workers
 from ..stats import queue_stats
 from .sources import DashboardSource, PoolView, QueueSource
@@ -22,8 +23,8 @@ HISTORY_POINTS = 900
 REASONS_KEPT = 10
 
 
-def distinct_clients(queues: Sequence[QueueSource]) -> list[redis.Redis]:
-    seen: dict[int, redis.Redis] = {}
+def distinct_clients(queues: Sequence[QueueSource]) -> list[Client]:
+    seen: dict[int, Client] = {}
     for q in queues:
         seen.setdefault(id(q.client), q.client)
     return list(seen.values())
