@@ -44,11 +44,12 @@ def queue_stats(client: redis.Redis, queues: Iterable[str]) -> dict[str, QueueSt
     for name in names:
         script(keys=keys.QueueKeys(name).all_keys(), client=pipe)
     replies = pipe.execute()
-    out = {}
-    for name, reply in zip(names, replies, strict=True):
-        ready, oldest, in_flight, delayed, dead, now, trimmed = reply
-        age = max(0.0, (int(now) - int(oldest)) / 1000.0) if int(oldest) >= 0 else 0.0
-        out[name] = QueueStats(ready=int(ready), in_flight=int(in_flight), delayed=int(delayed),
-                               dead=int(dead), oldest_age_seconds=age,
-                               dead_trimmed=int(trimmed))
-    return out
+    return {name: parse_stats_reply(reply) for name, reply in zip(names, replies, strict=True)}
+
+
+def parse_stats_reply(reply: Any) -> QueueStats:
+    """QueueStats from the reply of one scripts.STATS call."""
+    ready, oldest, in_flight, delayed, dead, now, trimmed = reply
+    age = max(0.0, (int(now) - int(oldest)) / 1000.0) if int(oldest) >= 0 else 0.0
+    return QueueStats(ready=int(ready), in_flight=int(in_flight), delayed=int(delayed),
+                      dead=int(dead), oldest_age_seconds=age, dead_trimmed=int(trimmed))

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,10 +22,17 @@ from kubernetes.client.exceptions import ApiException
 from .act import Actions
 from .conditions import rfc3339, set_condition
 from .decide import Decision, History, Observation, decide
-from .deployment import DELETION_COST, build_deployment, selector_string, shared_redis
+from .deployment import (
+    DELETION_COST,
+    SERVES,
+    build_deployment,
+    selector_string,
+    shared_redis,
+)
 from .model import TaskQueue, WorkerPool
 from .observe import Observer, QueueReading
 from .policy import SpecError
+from .protocols import celery
 from .queue_settings import QueueSettingsWriter
 from .registry import DeploymentSeen, InvalidObject, Key, Registry, Snapshot
 from .schedules import ScheduleRunner
@@ -150,7 +157,7 @@ class Controller:
         if problem is not None:
             self._report_not_ready(pool, state, status, problem, now)
             return None
-        obs = observe_pool(queues, readings, dep, now)
+        obs = self._with_celery_running(pool, queues, observe_pool(queues, readings, dep, now))
         decision = decide(pool.policy, obs, state.history)
         state.history = decision.history
 
@@ -202,6 +209,21 @@ class Controller:
             return ("ApplyFailed", message)
         state.applied_inputs, state.applied_at, state.apply_error = inputs, now, None
         return None
+
+    def _with_celery_running(self, pool: WorkerPool, queues: list[TaskQueue],
+                             obs: Observation) -> Observation:
+        """Celery acknowledges a task when it starts (acks_late=False), so a running task
+        is in no Redis key: its worker's heartbeat says it runs. The pool's own workers'
+        are added to its in-flight work; with none heard yet, the pool holds."""
+        celery_queues = [q for q in queues if q.protocol == "celery"]
+        if not celery_queues or obs.metrics_error is not None:
+            return obs
+        running = self.observer.busy_by_pod(celery_queues[0])
+        if running is None:
+            return replace(obs, metrics_error="no Celery worker heartbeats heard yet "
+                                              "(listening for worker-heartbeat events)")
+        return replace(obs, in_flight=obs.in_flight
+                       + sum(celery.pods_of_pool(pool.name, running).values()))
 
     def _mark_deletion_costs(self, pool: WorkerPool, queue: TaskQueue) -> None:
         """Idle pods cheapest, busy ones dearest, so a scale-down removes idle workers first."""
@@ -295,10 +317,20 @@ def resolve_queues(pool: WorkerPool, queues: dict[Key, TaskQueue]
         return [], ("QueueNotFound", f"TaskQueue {missing[0]!r} not found in namespace "
                     f"{pool.namespace}; create it or fix spec.queues")
     present = [q for q in found if q is not None]
+    runtime = pool.spec.get("runtime", "taskfleet")
+    for q in present:
+        if q.protocol not in SERVES[runtime]:
+            return [], ("InvalidSpec", f"spec.runtime {runtime} cannot serve TaskQueue "
+                        f"{q.name!r} (protocol {q.protocol}); use a {runtime} queue "
+                        f"(spec.protocol: {SERVES[runtime][0]}) or another runtime")
     try:
-        shared_redis(present)
+        ref = shared_redis(present)
     except SpecError as exc:
         return [], ("InvalidSpec", str(exc))
+    if runtime != "taskfleet" and (ref.password_from or ref.tls or ref.tls_insecure):
+        return [], ("InvalidSpec", f"spec.runtime {runtime}: {runtime} workers take the "
+                    "password and TLS in the URL; put them there (redis.urlFrom a Secret, "
+                    "rediss:// for TLS) instead of redis.passwordFrom and redis.tls")
     return present, None
 
 

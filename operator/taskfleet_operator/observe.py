@@ -12,10 +12,11 @@ from typing import Any, Protocol
 
 import redis
 
-from taskfleet import QueueStats, WorkerInfo, live_workers, queue_stats
+from taskfleet import QueueStats, WorkerInfo, live_workers
 from taskfleet.connection import connect
 
 from .model import RedisRef, SecretKey, TaskQueue
+from .protocols import READERS, celery, rq
 
 log = logging.getLogger("taskfleet.operator")
 
@@ -85,13 +86,23 @@ def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
         groups.setdefault(id(client), (client, []))[1].append(tq)
     for client, members in groups.values():
         try:
-            stats = queue_stats(client, [tq.queue_name for tq in members])
+            pipe = client.pipeline(transaction=False)
+            for tq in members:
+                READERS[tq.protocol].queue_read(client, pipe, tq)
+            replies = pipe.execute(raise_on_error=False)
         except redis.RedisError as exc:
             for tq in members:
                 out[tq.key] = QueueReading(None, f"redis: {exc}")
             continue
-        for tq in members:
-            out[tq.key] = QueueReading(stats[tq.queue_name])
+        for tq, reply in zip(members, replies, strict=True):
+            if isinstance(reply, Exception):
+                out[tq.key] = QueueReading(None, f"redis: {reply}")
+                continue
+            try:
+                out[tq.key] = QueueReading(READERS[tq.protocol].parse(reply))
+            except (ValueError, TypeError) as exc:
+                out[tq.key] = QueueReading(None, f"unexpected reply for a {tq.protocol} "
+                                                 f"queue: {exc}")
     return out
 
 
@@ -111,8 +122,9 @@ class Observer(Protocol):
         ...
 
     def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
-        """Running tasks per pod from the workers' heartbeats on the queue's Redis;
-        None when that Redis cannot be resolved."""
+        """Running tasks per pod, as the queue's protocol tells it (taskfleet heartbeats,
+        Celery worker-heartbeat events, RQ's worker registry); None when not known (the
+        Redis cannot be resolved or read, or no Celery heartbeats heard yet)."""
         ...
 
 
@@ -121,8 +133,14 @@ class RedisObserver:
 
     def __init__(self, directory: RedisDirectory) -> None:
         self.directory = directory
+        self._celery_events: dict[int, celery.WorkerEvents] = {}
+        self._lock = threading.Lock()
 
     def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
+        queues = list(queues)
+        for tq in queues:
+            if tq.protocol == "celery":
+                self._events_of(tq)  # subscribe early: heartbeats take a few seconds
         return read_queues(self.directory, queues)
 
     def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
@@ -130,10 +148,36 @@ class RedisObserver:
             client = self.directory.client(queue.namespace, queue.redis)
         except Exception:  # a Secret gone: no costs this pass, the scale-down still happens
             return None
+        if queue.protocol == "celery":
+            events = self._events_of(queue)
+            return None if events is None else events.running_by_pod()
+        if queue.protocol == "rq":
+            try:
+                return rq.busy_by_pod(client, queue.queue_name)
+            except redis.RedisError as exc:
+                log.warning("cannot read RQ workers of %s: %s", queue.queue_name, exc)
+                return None
         busy: dict[str, int] = {}
         for w in read_workers(client):
             busy[w.pod] = busy.get(w.pod, 0) + w.busy
         return busy
+
+    def _events_of(self, queue: TaskQueue) -> celery.WorkerEvents | None:
+        """The Celery event subscription of the queue's Redis, started on first use."""
+        try:
+            client = self.directory.client(queue.namespace, queue.redis)
+        except Exception:
+            return None
+        with self._lock:
+            found = self._celery_events.get(id(client))
+            if found is None:
+                found = self._celery_events[id(client)] = celery.WorkerEvents(client).start()
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            for events in self._celery_events.values():
+                events.stop()
 
 
 def secret_reader(core_api: Any) -> SecretReader:
