@@ -306,3 +306,29 @@ def test_pods_the_cluster_refuses_make_the_pool_not_ready_with_one_event(setup: 
     setup.deployment("p", 1)  # fixed: the condition clears
     setup.reconcile(1.0)
     assert condition(setup.actuator.pool_status("p"), "Ready")["status"] == "True"
+
+
+def test_a_celery_pool_adds_its_workers_running_tasks_and_holds_without_heartbeats(
+        setup: Setup) -> None:
+    setup.registry.queue_changed("ADDED", {
+        "metadata": {"namespace": NS, "name": "films", "uid": "uid-films", "generation": 1},
+        "spec": {"redis": {"url": "redis://127.0.0.1:1/0"}, "protocol": "celery"}})
+    setup.registry.pool_changed("ADDED", {
+        "metadata": {"namespace": NS, "name": "films", "uid": "uid-films", "generation": 1},
+        "spec": {"queues": ["films"], "app": "video.celery:app", "runtime": "celery",
+                 "autoscaling": {"enabled": True, "minReplicas": 0, "maxReplicas": 10,
+                                 "targetPerReplica": 1}}})
+    setup.readings.busy = None  # no heartbeats heard yet
+    setup.work("films", ready=3)
+    setup.reconcile()
+    status = setup.actuator.pool_status("films")
+    assert status["desiredReplicas"] == 0, "no data: hold, do not act on a partial count"
+    assert condition(status, "MetricsAvailable")["message"].startswith(
+        "no Celery worker heartbeats heard yet")
+    setup.deployment("films", 0)
+    # two running on this pool's pod (acknowledged, so in no Redis key), one on another pool's
+    setup.readings.busy = {"films-5d8f7-abcde": 2, "thumbs-5d8f7-abcde": 1}
+    setup.work("films", ready=0, in_flight=1)
+    setup.reconcile(1.0)
+    status = setup.actuator.pool_status("films")
+    assert (status["queueReady"], status["queueInFlight"], status["desiredReplicas"]) == (0, 3, 3)

@@ -169,6 +169,12 @@ class WorkerEvents:
                     out[pod] = out.get(pod, 0) + active
             return out
 
+    def subscribed(self, up: bool) -> None:
+        """The subscription is up (from now on) or down (the subscription thread calls
+        this)."""
+        with self._lock:
+            self._up_since = self.clock() if up else None
+
     def heard(self, event: dict[str, Any]) -> None:
         """Record one event (the subscription thread calls this)."""
         hostname, kind = event.get("hostname"), event.get("type")
@@ -188,9 +194,7 @@ class WorkerEvents:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
                 pubsub.psubscribe(heartbeat_channel_pattern(self.db))
-                subscribed_at = self.clock()
-                with self._lock:
-                    self._up_since = subscribed_at
+                self.subscribed(True)
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "pmessage":
@@ -199,8 +203,7 @@ class WorkerEvents:
                             self.heard(event)
             except (redis.RedisError, OSError) as exc:
                 log.warning("celery worker events on db %d: %s; resubscribing", self.db, exc)
-                with self._lock:
-                    self._up_since = None
+                self.subscribed(False)
                 self._stop.wait(1.0)
             finally:
                 with contextlib.suppress(redis.RedisError, OSError):
