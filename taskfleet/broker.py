@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from . import keys, scripts
+from . import celery_wire, keys, scripts
 from .connection import text
 from .errors import MessageTooLarge
 from .message import Message
@@ -105,6 +105,9 @@ class Broker:
         self._dead = client.register_script(scripts.DEAD)
         self._return = client.register_script(scripts.RETURN)
         self._store_result_script = client.register_script(scripts.STORE_RESULT)
+        self._adopt = client.register_script(celery_wire.ADOPT)
+        self.celery_queues: dict[str, tuple[int, ...]] = {}
+        """Queues that also take Celery clients' messages, with their priority steps."""
 
     # -- producer side -------------------------------------------------------------
 
@@ -134,6 +137,8 @@ class Broker:
 
     def fetch(self, queue: str, count: int, lease_ms: int) -> list[Delivery]:
         """Take up to ``count`` tasks from one queue, leased for ``lease_ms``."""
+        if queue in self.celery_queues:
+            return self.settle([], fetch=(queue, count, lease_ms))
         raw = self._fetch(keys=keys.QueueKeys(queue).all_keys(), args=self._fetch_args(
             queue, count, lease_ms))
         return parse_fetch(queue, raw)
@@ -146,7 +151,7 @@ class Broker:
         for outcome in outcomes:
             if isinstance(outcome, Ack):
                 if outcome.result is not None:
-                    self._store_result(pipe, outcome.delivery.id, outcome.result)
+                    self._store_result(pipe, outcome.delivery, outcome.result)
                 acked.setdefault(outcome.delivery.queue, []).append(outcome.delivery.id)
             else:
                 self._write_outcome(pipe, outcome)
@@ -159,6 +164,11 @@ class Broker:
             pipe.hdel(qk.expiries, *ids)
         if fetch is not None:
             queue, count, lease_ms = fetch
+            if queue in self.celery_queues:  # Celery's messages first, into this queue
+                self._adopt(keys=[*keys.QueueKeys(queue).all_keys(),
+                                  *celery_wire.priority_lists(queue,
+                                                              self.celery_queues[queue])],
+                            args=[count, queue], client=pipe)
             self._fetch(keys=keys.QueueKeys(queue).all_keys(),
                         args=self._fetch_args(queue, count, lease_ms), client=pipe)
         replies = pipe.execute()
@@ -179,7 +189,7 @@ class Broker:
                 pipe.set(keys.state_key(d.id), outcome.state, ex=self.result_ttl)
         elif isinstance(outcome, DeadLetter):
             if outcome.result is not None:
-                self._store_result(pipe, d.id, outcome.result)
+                self._store_result(pipe, d, outcome.result)
             record = json.dumps({"id": d.id, "queue": d.queue, "reason": outcome.reason,
                                  "failed_at": time.time(), "body": message_json(d.body)})
             self._dead(keys=qk.all_keys(), args=[d.id, record, self.dead_letter_limit],
@@ -189,7 +199,14 @@ class Broker:
             self._return(keys=qk.all_keys(), args=[d.id, band, d.ready_since_ms, qk.wake_channel],
                          client=pipe)
 
-    def _store_result(self, pipe: Any, task_id: str, result: str) -> None:
+    def _store_result(self, pipe: Any, delivery: Delivery, result: str) -> None:
+        task_id = delivery.id
+        if delivery.message is not None and delivery.message.celery:
+            # Where Celery's Redis result backend reads it, published for a waiting get()
+            meta = celery_wire.result_meta(task_id, result)
+            pipe.set(celery_wire.result_key(task_id), meta, ex=self.result_ttl)
+            pipe.publish(celery_wire.result_key(task_id), meta)
+            return
         self._store_result_script(keys=[keys.result_key(task_id), keys.state_key(task_id)],
                                   args=[result, self.result_ttl * 1000], client=pipe)
 

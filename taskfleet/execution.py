@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from . import keys
+from . import celery_wire, keys
 from .app import App, Task
 from .backoff import retry_delay
 from .broker import Ack, DeadLetter, Delivery, Outcome, RetryLater, Return, message_json
@@ -40,7 +40,7 @@ class ShutdownInterrupt(BaseException):
 def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | DeadLetter:
     """Decode the message and find its task, or say why it cannot run."""
     try:
-        message = delivery.message or Message.decode(message_json(delivery.body))
+        message = delivery.message or decode_body(message_json(delivery.body))
     except MessageError as exc:
         return DeadLetter(delivery, f"undecodable message: {exc}")
     delivery.message = message
@@ -55,6 +55,13 @@ def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | De
         error = f"bad arguments for task {message.task!r}: {exc}"
         return DeadLetter(delivery, error, failure_record(message.task, error, None))
     return task, message
+
+
+def decode_body(text: str) -> Message:
+    """A taskfleet message, or a Celery client's (kombu's envelope: celery_wire)."""
+    if celery_wire.is_envelope(text):
+        return celery_wire.decode(text)
+    return Message.decode(text)
 
 
 def run(app: App, delivery: Delivery) -> Outcome:

@@ -213,12 +213,13 @@ class Controller:
     def _with_celery_running(self, pool: WorkerPool, queues: list[TaskQueue],
                              obs: Observation) -> Observation:
         """Celery acknowledges a task when it starts (acks_late=False), so a running task
-        is in no Redis key: its worker's heartbeat says it runs. The pool's own workers'
-        are added to its in-flight work; with none heard yet, the pool holds."""
-        celery_queues = [q for q in queues if q.protocol == "celery"]
-        if not celery_queues or obs.metrics_error is not None:
+        is in no Redis key: its worker's heartbeat says it runs. A celery pool's own
+        workers' running tasks are added to its in-flight work; with no heartbeats heard
+        yet, the pool holds. (taskfleet workers serving a celery queue hold leases, which
+        the queue's figures count.)"""
+        if pool.spec.get("runtime") != "celery" or obs.metrics_error is not None:
             return obs
-        running = self.observer.busy_by_pod(celery_queues[0])
+        running = self.observer.busy_by_pod(queues[0], "celery")
         if running is None:
             return replace(obs, metrics_error="no Celery worker heartbeats heard yet "
                                               "(listening for worker-heartbeat events)")
@@ -227,7 +228,7 @@ class Controller:
 
     def _mark_deletion_costs(self, pool: WorkerPool, queue: TaskQueue) -> None:
         """Idle pods cheapest, busy ones dearest, so a scale-down removes idle workers first."""
-        busy = self.observer.busy_by_pod(queue)
+        busy = self.observer.busy_by_pod(queue, pool.spec.get("runtime", "taskfleet"))
         if busy is None:
             return
         for pod in self.actuator.list_pods(pool.namespace, selector_string(pool)):

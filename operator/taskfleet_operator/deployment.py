@@ -17,7 +17,7 @@ CODE_DIR = "/opt/taskfleet/code"
 WORKER_UID = 10001
 POD_LABEL_NAME = "taskfleet-worker"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-SERVES = {"taskfleet": ("native",), "celery": ("celery",), "rq": ("rq",)}
+SERVES = {"taskfleet": ("native", "celery"), "celery": ("celery",), "rq": ("rq",)}
 """WorkerPool.spec.runtime -> the TaskQueue protocols its workers take tasks from."""
 RUNTIME_BROKER_ENV = {"celery": "CELERY_BROKER_URL", "rq": "RQ_REDIS_URL"}
 """Where Celery (``Settings.broker_url``, ahead of the app's own setting) and the ``rq``
@@ -67,7 +67,14 @@ def worker_args(pool: WorkerPool, queues: list[TaskQueue]) -> list[str]:
     return ["worker", "--app", spec["app"], "--queues", ",".join(q.queue_name for q in queues),
             "--concurrency", str(spec.get("concurrency", 1)),
             "--pool", spec.get("pool", "processes"), "--drain-timeout", str(drain),
-            "--health-file", HEALTH_FILE]
+            "--health-file", HEALTH_FILE,
+            *celery_args(queues)]
+
+
+def celery_args(queues: list[TaskQueue]) -> list[str]:
+    """taskfleet workers also take Celery clients' messages from protocol celery queues."""
+    names = [q.queue_name for q in queues if q.protocol == "celery"]
+    return ["--celery-queues", ",".join(names)] if names else []
 
 
 def runtime_command(pool: WorkerPool, queues: list[TaskQueue]) -> list[str]:

@@ -24,6 +24,8 @@ SecretReader = Callable[[str, SecretKey], str]
 """(namespace, secret key) -> value; the operator reads Secrets through the API."""
 
 _RESOLVE_TTL_SECONDS = 60.0
+RUNTIME_OF_PROTOCOL = {"native": "taskfleet", "celery": "celery", "rq": "rq"}
+"""The workers that report a queue's busy pods when no pool runtime is given."""
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,10 @@ class Observer(Protocol):
         """Figures of every queue, keyed by (namespace, TaskQueue name)."""
         ...
 
-    def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
-        """Running tasks per pod, as the queue's protocol tells it (taskfleet heartbeats,
+    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+                    ) -> dict[str, int] | None:
+        """Running tasks per pod, as the workers of ``runtime`` (default: the queue
+        protocol's own) tell it (taskfleet heartbeats,
         Celery worker-heartbeat events, RQ's worker registry); None when not known (the
         Redis cannot be resolved or read, or no Celery heartbeats heard yet)."""
         ...
@@ -143,15 +147,17 @@ class RedisObserver:
                 self._events_of(tq)  # subscribe early: heartbeats take a few seconds
         return read_queues(self.directory, queues)
 
-    def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
+    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+                    ) -> dict[str, int] | None:
         try:
             client = self.directory.client(queue.namespace, queue.redis)
         except Exception:  # a Secret gone: no costs this pass, the scale-down still happens
             return None
-        if queue.protocol == "celery":
+        runtime = runtime or RUNTIME_OF_PROTOCOL[queue.protocol]
+        if runtime == "celery":
             events = self._events_of(queue)
             return None if events is None else events.running_by_pod()
-        if queue.protocol == "rq":
+        if runtime == "rq":
             try:
                 return rq.busy_by_pod(client, queue.queue_name)
             except redis.RedisError as exc:

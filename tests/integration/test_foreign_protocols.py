@@ -11,6 +11,7 @@ import pytest
 import redis
 from rq import Queue
 
+from taskfleet import App, celery_wire
 from taskfleet_operator.model import RedisRef, TaskQueue
 from taskfleet_operator.observe import RedisDirectory, RedisObserver
 from tests.integration.apps import celery_tasks
@@ -116,3 +117,17 @@ def test_rq_ready_oldest_age_started_and_busy_workers(
     assert stats is not None
     assert (stats.ready, stats.in_flight) == (2, 1)
     assert observer.busy_by_pod(tq) == {POD: 1}
+
+
+def test_celery_tasks_a_taskfleet_worker_took_stay_counted(
+        redis_url: str, observer: RedisObserver, celery_app: object) -> None:
+    for i in range(3):
+        celery_tasks.sleep.apply_async((str(i), 0), queue="films", priority=i * 3)
+    broker = App(redis_url).broker
+    broker.celery_queues = {"films": celery_wire.DEFAULT_PRIORITY_STEPS}
+    taken = broker.fetch("films", 2, 30_000)  # moved from Celery's lists and leased
+    assert [d.id for d in taken] != []
+    tq = queue("films", redis_url, "celery")
+    stats = observer.read_queues([tq])[tq.key].stats
+    assert stats is not None
+    assert (stats.ready, stats.in_flight) == (1, 2)

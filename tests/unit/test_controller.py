@@ -77,7 +77,8 @@ class GivenReadings:
                 else QueueReading(value)
         return out
 
-    def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
+    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+                    ) -> dict[str, int] | None:
         return self.busy
 
 

@@ -167,3 +167,16 @@ def test_rq_deployment_runs_rq_worker_named_after_its_pod() -> None:
     assert [*c["command"], *c["args"]] == ["rq", "worker", "--name", "$(POD_NAME)", "films"]
     assert {e["name"] for e in c["env"]} >= {"RQ_REDIS_URL", "POD_NAME"}
     assert "rq:worker:" in c["livenessProbe"]["exec"]["command"][2]
+
+
+def test_a_taskfleet_pool_serving_a_celery_queue_takes_celery_messages_there() -> None:
+    pool = parse_worker_pool(pool_body(app="video.tasks:app", queues=["films", "native"]))
+    films = parse_task_queue(queue_body("celery"))
+    native = parse_task_queue({"metadata": {"namespace": "ns", "name": "native"},
+                               "spec": {"redis": {"url": "redis://r:6379/0"}}})
+    queues, problem = resolve_queues(pool, {films.key: films, native.key: native})
+    assert problem is None
+    [c] = build_deployment(pool, queues, 1)["spec"]["template"]["spec"]["containers"]
+    assert c["command"] == ["taskfleet"]
+    assert c["args"][c["args"].index("--queues") + 1] == "films,native"
+    assert c["args"][-2:] == ["--celery-queues", "films"]

@@ -25,9 +25,10 @@ Checked against kombu 5.7.0 (``kombu/transport/redis.py``) and Celery 5.7.0:
   oldest task's age is not known: ``oldest_age_seconds`` is 0 for a celery queue and
   ``targetLatencySeconds`` has nothing to act on.
 
-Per queue per cycle: one EVALSHA running LLEN on each priority list and HVALS on
-``unacked`` (O(reserved messages of all queues)); the heartbeats cost one
-PSUBSCRIBE per Redis, held open.
+Per queue per cycle: one EVALSHA running LLEN on each priority list, HVALS on
+``unacked`` (O(reserved messages of all queues)), and LLEN x3 and ZCARD on the
+taskfleet queue of the same name (what taskfleet workers took from Celery's lists,
+taskfleet.celery_wire); the heartbeats cost one PSUBSCRIBE per Redis, held open.
 """
 
 from __future__ import annotations
@@ -44,16 +45,13 @@ from typing import Any
 
 import redis
 
-from taskfleet import QueueStats
+from taskfleet import QueueStats, keys
+from taskfleet.celery_wire import UNACKED, priority_lists
 
 from ..model import TaskQueue
 
 log = logging.getLogger("taskfleet.operator")
 
-PRIORITY_SEPARATOR = "\x06\x16"
-"""kombu's ``Channel.sep`` between a queue's name and a priority step."""
-UNACKED = "unacked"
-"""kombu's ``Channel.unacked_key``: delivery tag -> [message, exchange, routing key]."""
 HOSTNAME_PREFIX = "celery@"
 """A pool's workers run with ``--hostname celery@<pod name>``."""
 HEARTBEAT_SECONDS = 2.0
@@ -62,22 +60,18 @@ WARMUP_SECONDS = 2.5 * HEARTBEAT_SECONDS
 """A fresh subscription has heard every live worker after this long."""
 
 
-def priority_lists(queue: str, steps: tuple[int, ...]) -> list[str]:
-    """The lists holding a queue's ready messages, in the order Celery workers serve them."""
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}"
-            for step in sorted(steps)]
-
-
-# KEYS: the queue's priority lists (priority_lists), then kombu's unacked hash.
+# KEYS: kombu's unacked hash, the taskfleet queue's ready bands and leases (a taskfleet
+# worker serving the queue moves Celery's messages there: taskfleet.celery_wire.ADOPT),
+# then the Celery queue's priority lists (priority_lists).
 # ARGV[1]: the queue's name, the routing key of its messages (Celery's default routing
 # binds a queue named X with routing key X).
-# Returns {ready, reserved}.
+# Returns {ready, reserved or leased}.
 STATS = """
-local unacked = KEYS[#KEYS]
+local unacked, urgent, normal, bulk, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local queue = ARGV[1]
-local ready = 0
-for i = 1, #KEYS - 1 do ready = ready + redis.call('LLEN', KEYS[i]) end
-local reserved = 0
+local ready = redis.call('LLEN', urgent) + redis.call('LLEN', normal) + redis.call('LLEN', bulk)
+for i = 6, #KEYS do ready = ready + redis.call('LLEN', KEYS[i]) end
+local reserved = redis.call('ZCARD', leases)
 for _, value in ipairs(redis.call('HVALS', unacked)) do
   local ok, entry = pcall(cjson.decode, value)
   if ok and type(entry) == 'table' and entry[3] == queue then reserved = reserved + 1 end
@@ -87,8 +81,10 @@ return {ready, reserved}
 
 
 def queue_read(client: redis.Redis, pipe: Any, tq: TaskQueue) -> None:
+    native = keys.QueueKeys(tq.queue_name)
     client.register_script(STATS)(
-        keys=[*priority_lists(tq.queue_name, tq.priority_steps), UNACKED],
+        keys=[UNACKED, *native.ready_bands, native.leases,
+              *priority_lists(tq.queue_name, tq.priority_steps)],
         args=[tq.queue_name], client=pipe)
 
 
