@@ -97,16 +97,16 @@ def runtime_command(pool: WorkerPool, queues: list[TaskQueue]) -> list[str]:
 def liveness_probe(health: dict[str, Any], pool: WorkerPool | None = None) -> dict[str, Any]:
     """Restart a worker whose heartbeat has not reached Redis for maxAgeSeconds: it is cut
     off (or stuck) and holds leases it cannot extend. A Celery worker must answer a ping
-    over the broker; an RQ worker's key (which expires unless its heartbeat renews it)
-    must exist."""
+    over the broker; an RQ worker's key (which expires unless its heartbeat renews it:
+    worker_ttl, 420 s, plus 60 s) must exist and not say the worker died."""
     runtime = pool.spec.get("runtime", "taskfleet") if pool is not None else "taskfleet"
     if runtime == "celery" and pool is not None:
         command = ["sh", "-c", 'exec celery -A "$0" inspect ping -d "celery@$POD_NAME" '
                    '--timeout 10', pool.spec["app"]]
     elif runtime == "rq":
-        command = ["python", "-c", "import os, sys, redis; sys.exit(0 if redis.Redis."
-                   "from_url(os.environ['RQ_REDIS_URL']).exists('rq:worker:' + "
-                   "os.environ['POD_NAME']) else 1)"]
+        command = ["python", "-c", "import os, sys, redis; r = redis.Redis.from_url(os.environ"
+                   "['RQ_REDIS_URL']); k = 'rq:worker:' + os.environ['POD_NAME']; "
+                   "sys.exit(0 if r.exists(k) and not r.hexists(k, 'death') else 1)"]
     else:
         command = ["taskfleet", "health", "--file", HEALTH_FILE,
                    "--max-age", str(health.get("maxAgeSeconds", 60))]

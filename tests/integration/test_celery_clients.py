@@ -77,3 +77,29 @@ def test_a_pickled_message_is_dead_lettered_with_the_reason_and_never_run(
     assert "serialized as 'application/x-python-serialize': refused and never deserialized" \
         in dead[0]["reason"]
     assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]
+
+
+def test_a_failed_task_fails_the_clients_get(
+        redis_url: str, celery_client: Celery, workers: list[WorkerProcess]) -> None:
+    result = celery_client.send_task("video.broken", args=["v9"], queue="films")
+    workers.append(worker(redis_url).start())
+    with pytest.raises(Exception, match="cannot transcode v9"):
+        result.get(timeout=60)
+    assert result.status == "FAILURE"
+
+
+def test_countdown_and_callbacks_are_refused_with_the_reason(
+        redis_url: str, redis_client: redis.Redis, celery_client: Celery,
+        workers: list[WorkerProcess]) -> None:
+    later = celery_client.send_task("video.sleep", args=["later", 0], queue="films",
+                                    countdown=30)
+    linked = celery_client.send_task("video.sleep", args=["linked", 0], queue="films",
+                                     link=celery_client.signature("video.sleep",
+                                                                  args=["cb", 0]))
+    fine = celery_client.send_task("video.sleep", args=["fine", 0], queue="films")
+    workers.append(worker(redis_url).start())
+    assert fine.get(timeout=60) == "fine"
+    reasons = {d["id"]: d["reason"] for d in App(redis_url).broker.dead_list("films")}
+    assert "eta/countdown/expires are not carried over" in reasons[later.id]
+    assert "callbacks are not carried over" in reasons[linked.id]
+    assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]

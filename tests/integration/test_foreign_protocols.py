@@ -3,6 +3,8 @@ redis-server, real Celery 5 and RQ workers, and tasks sent by their own clients.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +14,18 @@ import redis
 from rq import Queue
 
 from taskfleet import App, celery_wire
-from taskfleet_operator.model import RedisRef, TaskQueue
+from taskfleet_operator.deployment import build_deployment
+from taskfleet_operator.model import RedisRef, TaskQueue, parse_worker_pool
 from taskfleet_operator.observe import RedisDirectory, RedisObserver
 from tests.integration.apps import celery_tasks
-from tests.support.foreign_workers import ForeignWorker, celery_worker, rq_worker
+from tests.support.foreign_workers import (
+    BIN,
+    CELERY_APP,
+    ForeignWorker,
+    celery_worker,
+    rq_worker,
+)
+from tests.support.processes import ROOT
 from tests.support.waiting import wait_for
 
 POD = "films-7d9c8b6f5-x2k4q"
@@ -131,3 +141,38 @@ def test_celery_tasks_a_taskfleet_worker_took_stay_counted(
     stats = observer.read_queues([tq])[tq.key].stats
     assert stats is not None
     assert (stats.ready, stats.in_flight) == (1, 2)
+
+
+def probe(pool_spec: dict[str, object], tq: TaskQueue, env: dict[str, str]
+          ) -> subprocess.CompletedProcess[bytes]:
+    """Run the liveness probe of the pool's Deployment as the kubelet would, in the pod's
+    environment (here: the host, with the pod's variables)."""
+    pool = parse_worker_pool({"metadata": {"namespace": "ns", "name": "films"},
+                              "spec": {"queues": [tq.name], **pool_spec}})
+    [c] = build_deployment(pool, [tq], 1)["spec"]["template"]["spec"]["containers"]
+    command = [str(BIN / c) if i == 0 and c in ("python",) else c
+               for i, c in enumerate(c["livenessProbe"]["exec"]["command"])]
+    return subprocess.run(command, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}",
+                                        "POD_NAME": POD, **env},
+                          cwd=ROOT, capture_output=True, timeout=60)
+
+
+def test_the_celery_and_rq_liveness_probes_pass_on_a_live_worker_and_fail_without(
+        redis_url: str, foreign: list[ForeignWorker], tmp_path: Path) -> None:
+    celery_pool = {"runtime": "celery", "app": CELERY_APP}
+    celery_env = {"CELERY_BROKER_URL": redis_url}
+    tq = queue("films", redis_url, "celery")
+    assert probe(celery_pool, tq, celery_env).returncode != 0, "no worker: fails"
+    live = celery_worker(redis_url, POD, ["films"], log=tmp_path / "celery.log").start()
+    foreign.append(live)
+    wait_for("the celery probe passes", lambda: probe(celery_pool, tq, celery_env)
+             .returncode == 0, 60, describe=live.output)
+    rq_tq = queue("clips", redis_url, "rq")
+    rq_env = {"RQ_REDIS_URL": redis_url}
+    assert probe({"runtime": "rq"}, rq_tq, rq_env).returncode != 0, "no worker: fails"
+    rq_live = rq_worker(redis_url, POD, ["clips"], log=tmp_path / "rq.log").start()
+    foreign.append(rq_live)
+    wait_for("the rq probe passes", lambda: probe({"runtime": "rq"}, rq_tq, rq_env)
+             .returncode == 0, 60, describe=rq_live.output)
+    rq_live.stop()  # a clean stop removes the worker's key
+    assert probe({"runtime": "rq"}, rq_tq, rq_env).returncode != 0

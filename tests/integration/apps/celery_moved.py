@@ -21,3 +21,8 @@ def sleep(value: str, seconds: float) -> str:
     client.rpush("test:celery:done", value)
     client.close()
     return value
+
+
+@app.task(name="video.broken")
+def broken(value: str) -> str:
+    raise ValueError(f"cannot transcode {value}")
