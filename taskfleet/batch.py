@@ -67,8 +67,10 @@ class Batch:
         self._waits.append(len(self._calls))
         self._calls.append((None, call))
 
-    def execute(self) -> list[Any]:
-        """Every reply in order; raises the first error (after NOSCRIPT ones are re-sent)."""
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        """Every reply in order; raises the first error (after NOSCRIPT ones are re-sent), or
+        with ``raise_on_error=False`` leaves each error in its place, so one queue's bad
+        key does not hide the figures of the others."""
         if not self._calls:
             return []
         calls, self._calls = self._calls, []
@@ -88,7 +90,7 @@ class Batch:
             except Exception as exc:  # kept in place and raised below, as a pipeline would
                 replies[i] = exc
         for reply in replies:
-            if isinstance(reply, Exception):
+            if raise_on_error and isinstance(reply, Exception):
                 raise reply
         for i in waits:
             wanted, timeout_ms = int(calls[i][1][1]), int(calls[i][1][2])

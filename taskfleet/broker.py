@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import keys, scripts
+from . import celery_wire, keys, scripts
 from .batch import Batch
 from .connection import Client, is_cluster, text
 from .errors import MessageTooLarge
@@ -108,6 +108,9 @@ class Broker:
         self._dead = client.register_script(scripts.DEAD)
         self._return = client.register_script(scripts.RETURN)
         self._store_result_script = client.register_script(scripts.STORE_RESULT)
+        self._adopt = client.register_script(celery_wire.ADOPT)
+        self.celery_queues: dict[str, tuple[int, ...]] = {}
+        """Queues that also take Celery clients' messages, with their priority steps."""
         self._scripts_loaded = False
 
     def _batch(self) -> Batch:
@@ -116,7 +119,7 @@ class Broker:
         command after the others: see batch.py; after that only on a new node)."""
         if not self._scripts_loaded:
             for script in (self._enqueue, self._fetch, self._extend, self._retry, self._dead,
-                           self._return, self._store_result_script):
+                           self._return, self._store_result_script, self._adopt):
                 self.redis.script_load(script.script)
             self._scripts_loaded = True
         return Batch(self.redis)
@@ -150,6 +153,8 @@ class Broker:
 
     def fetch(self, queue: str, count: int, lease_ms: int) -> list[Delivery]:
         """Take up to ``count`` tasks from one queue, leased for ``lease_ms``."""
+        if queue in self.celery_queues:
+            return self.settle([], fetch=(queue, count, lease_ms))
         raw = self._fetch(keys=keys.QueueKeys(queue).all_keys(), args=self._fetch_args(
             queue, count, lease_ms))
         return parse_fetch(queue, raw)
@@ -168,7 +173,7 @@ class Broker:
             touched.add(outcome.delivery.queue)
             if isinstance(outcome, Ack):
                 if outcome.result is not None:
-                    self._store_result(results, outcome.delivery.id, outcome.result)
+                    self._store_result(results, outcome.delivery, outcome.result)
                 acked.setdefault(outcome.delivery.queue, []).append(outcome.delivery.id)
             else:
                 self._write_outcome(batch, outcome, results)
@@ -183,6 +188,11 @@ class Broker:
             self._wait_for_replicas(batch, touched)
         if fetch is not None:
             queue, count, lease_ms = fetch
+            if queue in self.celery_queues:  # Celery's messages first, into this queue
+                batch.script(self._adopt, [*keys.QueueKeys(queue).all_keys(),
+                                           *celery_wire.priority_lists(
+                                               queue, self.celery_queues[queue])],
+                             [count, queue])
             batch.script(self._fetch, keys.QueueKeys(queue).all_keys(),
                          self._fetch_args(queue, count, lease_ms))
         replies = batch.execute()
@@ -221,7 +231,7 @@ class Broker:
                 pipe.command("SET", keys.state_key(d.id), outcome.state, "EX", self.result_ttl)
         elif isinstance(outcome, DeadLetter):
             if outcome.result is not None:
-                self._store_result(results, d.id, outcome.result)
+                self._store_result(results, d, outcome.result)
             record = json.dumps({"id": d.id, "queue": d.queue, "reason": outcome.reason,
                                  "failed_at": time.time(), "body": message_json(d.body)})
             pipe.script(self._dead, qk.all_keys(), [d.id, record, self.dead_letter_limit])
@@ -230,7 +240,14 @@ class Broker:
             pipe.script(self._return, qk.all_keys(),
                         [d.id, band, d.ready_since_ms, qk.wake_channel])
 
-    def _store_result(self, pipe: Batch, task_id: str, result: str) -> None:
+    def _store_result(self, pipe: Batch, delivery: Delivery, result: str) -> None:
+        task_id = delivery.id
+        if delivery.message is not None and delivery.message.celery:
+            # Where Celery's Redis result backend reads it, published for a waiting get()
+            meta = celery_wire.result_meta(task_id, result)
+            pipe.command("SET", celery_wire.result_key(task_id), meta, "EX", self.result_ttl)
+            pipe.command("PUBLISH", celery_wire.result_key(task_id), meta)
+            return
         pipe.script(self._store_result_script, [keys.result_key(task_id),
                                                 keys.state_key(task_id)],
                     [result, self.result_ttl * 1000])

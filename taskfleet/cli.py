@@ -17,6 +17,7 @@ import redis
 
 from . import heartbeat, keys
 from .app import App
+from .celery_wire import DEFAULT_PRIORITY_STEPS
 from .connection import Client, broker_url, connect, text
 from .errors import ConfigError, MessageTooLarge, ResultTimeout, TaskFailed
 from .signals import SUPERVISOR_PID_ENV, exit_with_parent, hold_stop_signals
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run tasks from queues, in the order given")
     w.add_argument("--app", required=True, help="import path of the App, e.g. video.tasks:app")
     w.add_argument("--queues", "-Q", type=_queues, default=["default"])
+    w.add_argument("--celery-queues", type=_queues, default=[],
+                   help="of --queues, those that also take tasks Celery clients send "
+                        "(Celery protocol 2, JSON), from Celery's lists on the same Redis")
     w.add_argument("--concurrency", "-c", type=_number(int, 1), default=1,
                    help="tasks run at once: processes or threads (default 1)")
     w.add_argument("--pool", "-P", choices=["processes", "threads", "inline"], default="processes")
@@ -253,12 +257,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, url: str) -> int:
+    stray = [q for q in args.celery_queues if q not in args.queues]
+    if stray:
+        raise ConfigError(f"--celery-queues {stray[0]}: list it in --queues too (the order "
+                          "there is the order queues are served)")
     if args.pool == "processes":
         from .supervisor import Supervisor
 
         child = ["--broker", url, "--log-level", args.log_level, "worker", "--app", args.app,
                  "--queues", ",".join(args.queues), "--pool", "inline", "--concurrency", "1",
                  "--drain-timeout", str(args.drain_timeout)]
+        if args.celery_queues:
+            child += ["--celery-queues", ",".join(args.celery_queues)]
         if args.task_lease_seconds is not None:
             child += ["--task-lease-seconds", str(args.task_lease_seconds)]
         if args.redelivery_limit is not None:
@@ -287,6 +297,7 @@ def _worker(args: argparse.Namespace, url: str) -> int:
         app.redelivery_limit = args.redelivery_limit
     if args.dead_letter_limit is not None:
         app.dead_letter_limit = args.dead_letter_limit
+    app.broker.celery_queues = {q: DEFAULT_PRIORITY_STEPS for q in args.celery_queues}
     metrics = None
     if args.metrics_port is not None:
         from .metrics import PrometheusMetrics, serve

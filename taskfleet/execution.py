@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from . import keys
+from . import celery_wire, keys
 from .app import App, Task
 from .backoff import retry_delay
 from .broker import Ack, DeadLetter, Delivery, Outcome, RetryLater, Return, message_json
@@ -41,7 +41,7 @@ def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | De
     """Decode the message and find its task, or say why it cannot run (arguments that do
     not fit the task are found when the call raises: see _bad_arguments)."""
     try:
-        message = delivery.message or Message.decode(message_json(delivery.body))
+        message = delivery.message or decode_body(message_json(delivery.body))
     except MessageError as exc:
         return DeadLetter(delivery, f"undecodable message: {exc}")
     delivery.message = message
@@ -63,6 +63,13 @@ def _bad_arguments(delivery: Delivery, task: Task[Any, Any], message: Message
         error = f"bad arguments for task {message.task!r}: {exc}"
         return DeadLetter(delivery, error, failure_record(message.task, error, None))
     return None
+
+
+def decode_body(text: str) -> Message:
+    """A taskfleet message, or a Celery client's (kombu's envelope: celery_wire)."""
+    if celery_wire.is_envelope(text):
+        return celery_wire.decode(text)
+    return Message.decode(text)
 
 
 def run(app: App, delivery: Delivery) -> Outcome:

@@ -35,12 +35,16 @@ class Message:
     priority: int = 0
     retries: int = 0
     enqueued_at: float = 0.0
+    celery: bool = False
+    """Sent by a Celery client: the result goes where Celery's result backend reads it."""
 
     def encode(self) -> str:
         """The JSON text; TypeError when an argument is not JSON."""
         data = {"v": PROTOCOL_VERSION, "id": self.id, "task": self.task, "queue": self.queue,
                 "args": self.args, "kwargs": self.kwargs, "priority": self.priority,
                 "retries": self.retries, "enqueued_at": self.enqueued_at}
+        if self.celery:
+            data["celery"] = True
         try:
             # allow_nan=False: NaN and Infinity are not JSON, and other consumers refuse them
             return json.dumps(data, separators=(",", ":"), allow_nan=False)
@@ -86,6 +90,7 @@ class Message:
             priority=data.get("priority", 0),
             retries=data.get("retries", 0),
             enqueued_at=enqueued_at,
+            celery=data.get("celery") is True,
         )
 
 

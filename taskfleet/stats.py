@@ -6,7 +6,7 @@ pipelined round trip.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,22 +47,56 @@ def queue_stats(client: Client, queues: Iterable[str]) -> dict[str, QueueStats]:
     if not names:
         return {}
     batch = Batch(client)
-    if isinstance(client, RedisCluster):  # one call per queue, each within its queue's slot
+    figures = add_stats(batch, client, names)
+    out: dict[str, QueueStats] = {}
+    for name, found in zip(names, figures(batch.execute()), strict=True):
+        if isinstance(found, Exception):  # execute() raises first; kept for the type
+            raise found
+        out[name] = found
+    return out
+
+
+class StatsCalls:
+    """The STATS calls of some queues, queued into a Batch; called with the batch's
+    replies, each queue's figures (or the error of its call), in order."""
+
+    def __init__(self, first: int, chunks: list[int], many: bool) -> None:
+        self._first, self._chunks, self._many = first, chunks, many
+
+    def __call__(self, replies: Sequence[Any]) -> list[QueueStats | Exception]:
+        out: list[QueueStats | Exception] = []
+        mine = replies[self._first:self._first + len(self._chunks)]
+        for size, reply in zip(self._chunks, mine, strict=True):
+            if isinstance(reply, Exception):
+                out.extend([reply] * size)
+            elif self._many:
+                out.extend(parse_stats_reply(r) for r in reply)
+            else:
+                out.append(parse_stats_reply(reply))
+        return out
+
+
+def add_stats(batch: Batch, client: Client, names: Sequence[str]) -> StatsCalls:
+    """Queue the STATS calls of ``names`` into ``batch``: on one server a hundred queues per
+    call (STATS_MANY), on a cluster one per queue, each within its queue's slot."""
+    first = len(batch)
+    if isinstance(client, RedisCluster):
         one = client.register_script(scripts.STATS)
         for name in names:
             batch.script(one, keys.QueueKeys(name).all_keys())
-        replies = batch.execute()
-    else:  # one server: many queues per script call
-        many = client.register_script(scripts.STATS_MANY)
-        for start in range(0, len(names), STATS_PER_CALL):
-            batch.script(many, [k for name in names[start:start + STATS_PER_CALL]
-                                for k in keys.QueueKeys(name).stats_keys()])
-        replies = [reply for call in batch.execute() for reply in call]
-    out = {}
-    for name, reply in zip(names, replies, strict=True):
-        ready, oldest, in_flight, delayed, dead, now, trimmed = reply
-        age = max(0.0, (int(now) - int(oldest)) / 1000.0) if int(oldest) >= 0 else 0.0
-        out[name] = QueueStats(ready=int(ready), in_flight=int(in_flight), delayed=int(delayed),
-                               dead=int(dead), oldest_age_seconds=age,
-                               dead_trimmed=int(trimmed))
-    return out
+        return StatsCalls(first, [1] * len(names), many=False)
+    many = client.register_script(scripts.STATS_MANY)
+    chunks = []
+    for start in range(0, len(names), STATS_PER_CALL):
+        chunk = names[start:start + STATS_PER_CALL]
+        batch.script(many, [k for name in chunk for k in keys.QueueKeys(name).stats_keys()])
+        chunks.append(len(chunk))
+    return StatsCalls(first, chunks, many=True)
+
+
+def parse_stats_reply(reply: Any) -> QueueStats:
+    """QueueStats from one queue's reply of scripts.STATS or STATS_MANY."""
+    ready, oldest, in_flight, delayed, dead, now, trimmed = reply
+    age = max(0.0, (int(now) - int(oldest)) / 1000.0) if int(oldest) >= 0 else 0.0
+    return QueueStats(ready=int(ready), in_flight=int(in_flight), delayed=int(delayed),
+                      dead=int(dead), oldest_age_seconds=age, dead_trimmed=int(trimmed))

@@ -14,7 +14,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,11 +23,18 @@ from kubernetes.client.exceptions import ApiException
 from .act import Actions
 from .conditions import rfc3339, set_condition
 from .decide import Decision, History, Observation, decide
-from .deployment import DELETION_COST, build_deployment, selector_string, shared_redis
+from .deployment import (
+    DELETION_COST,
+    SERVES,
+    build_deployment,
+    selector_string,
+    shared_redis,
+)
 from .metrics import OperatorMetrics
 from .model import TaskQueue, WorkerPool
 from .observe import Observer, QueueReading
 from .policy import SpecError
+from .protocols import celery
 from .queue_settings import QueueSettingsWriter
 from .registry import DeploymentSeen, InvalidObject, Key, Registry, Snapshot
 from .schedules import ScheduleRunner
@@ -140,7 +147,8 @@ class Controller:
         readings = {key: reading for key, (_, reading) in self.readings.items()}
         # A queue read for its own status may show work a pool at rest has not seen yet
         # (a lost wake-up): that pool is looked at now, not at its own safety read.
-        busy = {key for key, reading in fresh.items() if key not in wanted and not _quiet(reading)}
+        busy = {tq.key for tq in to_read
+                if tq.key not in wanted and not _quiet(tq, fresh.get(tq.key))}
         if busy:
             taken = {p.key for p in due}
             due += [p for p in snap.pools.values() if p.key not in taken
@@ -183,7 +191,7 @@ class Controller:
         if last is None or tq.queue_name in snap.woken:
             return True
         when, reading = last
-        interval = _rest_seconds(tq.key) if _quiet(reading) else QUEUE_STATUS_SECONDS
+        interval = _rest_seconds(tq.key) if _quiet(tq, reading) else QUEUE_STATUS_SECONDS
         return now - when >= interval * 0.9
 
     # -- one pool -----------------------------------------------------------------------
@@ -203,7 +211,7 @@ class Controller:
         if problem is not None:
             self._report_not_ready(pool, state, status, problem, now)
             return None
-        obs = observe_pool(queues, readings, dep, now)
+        obs = self._with_celery_running(pool, queues, observe_pool(queues, readings, dep, now))
         decision = decide(pool.policy, obs, state.history)
         state.history = decision.history
         self.metrics.pool_decided(pool.key, decision.replicas, obs.metrics_error is None)
@@ -233,7 +241,7 @@ class Controller:
         state.resting = (decision.replicas == obs.current_replicas
                          and (not pool.policy.enabled
                               or decision.replicas == pool.policy.min_replicas)
-                         and all(_quiet(readings.get(q.key)) for q in queues))
+                         and all(_quiet(q, readings.get(q.key)) for q in queues))
         return decision
 
     def _apply_deployment(self, pool: WorkerPool, queues: list[TaskQueue],
@@ -262,9 +270,25 @@ class Controller:
         state.applied_inputs, state.applied_at, state.apply_error = inputs, now, None
         return None
 
+    def _with_celery_running(self, pool: WorkerPool, queues: list[TaskQueue],
+                             obs: Observation) -> Observation:
+        """Celery acknowledges a task when it starts (acks_late=False), so a running task
+        is in no Redis key: its worker's heartbeat says it runs. A celery pool's own
+        workers' running tasks are added to its in-flight work; with no heartbeats heard
+        yet, the pool holds. (taskfleet workers serving a celery queue hold leases, which
+        the queue's figures count.)"""
+        if pool.spec.get("runtime") != "celery" or obs.metrics_error is not None:
+            return obs
+        running = self.observer.busy_by_pod(queues[0], "celery")
+        if running is None:
+            return replace(obs, metrics_error="no Celery worker heartbeats heard yet "
+                                              "(listening for worker-heartbeat events)")
+        return replace(obs, in_flight=obs.in_flight
+                       + sum(celery.pods_of_pool(pool.name, running).values()))
+
     def _mark_deletion_costs(self, pool: WorkerPool, queue: TaskQueue) -> None:
         """Idle pods cheapest, busy ones dearest, so a scale-down removes idle workers first."""
-        busy = self.observer.busy_by_pod(queue)
+        busy = self.observer.busy_by_pod(queue, pool.spec.get("runtime", "taskfleet"))
         if busy is None:
             return
         for pod in self.actuator.list_pods(pool.namespace, selector_string(pool)):
@@ -354,10 +378,20 @@ def resolve_queues(pool: WorkerPool, queues: dict[Key, TaskQueue]
         return [], ("QueueNotFound", f"TaskQueue {missing[0]!r} not found in namespace "
                     f"{pool.namespace}; create it or fix spec.queues")
     present = [q for q in found if q is not None]
+    runtime = pool.spec.get("runtime", "taskfleet")
+    for q in present:
+        if q.protocol not in SERVES[runtime]:
+            return [], ("InvalidSpec", f"spec.runtime {runtime} cannot serve TaskQueue "
+                        f"{q.name!r} (protocol {q.protocol}); use a {runtime} queue "
+                        f"(spec.protocol: {SERVES[runtime][0]}) or another runtime")
     try:
-        shared_redis(present)
+        ref = shared_redis(present)
     except SpecError as exc:
         return [], ("InvalidSpec", str(exc))
+    if runtime != "taskfleet" and (ref.password_from or ref.tls or ref.tls_insecure):
+        return [], ("InvalidSpec", f"spec.runtime {runtime}: {runtime} workers take the "
+                    "password and TLS in the URL; put them there (redis.urlFrom a Secret, "
+                    "rediss:// for TLS) instead of redis.passwordFrom and redis.tls")
     return present, None
 
 
@@ -438,10 +472,12 @@ def _rest_seconds(key: Key) -> float:
     return REST_SECONDS * (0.75 + 0.5 * spread)
 
 
-def _quiet(reading: QueueReading | None) -> bool:
-    """Read, and nothing in it: no task ready, in flight or delayed."""
+def _quiet(tq: TaskQueue, reading: QueueReading | None) -> bool:
+    """Read, and nothing in it: no task ready, in flight or delayed. Only taskfleet's own
+    queues: Celery and RQ clients publish no wake-up, so theirs are read every poll."""
     s = reading.stats if reading is not None and reading.error is None else None
-    return s is not None and s.ready == 0 and s.in_flight == 0 and s.delayed == 0
+    return (tq.protocol == "native" and s is not None and s.ready == 0 and s.in_flight == 0
+            and s.delayed == 0)
 
 
 def _reading_error(reading: QueueReading | None) -> str | None:

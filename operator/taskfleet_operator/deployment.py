@@ -17,6 +17,12 @@ CODE_DIR = "/opt/taskfleet/code"
 WORKER_UID = 10001
 POD_LABEL_NAME = "taskfleet-worker"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+SERVES = {"taskfleet": ("native", "celery"), "celery": ("celery",), "rq": ("rq",)}
+"""WorkerPool.spec.runtime -> the TaskQueue protocols its workers take tasks from."""
+RUNTIME_BROKER_ENV = {"celery": "CELERY_BROKER_URL", "rq": "RQ_REDIS_URL"}
+"""Where Celery (``Settings.broker_url``, ahead of the app's own setting) and the ``rq``
+command (``--url``'s envvar) read the broker URL."""
+CELERY_POOLS = {"processes": "prefork", "threads": "threads"}
 
 
 def selector_labels(pool: WorkerPool) -> dict[str, str]:
@@ -71,19 +77,55 @@ def worker_args(pool: WorkerPool, queues: list[TaskQueue]) -> list[str]:
     args = ["worker", "--app", spec["app"], "--queues", ",".join(q.queue_name for q in queues),
             "--concurrency", str(spec.get("concurrency", 1)),
             "--pool", spec.get("pool", "processes"), "--drain-timeout", str(drain),
-            "--health-file", HEALTH_FILE]
+            "--health-file", HEALTH_FILE,
+            *celery_args(queues)]
     port = metrics_port(pool)
     if port is not None:
         args += ["--metrics-port", str(port)]
     return args
 
 
-def liveness_probe(health: dict[str, Any]) -> dict[str, Any]:
+def celery_args(queues: list[TaskQueue]) -> list[str]:
+    """taskfleet workers also take Celery clients' messages from protocol celery queues."""
+    names = [q.queue_name for q in queues if q.protocol == "celery"]
+    return ["--celery-queues", ",".join(names)] if names else []
+
+
+def runtime_command(pool: WorkerPool, queues: list[TaskQueue]) -> list[str]:
+    """The container's command line for the pool's runtime. Celery and RQ both drain on
+    SIGTERM (warm shutdown: running tasks finish, nothing new is taken), bounded by the
+    grace period."""
+    spec = pool.spec
+    names = [q.queue_name for q in queues]
+    runtime = spec.get("runtime", "taskfleet")
+    if runtime == "celery":
+        return ["celery", "-A", spec["app"], "worker", "-Q", ",".join(names),
+                "--concurrency", str(spec.get("concurrency", 1)),
+                "--pool", CELERY_POOLS[spec.get("pool", "processes")],
+                "--hostname", "celery@$(POD_NAME)", "--loglevel", "INFO"]
+    if runtime == "rq":
+        return ["rq", "worker", "--name", "$(POD_NAME)", *names]
+    return ["taskfleet", *worker_args(pool, queues)]
+
+
+def liveness_probe(health: dict[str, Any], pool: WorkerPool | None = None) -> dict[str, Any]:
     """Restart a worker whose heartbeat has not reached Redis for maxAgeSeconds: it is cut
-    off (or stuck) and holds leases it cannot extend."""
+    off (or stuck) and holds leases it cannot extend. A Celery worker must answer a ping
+    over the broker; an RQ worker's key (which expires unless its heartbeat renews it:
+    worker_ttl, 420 s, plus 60 s) must exist and not say the worker died."""
+    runtime = pool.spec.get("runtime", "taskfleet") if pool is not None else "taskfleet"
+    if runtime == "celery" and pool is not None:
+        command = ["sh", "-c", 'exec celery -A "$0" inspect ping -d "celery@$POD_NAME" '
+                   '--timeout 10', pool.spec["app"]]
+    elif runtime == "rq":
+        command = ["python", "-c", "import os, sys, redis; r = redis.Redis.from_url(os.environ"
+                   "['RQ_REDIS_URL']); k = 'rq:worker:' + os.environ['POD_NAME']; "
+                   "sys.exit(0 if r.exists(k) and not r.hexists(k, 'death') else 1)"]
+    else:
+        command = ["taskfleet", "health", "--file", HEALTH_FILE,
+                   "--max-age", str(health.get("maxAgeSeconds", 60))]
     return {
-        "exec": {"command": ["taskfleet", "health", "--file", HEALTH_FILE,
-                             "--max-age", str(health.get("maxAgeSeconds", 60))]},
+        "exec": {"command": command},
         "initialDelaySeconds": health.get("initialDelaySeconds", 30),
         "periodSeconds": health.get("periodSeconds", 30), "timeoutSeconds": 10,
         "failureThreshold": health.get("failureThreshold", 3)}
@@ -99,7 +141,11 @@ def build_deployment(pool: WorkerPool, queues: list[TaskQueue], replicas: int,
               "app.kubernetes.io/managed-by": "taskfleet-operator"}
     overrides = spec.get("podTemplate") or {}
     meta = overrides.get("metadata") or {}
-    env = [*broker_env(ref),
+    runtime = spec.get("runtime", "taskfleet")
+    broker = broker_env(ref)
+    if runtime in RUNTIME_BROKER_ENV:
+        broker = [{**broker[0], "name": RUNTIME_BROKER_ENV[runtime]}, *broker[1:]]
+    env = [*broker,
            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
            *copy.deepcopy(spec.get("env") or [])]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
@@ -111,11 +157,11 @@ def build_deployment(pool: WorkerPool, queues: list[TaskQueue], replicas: int,
     container: dict[str, Any] = {
         "name": "worker",
         "image": spec.get("image") or default_image,
-        "command": ["taskfleet"],
-        "args": worker_args(pool, queues),
+        "command": runtime_command(pool, queues)[:1],
+        "args": runtime_command(pool, queues)[1:],
         "env": env,
         "volumeMounts": mounts,
-        "livenessProbe": liveness_probe(spec.get("healthCheck") or {}),
+        "livenessProbe": liveness_probe(spec.get("healthCheck") or {}, pool),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
     }

@@ -14,6 +14,10 @@ from .policy import ScalingPolicy, SpecError, _int, parse_policy
 GROUP = "taskfleet.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+PROTOCOLS = ("native", "celery", "rq")
+"""TaskQueue.spec.protocol: taskfleet's layout, kombu's (Celery on Redis), RQ's."""
+RUNTIMES = ("taskfleet", "celery", "rq")
+"""WorkerPool.spec.runtime: what the pool's containers run."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,10 @@ class TaskQueue:
     schedules: tuple[dict[str, Any], ...] = ()
     dead_letter_limit: int | None = None
     """spec.deadLetterLimit; None: the workers' own default."""
+    protocol: str = "native"
+    """spec.protocol: how the queue is laid out in Redis (native, celery or rq)."""
+    priority_steps: tuple[int, ...] = (0, 3, 6, 9)
+    """spec.celery.prioritySteps: kombu's priority sub-lists of a celery queue."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -126,9 +134,27 @@ def parse_task_queue(body: dict[str, Any]) -> TaskQueue:
         raise SpecError("spec.schedules must be a list of objects with name, cron and task")
     dead_letter_limit = (None if spec.get("deadLetterLimit") is None
                          else _int(spec, "deadLetterLimit", "spec", 0))
+    protocol = spec.get("protocol") or "native"
+    if protocol not in PROTOCOLS:
+        raise SpecError(f"spec.protocol must be one of {', '.join(PROTOCOLS)}, "
+                        f"got {protocol!r:.40}")
+    steps = _object(spec.get("celery"), "spec.celery").get("prioritySteps", [0, 3, 6, 9])
+    if (not isinstance(steps, list) or not steps
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 255
+                       for n in steps)):
+        raise SpecError("spec.celery.prioritySteps must list priorities such as [0, 3, 6, 9] "
+                        "(kombu's priority_steps)")
+    if protocol != "native" and str(ref.url or "").startswith("redis+cluster://"):
+        raise SpecError(f"spec.protocol: a {protocol} queue lives on one Redis server (or "
+                        "behind Sentinel), as its workers expect; use a redis:// or "
+                        "redis+sentinel:// URL, or protocol native on a cluster")
+    if protocol != "native" and schedules:
+        raise SpecError(f"spec.schedules: a {protocol} queue cannot take taskfleet's scheduled "
+                        "tasks; use a native queue for schedules")
     return TaskQueue(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
                      generation=int(meta.get("generation", 0)), queue_name=queue_name,
-                     redis=ref, schedules=tuple(schedules), dead_letter_limit=dead_letter_limit)
+                     redis=ref, schedules=tuple(schedules), dead_letter_limit=dead_letter_limit,
+                     protocol=protocol, priority_steps=tuple(sorted(set(steps))))
 
 
 METRICS_PORT = 9200
@@ -194,9 +220,16 @@ def parse_worker_pool(body: dict[str, Any]) -> WorkerPool:
     queues = spec.get("queues")
     if not isinstance(queues, list) or not queues or not all(isinstance(q, str) for q in queues):
         raise SpecError("spec.queues must list at least one TaskQueue name")
-    if not isinstance(spec.get("app"), str) or ":" not in spec["app"]:
+    runtime = spec.get("runtime", "taskfleet")
+    if runtime not in RUNTIMES:
+        raise SpecError(f"spec.runtime must be one of {', '.join(RUNTIMES)}, "
+                        f"got {runtime!r:.40}")
+    if runtime != "rq" and (not isinstance(spec.get("app"), str) or ":" not in spec["app"]):
         raise SpecError("spec.app must be an import path like video.tasks:app")
     _check_pod_fields(spec)
+    if runtime == "rq" and spec.get("concurrency", 1) != 1:
+        raise SpecError("spec.concurrency: an rq worker runs one job at a time; "
+                        "leave it at 1 and scale replicas instead")
     return WorkerPool(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
                       generation=int(meta.get("generation", 0)), spec=spec,
                       policy=parse_policy(spec), status=dict(body.get("status") or {}))

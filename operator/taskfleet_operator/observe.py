@@ -12,10 +12,12 @@ from typing import Any, Protocol
 
 import redis
 
-from taskfleet import QueueStats, WorkerInfo, live_workers, queue_stats
+from taskfleet import QueueStats, WorkerInfo, live_workers
+from taskfleet.batch import Batch
 from taskfleet.connection import Client, connect
 
 from .model import RedisRef, SecretKey, TaskQueue
+from .protocols import READERS, celery, rq
 
 log = logging.getLogger("taskfleet.operator")
 
@@ -25,6 +27,8 @@ SecretReader = Callable[[str, SecretKey], str]
 _RESOLVE_TTL_SECONDS = 60.0
 Settings = tuple[str, str | None, str, str | None]
 """(url, password, tls mode, sentinels' password) of one Redis."""
+RUNTIME_OF_PROTOCOL = {"native": "taskfleet", "celery": "celery", "rq": "rq"}
+"""The workers that report a queue's busy pods when no pool runtime is given."""
 
 
 @dataclass(frozen=True)
@@ -90,14 +94,26 @@ def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
             continue
         groups.setdefault(id(client), (client, []))[1].append(tq)
     for client, members in groups.values():
+        batch = Batch(client)
+        by_protocol: dict[str, list[TaskQueue]] = {}
+        for tq in members:
+            by_protocol.setdefault(tq.protocol, []).append(tq)
+        figures = [(tqs, READERS[protocol].add(batch, client, tqs))
+                   for protocol, tqs in by_protocol.items()]
         try:
-            stats = queue_stats(client, [tq.queue_name for tq in members])
+            replies = batch.execute(raise_on_error=False)
         except redis.RedisError as exc:
             for tq in members:
                 out[tq.key] = QueueReading(None, f"redis: {exc}")
             continue
-        for tq in members:
-            out[tq.key] = QueueReading(stats[tq.queue_name])
+        for tqs, read in figures:
+            for tq, found in zip(tqs, read(replies), strict=True):
+                if isinstance(found, redis.RedisError):
+                    out[tq.key] = QueueReading(None, f"redis: {found}")
+                elif isinstance(found, Exception):
+                    out[tq.key] = QueueReading(None, f"{found} (a {tq.protocol} queue)")
+                else:
+                    out[tq.key] = QueueReading(found)
     return out
 
 
@@ -116,9 +132,12 @@ class Observer(Protocol):
         """Figures of every queue, keyed by (namespace, TaskQueue name)."""
         ...
 
-    def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
-        """Running tasks per pod from the workers' heartbeats on the queue's Redis;
-        None when that Redis cannot be resolved."""
+    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+                    ) -> dict[str, int] | None:
+        """Running tasks per pod, as the workers of ``runtime`` (default: the queue
+        protocol's own) tell it (taskfleet heartbeats,
+        Celery worker-heartbeat events, RQ's worker registry); None when not known (the
+        Redis cannot be resolved or read, or no Celery heartbeats heard yet)."""
         ...
 
 
@@ -127,19 +146,57 @@ class RedisObserver:
 
     def __init__(self, directory: RedisDirectory) -> None:
         self.directory = directory
+        self._celery_events: dict[int, celery.WorkerEvents] = {}
+        self._lock = threading.Lock()
 
     def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
+        queues = list(queues)
+        for tq in queues:
+            if tq.protocol == "celery":
+                self._events_of(tq)  # subscribe early: heartbeats take a few seconds
         return read_queues(self.directory, queues)
 
-    def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
+    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+                    ) -> dict[str, int] | None:
         try:
             client = self.directory.client(queue.namespace, queue.redis)
         except Exception:  # a Secret gone: no costs this pass, the scale-down still happens
             return None
+        runtime = runtime or RUNTIME_OF_PROTOCOL[queue.protocol]
+        if runtime == "celery":
+            events = self._events_of(queue)
+            return None if events is None else events.running_by_pod()
+        if runtime == "rq":
+            if not isinstance(client, redis.Redis):
+                return None  # RQ runs on one server (the spec refuses a cluster)
+            try:
+                return rq.busy_by_pod(client, queue.queue_name)
+            except redis.RedisError as exc:
+                log.warning("cannot read RQ workers of %s: %s", queue.queue_name, exc)
+                return None
         busy: dict[str, int] = {}
         for w in read_workers(client):
             busy[w.pod] = busy.get(w.pod, 0) + w.busy
         return busy
+
+    def _events_of(self, queue: TaskQueue) -> celery.WorkerEvents | None:
+        """The Celery event subscription of the queue's Redis, started on first use."""
+        try:
+            client = self.directory.client(queue.namespace, queue.redis)
+        except Exception:
+            return None
+        if not isinstance(client, redis.Redis):
+            return None  # Celery runs on one server (the spec refuses a cluster)
+        with self._lock:
+            found = self._celery_events.get(id(client))
+            if found is None:
+                found = self._celery_events[id(client)] = celery.WorkerEvents(client).start()
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            for events in self._celery_events.values():
+                events.stop()
 
 
 def secret_reader(core_api: Any) -> SecretReader:

@@ -80,7 +80,8 @@ class GivenReadings:
                 else QueueReading(value)
         return out
 
-    def busy_by_pod(self, queue: TaskQueue) -> dict[str, int] | None:
+    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+                    ) -> dict[str, int] | None:
         return self.busy
 
 
@@ -378,3 +379,29 @@ def test_a_pool_above_its_minimum_is_not_at_rest(setup: Setup) -> None:
     while setup.actuator.applied[-1]["spec"]["replicas"] != 0:
         assert setup.tick(2.0) == ["uploads"]
         assert setup.clock.now < 1_800_000_000.0 + 30, "never scaled to zero"
+
+
+def test_a_celery_pool_adds_its_workers_running_tasks_and_holds_without_heartbeats(
+        setup: Setup) -> None:
+    setup.registry.queue_changed("ADDED", {
+        "metadata": {"namespace": NS, "name": "films", "uid": "uid-films", "generation": 1},
+        "spec": {"redis": {"url": "redis://127.0.0.1:1/0"}, "protocol": "celery"}})
+    setup.registry.pool_changed("ADDED", {
+        "metadata": {"namespace": NS, "name": "films", "uid": "uid-films", "generation": 1},
+        "spec": {"queues": ["films"], "app": "video.celery:app", "runtime": "celery",
+                 "autoscaling": {"enabled": True, "minReplicas": 0, "maxReplicas": 10,
+                                 "targetPerReplica": 1}}})
+    setup.readings.busy = None  # no heartbeats heard yet
+    setup.work("films", ready=3)
+    setup.reconcile()
+    status = setup.actuator.pool_status("films")
+    assert status["desiredReplicas"] == 0, "no data: hold, do not act on a partial count"
+    assert condition(status, "MetricsAvailable")["message"].startswith(
+        "no Celery worker heartbeats heard yet")
+    setup.deployment("films", 0)
+    # two running on this pool's pod (acknowledged, so in no Redis key), one on another pool's
+    setup.readings.busy = {"films-5d8f7-abcde": 2, "thumbs-5d8f7-abcde": 1}
+    setup.work("films", ready=0, in_flight=1)
+    setup.reconcile(1.0)
+    status = setup.actuator.pool_status("films")
+    assert (status["queueReady"], status["queueInFlight"], status["desiredReplicas"]) == (0, 3, 3)

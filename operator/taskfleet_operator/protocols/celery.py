@@ -1,0 +1,207 @@
+"""Celery on Redis (kombu's Redis transport, kombu 5.x), read as Celery itself lays it out.
+
+Checked against kombu 5.7.0 (``kombu/transport/redis.py``) and Celery 5.7.0:
+
+- A queue is a list named after it, plus one sub-list per priority step,
+  ``<queue>\\x06\\x16<step>`` (``Channel._q_for_pri``, ``Channel.sep``; step 0 is the
+  bare name; ``PRIORITY_STEPS = [0, 3, 6, 9]``). Producers LPUSH, workers BRPOP the
+  lists in step order (``Channel._brpop_start``).
+- A message a worker has reserved (prefetched, or running with ``acks_late``) is in
+  the ``unacked`` hash, delivery tag -> ``[message, exchange, routing_key]``
+  (``QoS.append``), with its time in the ``unacked_index`` sorted set. With Celery's
+  default ``acks_late=False`` a task is acknowledged, so leaves ``unacked``, when it
+  starts: running tasks are then only seen in the workers' heartbeats.
+- Workers send ``worker-heartbeat`` events every 2 s (``celery/worker/heartbeat.py``,
+  ``Heart``, started by the ``Heart`` consumer bootstep in
+  ``celery/worker/consumer/heart.py``; ``--without-heartbeat`` turns it off, and
+  ``--without-heartbeat --without-gossip --without-mingle`` with ``task_events`` off
+  turns off the event dispatcher). The event carries ``hostname``, ``active``
+  (tasks running now, ``len(active_requests)``), ``processed``, ``freq``, ``loadavg``
+  and ``timestamp``. kombu publishes events as a fanout: PUBLISH on
+  ``/<db>.celeryev/worker.heartbeat`` (``keyprefix_fanout = '/{db}.'``, with
+  ``fanout_prefix`` and ``fanout_patterns`` on by default), the event JSON base64-encoded
+  in a kombu envelope's ``body``.
+- No enqueue time is stored in a message (protocol v2 headers have none), so the
+  oldest task's age is not known: ``oldest_age_seconds`` is 0 for a celery queue and
+  ``targetLatencySeconds`` has nothing to act on.
+
+Per queue per cycle: one EVALSHA running LLEN on each priority list, HVALS on
+``unacked`` (O(reserved messages of all queues)), and LLEN x3 and ZCARD on the
+taskfleet queue of the same name (what taskfleet workers took from Celery's lists,
+taskfleet.celery_wire); the heartbeats cost one PSUBSCRIBE per Redis, held open.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from taskfleet import QueueStats, keys
+from taskfleet.batch import Batch
+from taskfleet.celery_wire import UNACKED, priority_lists
+from taskfleet.connection import Client
+
+from ..model import TaskQueue
+
+log = logging.getLogger("taskfleet.operator")
+
+HOSTNAME_PREFIX = "celery@"
+"""A pool's workers run with ``--hostname celery@<pod name>``."""
+HEARTBEAT_SECONDS = 2.0
+"""Celery's default heartbeat interval (``Heart.interval``)."""
+WARMUP_SECONDS = 2.5 * HEARTBEAT_SECONDS
+"""A fresh subscription has heard every live worker after this long."""
+
+
+# KEYS: kombu's unacked hash, the taskfleet queue's ready bands and leases (a taskfleet
+# worker serving the queue moves Celery's messages there: taskfleet.celery_wire.ADOPT),
+# then the Celery queue's priority lists (priority_lists).
+# ARGV[1]: the queue's name, the routing key of its messages (Celery's default routing
+# binds a queue named X with routing key X).
+# Returns {ready, reserved or leased}.
+STATS = """
+local unacked, urgent, normal, bulk, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local queue = ARGV[1]
+local ready = redis.call('LLEN', urgent) + redis.call('LLEN', normal) + redis.call('LLEN', bulk)
+for i = 6, #KEYS do ready = ready + redis.call('LLEN', KEYS[i]) end
+local reserved = redis.call('ZCARD', leases)
+for _, value in ipairs(redis.call('HVALS', unacked)) do
+  local ok, entry = pcall(cjson.decode, value)
+  if ok and type(entry) == 'table' and entry[3] == queue then reserved = reserved + 1 end
+end
+return {ready, reserved}
+"""
+
+
+def queue_read(batch: Batch, client: Client, tq: TaskQueue) -> None:
+    native = keys.QueueKeys(tq.queue_name)
+    batch.script(client.register_script(STATS),
+                 [UNACKED, *native.ready_bands, native.leases,
+                  *priority_lists(tq.queue_name, tq.priority_steps)], [tq.queue_name])
+
+
+def parse(reply: Any) -> QueueStats:
+    ready, reserved = reply
+    return QueueStats(ready=int(ready), in_flight=int(reserved), delayed=0, dead=0,
+                      oldest_age_seconds=0.0)
+
+
+def heartbeat_channel_pattern(db: int) -> str:
+    """The worker events' PUBLISH channels on one database (kombu's fanout topic)."""
+    return f"/{db}.celeryev/worker.*"
+
+
+def decode_event(payload: str | bytes) -> dict[str, Any] | None:
+    """The Celery event in a kombu fanout message, or None when it is not one."""
+    try:
+        envelope = json.loads(payload)
+        body = envelope["body"]
+        if (envelope.get("properties") or {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        event = json.loads(body)
+    except (ValueError, TypeError, KeyError):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def pod_of(hostname: str) -> str | None:
+    """The pod a worker runs in, from ``celery@<pod name>``."""
+    if not hostname.startswith(HOSTNAME_PREFIX):
+        return None
+    return hostname[len(HOSTNAME_PREFIX):] or None
+
+
+def pods_of_pool(pool: str, pods: dict[str, int]) -> dict[str, int]:
+    """The entries whose pod a Deployment named ``pool`` created (``<pool>-<hash>-<id>``)."""
+    pattern = re.compile(re.escape(pool) + r"-[a-z0-9]+-[a-z0-9]+")
+    return {pod: n for pod, n in pods.items() if pattern.fullmatch(pod)}
+
+
+class WorkerEvents:
+    """The latest ``worker-heartbeat`` of every Celery worker on one Redis database.
+
+    A thread holds a PSUBSCRIBE on the event channels. ``running_by_pod()`` is None
+    (no data: the controller holds the pool) until the subscription has been up for
+    WARMUP_SECONDS, and while it is down; a worker not heard from for three of its
+    heartbeat periods, or that said ``worker-offline``, is gone.
+    """
+
+    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.clock = clock
+        self.db = int(client.connection_pool.connection_kwargs.get("db", 0))
+        self._lock = threading.Lock()
+        self._latest: dict[str, tuple[float, int, float]] = {}
+        """hostname -> (when heard, active, freq)."""
+        self._up_since: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"celery-events-{self.db}",
+                                        daemon=True)
+
+    def start(self) -> WorkerEvents:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def running_by_pod(self) -> dict[str, int] | None:
+        now = self.clock()
+        with self._lock:
+            if self._up_since is None or now - self._up_since < WARMUP_SECONDS:
+                return None
+            out: dict[str, int] = {}
+            for hostname, (heard, active, freq) in self._latest.items():
+                pod = pod_of(hostname)
+                if pod is not None and now - heard <= 3 * max(freq, HEARTBEAT_SECONDS):
+                    out[pod] = out.get(pod, 0) + active
+            return out
+
+    def subscribed(self, up: bool) -> None:
+        """The subscription is up (from now on) or down (the subscription thread calls
+        this)."""
+        with self._lock:
+            self._up_since = self.clock() if up else None
+
+    def heard(self, event: dict[str, Any]) -> None:
+        """Record one event (the subscription thread calls this)."""
+        hostname, kind = event.get("hostname"), event.get("type")
+        if not isinstance(hostname, str):
+            return
+        with self._lock:
+            if kind == "worker-offline":
+                self._latest.pop(hostname, None)
+            elif kind in ("worker-heartbeat", "worker-online"):
+                active, freq = event.get("active", 0), event.get("freq", HEARTBEAT_SECONDS)
+                self._latest[hostname] = (
+                    self.clock(), active if isinstance(active, int) else 0,
+                    float(freq) if isinstance(freq, int | float) else HEARTBEAT_SECONDS)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            try:
+                pubsub.psubscribe(heartbeat_channel_pattern(self.db))
+                self.subscribed(True)
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "pmessage":
+                        event = decode_event(message["data"])
+                        if event is not None:
+                            self.heard(event)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("celery worker events on db %d: %s; resubscribing", self.db, exc)
+                self.subscribed(False)
+                self._stop.wait(1.0)
+            finally:
+                with contextlib.suppress(redis.RedisError, OSError):
+                    pubsub.close()

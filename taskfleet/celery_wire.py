@@ -1,0 +1,167 @@
+"""Celery's wire format on Redis, so a taskfleet worker takes tasks that Celery clients send.
+
+Checked against Celery 5.7.0 and kombu 5.7.0:
+
+- Queues: kombu's Redis transport LPUSHes a JSON envelope onto the queue's list or a
+  priority sub-list ``<queue>\\x06\\x16<step>`` (``Channel._q_for_pri``, ``Channel.sep``,
+  ``PRIORITY_STEPS``); its consumers BRPOP the lists in step order, so the oldest
+  message is at the right end and step 0 is served first.
+- Messages (task protocol 2, ``celery/app/amqp.py``, ``as_task_v2``): the envelope's
+  ``headers`` carry ``task``, ``id``, ``retries``, ``eta``, ``expires``; its ``body``
+  (base64 when ``properties.body_encoding`` says so) is the serialized
+  ``[args, kwargs, {callbacks, errbacks, chain, chord}]``; ``content-type`` names the
+  serializer. Only ``application/json`` is decoded: anything else (pickle above all) is
+  dead-lettered with the reason and never deserialized.
+- Results (the Redis result backend, ``celery/backends/redis.py``, ``RedisBackend._set``;
+  ``celery/backends/base.py``, ``_store_result``, ``_get_result_meta``): the JSON meta
+  ``{status, result, traceback, children, date_done, task_id}`` under
+  ``celery-task-meta-<id>`` with an expiry, and PUBLISHed on a channel of the same name,
+  which a waiting ``AsyncResult.get()`` is subscribed to (``ResultConsumer``).
+
+Taking is one Lua script (ADOPT) that moves messages, in Celery's order, into the
+taskfleet queue of the same name (its messages hash and a ready list), so from then on
+the task has taskfleet's lease and at-least-once guarantees; the worker's FETCH runs in
+the same pipelined round trip and leases them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import MessageError
+from .message import Message
+
+PRIORITY_SEPARATOR = "\x06\x16"
+"""kombu's ``Channel.sep`` between a queue's name and a priority step."""
+DEFAULT_PRIORITY_STEPS = (0, 3, 6, 9)
+"""kombu's ``PRIORITY_STEPS``."""
+UNACKED = "unacked"
+"""kombu's ``Channel.unacked_key``: delivery tag -> [message, exchange, routing key]."""
+RESULT_PREFIX = "celery-task-meta-"
+"""The Redis result backend's ``task_keyprefix``."""
+ENVELOPE_START = '{"body"'
+"""How kombu's JSON envelope begins (``json.dumps`` of a dict whose first key is body);
+a taskfleet message begins with ``{"v"``, so telling them apart costs one comparison."""
+ADOPTED_BAND = 1
+"""The taskfleet ready band adopted Celery messages wait in (normal)."""
+NOT_CARRIED = ("callbacks", "errbacks", "chain", "chord")
+"""Canvas fields of a message body that a taskfleet worker does not run."""
+
+
+def priority_lists(queue: str, steps: tuple[int, ...] = DEFAULT_PRIORITY_STEPS) -> list[str]:
+    """The lists holding a Celery queue's ready messages, in the order Celery serves them."""
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}"
+            for step in sorted(set(steps))]
+
+
+def result_key(task_id: str) -> str:
+    """Where Celery's Redis result backend keeps (and publishes) a task's result."""
+    return f"{RESULT_PREFIX}{task_id}"
+
+
+# ADOPT. KEYS: the taskfleet queue's all_keys() (keys.QueueKeys), then the Celery
+# queue's priority lists in serving order (priority_lists). ARGV: how many, the queue's
+# name. Moves up to `want` messages (oldest first: the right end) into the taskfleet
+# queue: body into `messages` under the Celery task id (headers.id; a message without
+# one gets `celery-<time>-<n>` and is dead-lettered by the worker's decoder), id onto
+# the normal band. An id already stored is not stored twice. Returns how many moved.
+ADOPT = """
+local want, queue = tonumber(ARGV[1]), ARGV[2]
+local messages, normal = KEYS[4], KEYS[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local moved = 0
+for i = 11, #KEYS do
+  while moved < want do
+    local raw = redis.call('RPOP', KEYS[i])
+    if not raw then break end
+    local ok, envelope = pcall(cjson.decode, raw)
+    local id = nil
+    if ok and type(envelope) == 'table' and type(envelope.headers) == 'table'
+       and type(envelope.headers.id) == 'string' and envelope.headers.id ~= '' then
+      id = envelope.headers.id
+    else
+      id = 'celery-' .. now .. '-' .. moved
+    end
+    if redis.call('HSETNX', messages, id, '1' .. raw) == 1 then
+      redis.call('RPUSH', normal, now .. ':' .. id)
+    end
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+def is_envelope(text: str) -> bool:
+    return text.startswith(ENVELOPE_START)
+
+
+def decode(text: str) -> Message:
+    """A Message from kombu's envelope of a Celery protocol 2 task; MessageError naming
+    what is wrong (and what to change on the Celery side) otherwise."""
+    try:
+        envelope = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MessageError(f"Celery message is not valid JSON ({exc})") from exc
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("headers"), dict):
+        raise MessageError("Celery message without headers: only task protocol 2 (Celery 4 "
+                           "and later) is taken")
+    headers: dict[str, Any] = envelope["headers"]
+    content_type = envelope.get("content-type")
+    if content_type != "application/json":
+        raise MessageError(f"Celery message serialized as {content_type!r}: refused and never "
+                           "deserialized (taskfleet takes JSON only); set "
+                           "task_serializer='json' on the client")
+    for name in ("task", "id"):
+        if not isinstance(headers.get(name), str) or not headers[name]:
+            raise MessageError(f"Celery message header {name!r} must be a non-empty string "
+                               "(task protocol 2)")
+    body = envelope.get("body")
+    if not isinstance(body, str):
+        raise MessageError("Celery message body must be a string (kombu's envelope)")
+    properties = envelope.get("properties") or {}
+    try:
+        if isinstance(properties, dict) and properties.get("body_encoding") == "base64":
+            body = base64.b64decode(body, validate=True)
+        payload = json.loads(body)
+    except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
+        raise MessageError(f"Celery message body is not base64 JSON ({exc})") from exc
+    if not (isinstance(payload, list) and len(payload) == 3 and isinstance(payload[0], list)
+            and isinstance(payload[1], dict)):
+        raise MessageError("Celery message body must be [args, kwargs, embed] (protocol 2)")
+    embed = payload[2] if isinstance(payload[2], dict) else {}
+    carried = [name for name in NOT_CARRIED if embed.get(name)]
+    if carried:
+        raise MessageError(f"Celery {'/'.join(carried)} are not carried over to taskfleet "
+                           "workers; send this task to a Celery worker, or without them")
+    if headers.get("eta") or headers.get("expires"):
+        raise MessageError("Celery eta/countdown/expires are not carried over to taskfleet "
+                           "workers; send this task to a Celery worker, or without them")
+    retries = headers.get("retries") or 0
+    delivery = properties.get("delivery_info") if isinstance(properties, dict) else None
+    queue = delivery.get("routing_key") if isinstance(delivery, dict) else None
+    return Message(id=headers["id"], task=headers["task"], queue=str(queue or ""),
+                   args=payload[0], kwargs=payload[1],
+                   retries=retries if isinstance(retries, int) else 0,
+                   enqueued_at=time.time(), celery=True)
+
+
+def result_meta(task_id: str, record: str) -> str:
+    """Celery's result meta for a taskfleet result record (taskfleet.result)."""
+    data = json.loads(record)
+    done = datetime.fromtimestamp(float(data.get("date_done") or time.time()), UTC)
+    meta: dict[str, Any] = {"status": data["status"], "traceback": data.get("traceback"),
+                            "children": [], "date_done": done.isoformat(),
+                            "task_id": task_id}
+    if data["status"] == "SUCCESS":
+        meta["result"] = data.get("result")
+    else:  # Celery rebuilds the exception from these (exception_to_python)
+        meta["result"] = {"exc_type": "Exception", "exc_module": "builtins",
+                          "exc_message": [str(data.get("error") or "task failed")]}
+    return json.dumps(meta)

@@ -1,0 +1,105 @@
+"""Celery clients (Celery 5.7, its own send_task and AsyncResult) with taskfleet workers
+serving the queue (``--celery-queues``), on a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+from taskfleet import App
+from tests.support.processes import WorkerProcess
+from tests.support.waiting import wait_for
+
+MOVED_APP = "tests.integration.apps.celery_moved:app"
+
+
+@pytest.fixture
+def celery_client(redis_url: str) -> Iterator[Celery]:
+    """A Celery producer that does not import the task code (send_task by name)."""
+    client = Celery("web", broker=redis_url, backend=redis_url)
+    yield client
+    client.close()
+
+
+def worker(redis_url: str, *extra: str) -> WorkerProcess:
+    return WorkerProcess(redis_url, MOVED_APP, ["films"],
+                         extra=["--celery-queues", "films", *extra])
+
+
+def test_send_task_of_every_priority_runs_on_taskfleet_and_get_returns_the_result(
+        redis_url: str, redis_client: redis.Redis, celery_client: Celery,
+        workers: list[WorkerProcess]) -> None:
+    results = [celery_client.send_task("video.sleep", args=[f"v{p}", 0.01], queue="films",
+                                       priority=p) for p in range(10)]
+    workers.append(worker(redis_url).start())
+    assert sorted(r.get(timeout=60) for r in results) == sorted(f"v{p}" for p in range(10))
+    assert all(r.status == "SUCCESS" for r in results)
+    assert redis_client.llen("test:celery:done") == 10
+    for step in ("", "\x06\x163", "\x06\x166", "\x06\x169"):
+        assert redis_client.llen(f"films{step}") == 0
+
+
+def test_a_waiting_get_wakes_when_the_task_finishes(
+        redis_url: str, celery_client: Celery, workers: list[WorkerProcess]) -> None:
+    workers.append(worker(redis_url).start())
+    result = celery_client.send_task("video.sleep", args=["late", 1.5], queue="films")
+    assert result.get(timeout=60) == "late"
+
+
+def test_kill_9_of_the_worker_mid_task_loses_nothing(
+        redis_url: str, redis_client: redis.Redis, celery_client: Celery,
+        workers: list[WorkerProcess]) -> None:
+    result = celery_client.send_task("video.sleep", args=["kept", 4.0], queue="films")
+    first = worker(redis_url, "--task-lease-seconds", "2").start()
+    workers.append(first)
+    wait_for("the task runs", lambda: redis_client.llen("test:celery:started") == 1, 30)
+    first.kill_group()
+    assert redis_client.llen("test:celery:done") == 0
+    workers.append(worker(redis_url, "--task-lease-seconds", "2").start())
+    assert result.get(timeout=60) == "kept"
+    assert redis_client.lrange("test:celery:started", 0, -1) == ["kept", "kept"]
+    assert redis_client.lrange("test:celery:done", 0, -1) == ["kept"]
+
+
+def test_a_pickled_message_is_dead_lettered_with_the_reason_and_never_run(
+        redis_url: str, redis_client: redis.Redis, celery_client: Celery,
+        workers: list[WorkerProcess]) -> None:
+    pickled = celery_client.send_task("video.sleep", args=["evil", 0], queue="films",
+                                      serializer="pickle")
+    fine = celery_client.send_task("video.sleep", args=["fine", 0], queue="films")
+    workers.append(worker(redis_url).start())
+    assert fine.get(timeout=60) == "fine"
+    dead = App(redis_url).broker.dead_list("films")
+    assert [d["id"] for d in dead] == [pickled.id]
+    assert "serialized as 'application/x-python-serialize': refused and never deserialized" \
+        in dead[0]["reason"]
+    assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]
+
+
+def test_a_failed_task_fails_the_clients_get(
+        redis_url: str, celery_client: Celery, workers: list[WorkerProcess]) -> None:
+    result = celery_client.send_task("video.broken", args=["v9"], queue="films")
+    workers.append(worker(redis_url).start())
+    with pytest.raises(Exception, match="cannot transcode v9"):
+        result.get(timeout=60)
+    assert result.status == "FAILURE"
+
+
+def test_countdown_and_callbacks_are_refused_with_the_reason(
+        redis_url: str, redis_client: redis.Redis, celery_client: Celery,
+        workers: list[WorkerProcess]) -> None:
+    later = celery_client.send_task("video.sleep", args=["later", 0], queue="films",
+                                    countdown=30)
+    linked = celery_client.send_task("video.sleep", args=["linked", 0], queue="films",
+                                     link=celery_client.signature("video.sleep",
+                                                                  args=["cb", 0]))
+    fine = celery_client.send_task("video.sleep", args=["fine", 0], queue="films")
+    workers.append(worker(redis_url).start())
+    assert fine.get(timeout=60) == "fine"
+    reasons = {d["id"]: d["reason"] for d in App(redis_url).broker.dead_list("films")}
+    assert "eta/countdown/expires are not carried over" in reasons[later.id]
+    assert "callbacks are not carried over" in reasons[linked.id]
+    assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]
