@@ -97,15 +97,20 @@ def footprint(cluster: Cluster, ns: str, url: str, pools: int, bursts: int,
         converge = time.monotonic() - start
         print(f"  {pools} Deployments applied in {converge:.0f} s", flush=True)
         wait_quiet(cluster, ns, min(20.0, steady_seconds), 1800)
+        client = redis.Redis.from_url(url)
+        client.config_resetstat()
         cpu0, t0 = _cpu_seconds(pid), time.monotonic()
         time.sleep(steady_seconds)
         cpu1, t1 = _cpu_seconds(pid), time.monotonic()
+        redis_usec = sum(v["usec"] for v in client.info("commandstats").values())
+        client.close()
         rss = _rss_mb(pid)
         out: dict[str, Any] = {
             "pools": pools, "converge_seconds": round(converge, 1),
             "rss_mb": round(rss, 1), "rss_with_no_pools_mb": round(empty_rss, 1),
             "kb_per_pool": round((rss - empty_rss) * 1024 / pools, 1),
-            "steady_cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 1)}
+            "steady_cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
+            "steady_redis_ms_per_second": round(redis_usec / 1000 / (t1 - t0), 2)}
         print(f"  operator: {out}", flush=True)
         out["reaction_among_all"] = summarize(
             f"reaction from zero among {pools} pools",
@@ -209,6 +214,8 @@ def main() -> int:
     print(f"{'  a Deployment as client models, per pool':<44}"
           f"{m['deployment_model_kb_per_pool']:>10.1f}KB")
     print(f"{'operator CPU at steady state':<44}{o['steady_cpu_percent']:>11.1f}%   <= 10 %")
+    print(f"{'Redis time at steady state, per second':<44}"
+          f"{o['steady_redis_ms_per_second']:>10.1f}ms")
     print(f"{'reaction to a burst among all, p95':<44}{r['p95_s']:>11.2f}s")
     print(f"{'Deployments applied from a cold start':<44}{o['converge_seconds']:>11.0f}s")
     write_json(args.json, result)
