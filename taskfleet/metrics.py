@@ -10,6 +10,10 @@ from .errors import ConfigError
 from .worker import Metrics
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+                    600.0, 1800.0, 3600.0)
+"""Seconds. Tasks run from milliseconds to an hour (a transcode); the client's default
+buckets stop at 10 s, which would put every long task in +Inf."""
 
 
 def _client() -> object:
@@ -48,7 +52,8 @@ class PrometheusMetrics(Metrics):
         self.started_total = Counter("taskfleet_tasks_started_total", "Tasks started", ["task"])
         self.finished_total = Counter("taskfleet_tasks_finished_total",
                                       "Tasks finished, by outcome", ["task", "outcome"])
-        self.duration = Histogram("taskfleet_task_duration_seconds", "Task run time", ["task"])
+        self.duration = Histogram("taskfleet_task_duration_seconds", "Task run time", ["task"],
+                                  buckets=DURATION_BUCKETS)
 
     def started(self, task: str) -> None:
         self.started_total.labels(task).inc()

@@ -132,10 +132,9 @@ def test_the_chart_runs_the_operator_image_on_the_real_node(site: Site) -> None:
     [container] = pod["status"]["containerStatuses"]
     assert container["imageID"], "run from the image built here"
     assert container["restartCount"] == 0
-    # its liveness endpoint answers as the kubelet's probe sees it
-    with urllib.request.urlopen(f"http://127.0.0.1:{site.liveness_port}/healthz",
-                                timeout=5) as reply:
-        assert reply.status == 200
+    # its liveness endpoint answers as the kubelet's probe sees it (once kopf has started)
+    wait_for("the liveness endpoint", lambda: answers(
+        f"http://127.0.0.1:{site.liveness_port}/healthz"), 60, describe=site.operator_log)
     # its metrics and its dashboard, on the ports the chart gave them
     wait_for("the operator's metrics say it leads", lambda: "taskfleet_operator_leader 1.0" in
              fetch(f"http://127.0.0.1:{site.metrics_port}/metrics"), 60,
@@ -210,6 +209,14 @@ def test_the_example_scales_real_worker_containers_out_and_back_to_zero(site: Si
     transcoder.wait("every worker container gone", lambda: not transcoder.pods(), 90)
     print(f"burst to first task in a new container: {first_task_seconds:.2f}s; "
           f"pods: {len(pods_seen)}")
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
 
 
 def fetch(url: str) -> str:
@@ -390,7 +397,8 @@ def test_a_pool_with_metrics_serves_them_on_its_named_port(site: Site) -> None:
                                        for c in p["status"].get("conditions", []))), None),
         120, describe=pool.describe)
     [container] = pod["spec"]["containers"]
-    assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
+    [declared] = container["ports"]  # (the host network adds hostPort)
+    assert (declared["name"], declared["containerPort"]) == ("metrics", port)
     results = App(site.redis.url).send_many("sample.sleep_record",
                                             [[str(i), 0.01] for i in range(10)],
                                             queue="counted")

@@ -1,6 +1,7 @@
 """The web dashboard served by a real operator (real API server, real Redis), in headless
 Chromium: it shows what Redis and the API server hold, follows a burst, requeues a dead
-letter onto its queue with the token and a confirmation, and refuses without the token.
+letter onto its queue with the token and a confirmation, refuses without the token, and
+purges.
 Screenshots go to demo-output/."""
 
 from __future__ import annotations
@@ -148,13 +149,23 @@ def test_dashboard_in_a_real_browser(dashboard: tuple[str, Pool], page: Page, cl
     assert (stats.dead, stats.ready) == (0, 1), stats
     wait_for("the page shows it back on the queue",
              lambda: cell("ready") == "1" and cell("dead") == "0", timeout=30)
+    shot(page, "requeued")
+
+    # A worker dead-letters it again; Purge (confirmed) empties the list.
+    workers.append(WorkerProcess(redis_url, SAMPLE_APP, ["jobs"]).start())
+    wait_for("dead-lettered again", lambda: cell("dead") == "1", timeout=30)
+    page.click("#purge")
+    wait_for("the purge reported", lambda: text_of(page, "#dead-message") ==
+             f"Purged 1 from {label}.", describe=lambda: text_of(page, "#dead-message"))
+    assert dialogs[-1] == f"Delete every dead letter of {label}?"
+    assert queue_stats(client, ["jobs"])["jobs"].dead == 0
 
     # A task looked up by id.
     page.fill("#task-id", burst[5].id)
     page.click("#task-form button[type=submit]")
     wait_for("the task's result", lambda: '"status": "SUCCESS"' in text_of(page, "#task"))
     assert '"result": 10' in text_of(page, "#task")
-    shot(page, "requeued")
+    shot(page, "task")
 
 
 def test_without_a_cluster_pools_are_unavailable(redis_url: str, page: Page,

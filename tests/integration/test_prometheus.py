@@ -133,7 +133,9 @@ def test_dashboard_and_alert_queries_on_a_real_prometheus(
     assert {(s["namespace"], s["taskqueue"]) for s in queue_panel} == {
         (namespace, "work")}, "an unreadable queue shows no stale depth"
     assert value(prometheus, 'count({__name__=~"taskfleet_task_duration_seconds_'
-                             '(bucket|count|sum)", task="sample.add"})') == 17
+                             '(bucket|count|sum)", task="sample.add"})') == 19
+    le = series(prometheus, 'taskfleet_task_duration_seconds_bucket{task="sample.add"}')
+    assert "3600.0" in {s["le"] for s in le}, "buckets for hour-long tasks"
     wait_for("the rate of sample.add successes", lambda: {
         "task": "sample.add", "outcome": "succeeded"} in series(
             prometheus, "sum by (task, outcome) (rate(taskfleet_tasks_finished_total[5m]))"),
