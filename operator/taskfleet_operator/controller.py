@@ -53,6 +53,8 @@ wakes its pools at once (its wake channel): this is only the net for a wake-up l
 with a connection. It is what lets one operator serve 10,000 mostly idle pools. Each
 pool and queue gets its own interval within +-25 % of it (a hash of its name), so the
 safety reads of 10,000 pools spread over time instead of landing in one long pass."""
+PASS_BUDGET_SECONDS = 0.5
+"""Past this, a pass leaves pools without work for the next one (pools with work first)."""
 IDLE_COST, UNKNOWN_COST, BUSY_COST = -100, 0, 100
 
 Problem = tuple[str, str]
@@ -153,11 +155,7 @@ class Controller:
             taken = {p.key for p in due}
             due += [p for p in snap.pools.values() if p.key not in taken
                     and any((p.namespace, name) in busy for name in p.queues)]
-        for pool in due:
-            try:
-                self.reconcile_pool(pool, snap, readings, now)
-            except Exception:
-                log.exception("pool %s/%s: reconcile failed", *pool.key)
+        self._reconcile_pools(due, snap, readings, now)
         if self.queue_settings is not None:
             self.queue_settings.apply_all(snap.queues.values(), now)
         read = {tq.key for tq in to_read}
@@ -173,6 +171,33 @@ class Controller:
             if key not in snap.queues:
                 del self.readings[key]
         self.metrics.pass_done(snap, readings, time.perf_counter() - started)
+
+    def _reconcile_pools(self, due: list[WorkerPool], snap: Snapshot,
+                         readings: dict[Key, QueueReading], now: float) -> None:
+        """Pools with work first; a pool at rest whose queues are still empty is only
+        marked as seen (its safety read found nothing to do). Pools without work wait for
+        the next pass once PASS_BUDGET_SECONDS are spent, so a burst on one pool is never
+        behind 10,000 others (a watch storm: every Deployment's status changing)."""
+        urgent: list[WorkerPool] = []
+        calm: list[WorkerPool] = []
+        for pool in due:
+            queues = [snap.queues.get((pool.namespace, name)) for name in pool.queues]
+            quiet = all(q is not None and _quiet(q, readings.get(q.key)) for q in queues)
+            state = self.states.get(pool.key)
+            if (quiet and state is not None and state.resting and pool.key not in snap.changed
+                    and now - state.applied_at <= REAPPLY_SECONDS):
+                state.last_eval = now
+                continue
+            (calm if quiet else urgent).append(pool)
+        deadline = time.perf_counter() + PASS_BUDGET_SECONDS
+        for i, pool in enumerate([*urgent, *calm]):
+            if i > len(urgent) and time.perf_counter() > deadline:  # one calm pool at least
+                self.registry.look_again(p.key for p in calm[i - len(urgent):])
+                return
+            try:
+                self.reconcile_pool(pool, snap, readings, now)
+            except Exception:
+                log.exception("pool %s/%s: reconcile failed", *pool.key)
 
     def _pool_due(self, pool: WorkerPool, snap: Snapshot, now: float) -> bool:
         state = self.states.get(pool.key)

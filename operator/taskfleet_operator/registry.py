@@ -108,6 +108,12 @@ class Registry:
             self._changed.add(key)
         self.wake.set()
 
+    def look_again(self, keys: Iterable[Key]) -> None:
+        """Pools a pass left for the next one: still due, and the loop runs again now."""
+        with self._lock:
+            self._changed.update(keys)
+        self.wake.set()
+
     def queues_woken(self, names: Iterable[str]) -> None:
         """Queues (by spec.queueName) just went from empty to non-empty: their pools are
         looked at now, and only they."""

@@ -13,6 +13,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from taskfleet import QueueStats
+from taskfleet_operator import controller as controller_module
 from taskfleet_operator.controller import REAPPLY_SECONDS, REST_SECONDS, Controller
 from taskfleet_operator.deployment import DELETION_COST
 from taskfleet_operator.model import TaskQueue
@@ -380,6 +381,61 @@ def test_a_pool_above_its_minimum_is_not_at_rest(setup: Setup) -> None:
         assert setup.tick(2.0) == ["uploads"]
         assert setup.clock.now < 1_800_000_000.0 + 30, "never scaled to zero"
 
+
+
+def reconciled_pools(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The pools each later pass reconciles, in order."""
+    seen: list[str] = []
+    real = setup.controller.reconcile_pool
+
+    def recording(pool: Any, *args: Any) -> Any:
+        seen.append(pool.name)
+        return real(pool, *args)
+
+    monkeypatch.setattr(setup.controller, "reconcile_pool", recording)
+    return seen
+
+
+def test_a_safety_read_that_finds_nothing_reconciles_nothing(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup.queue("uploads")
+    setup.pool("transcoder", ["uploads"])
+    setup.reconcile()
+    setup.deployment("transcoder", 0)
+    setup.tick(2.0)
+    seen = reconciled_pools(setup, monkeypatch)
+    reads = [setup.tick(2.0) for _ in range(int(REST_SECONDS * 1.25 / 2) + 1)]
+    assert ["uploads"] in reads, "the safety read happened"
+    assert seen == [], "an empty queue read at rest needs no decision and no write"
+
+
+def test_a_woken_pool_goes_first_and_a_watch_storm_waits_its_turn(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(20):
+        setup.queue(f"q{i}")
+        setup.pool(f"p{i}", [f"q{i}"])
+    setup.queue("hot")
+    setup.pool("hot-pool", ["hot"])
+    setup.reconcile()
+    for i in range(20):
+        setup.deployment(f"p{i}", 0)
+    setup.deployment("hot-pool", 0)
+    setup.tick(2.0)
+    for i in range(20):  # every pool changes at once (a watch storm, a re-list)
+        setup.pool(f"p{i}", [f"q{i}"], generation=2)
+    setup.work("hot", ready=10)
+    setup.registry.queues_woken(["hot"])
+    monkeypatch.setattr(controller_module, "PASS_BUDGET_SECONDS", 0.0)
+    seen = reconciled_pools(setup, monkeypatch)
+    before = len(setup.actuator.applied)
+    setup.tick(0.1)
+    assert seen == ["hot-pool", "p0"], "the pool with work first, then one more at least"
+    assert setup.actuator.applied[before]["metadata"]["name"] == "hot-pool"
+    assert setup.actuator.applied[before]["spec"]["replicas"] == 2
+    for _ in range(25):
+        setup.tick(0.0)
+    assert sorted(set(seen)) == sorted(["hot-pool", *(f"p{i}" for i in range(20))]), \
+        "every changed pool is looked at in the passes that follow"
 
 def test_a_celery_pool_adds_its_workers_running_tasks_and_holds_without_heartbeats(
         setup: Setup) -> None:
