@@ -240,3 +240,13 @@ def test_any_text_decodes_or_raises_message_error(text: str) -> None:
     except MessageError:
         return
     assert message.celery and message.id and message.task
+
+
+def test_celery_takes_the_broker_url_from_the_environment_before_the_apps_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why a runtime celery pool sets CELERY_BROKER_URL: it wins over what the app says."""
+    from celery import Celery
+
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://from-the-pool:6379/0")
+    app = Celery("users_app", broker="redis://hard-coded:6379/0")
+    assert app.conf.broker_url == "redis://from-the-pool:6379/0"
