@@ -103,3 +103,12 @@ def test_countdown_and_callbacks_are_refused_with_the_reason(
     assert "eta/countdown/expires are not carried over" in reasons[later.id]
     assert "callbacks are not carried over" in reasons[linked.id]
     assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]
+
+
+def test_the_processes_pool_passes_celery_queues_to_its_children(
+        redis_url: str, celery_client: Celery, workers: list[WorkerProcess]) -> None:
+    results = [celery_client.send_task("video.sleep", args=[f"p{i}", 0.01], queue="films")
+               for i in range(4)]
+    workers.append(WorkerProcess(redis_url, MOVED_APP, ["films"], concurrency=2,
+                                 pool="processes", extra=["--celery-queues", "films"]).start())
+    assert sorted(r.get(timeout=60) for r in results) == ["p0", "p1", "p2", "p3"]

@@ -4,13 +4,18 @@ reply parsing), the runtime celery/rq Deployments and the spec checks, without s
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from taskfleet import celery_wire
+from taskfleet.errors import MessageError
 from taskfleet_operator.controller import resolve_queues
 from taskfleet_operator.deployment import build_deployment
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
@@ -182,3 +187,68 @@ def test_a_taskfleet_pool_serving_a_celery_queue_takes_celery_messages_there() -
     assert c["command"] == ["taskfleet"]
     assert c["args"][c["args"].index("--queues") + 1] == "films,native"
     assert c["args"][-2:] == ["--celery-queues", "films"]
+
+
+VALID_CELERY = {
+    "body": base64.b64encode(json.dumps([["v1", 720], {}, {"callbacks": None, "errbacks": None,
+                                                          "chain": None, "chord": None}])
+                             .encode()).decode(),
+    "content-encoding": "utf-8", "content-type": "application/json",
+    "headers": {"lang": "py", "task": "video.transcode", "id": "6844114e", "eta": None,
+                "expires": None, "retries": 0},
+    "properties": {"delivery_info": {"exchange": "", "routing_key": "films"}, "priority": 0,
+                   "body_encoding": "base64"}}
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+                     | st.floats(allow_nan=False), lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+
+
+def test_a_valid_celery_message_decodes() -> None:
+    message = celery_wire.decode(json.dumps(VALID_CELERY))
+    assert (message.id, message.task, message.queue, message.args, message.celery) == (
+        "6844114e", "video.transcode", "films", ["v1", 720], True)
+    assert celery_wire.is_envelope(json.dumps(VALID_CELERY))
+
+
+@settings(max_examples=200, deadline=None)
+@given(field=st.sampled_from([("body",), ("content-type",), ("headers",), ("properties",),
+                              ("headers", "task"), ("headers", "id"), ("headers", "retries"),
+                              ("headers", "eta"), ("properties", "body_encoding"),
+                              ("properties", "delivery_info")]),
+       value=_json, remove=st.booleans())
+def test_celery_messages_with_any_field_wrong_decode_or_raise_message_error(
+        field: tuple[str, ...], value: Any, remove: bool) -> None:
+    envelope = copy.deepcopy(VALID_CELERY)
+    target: Any = envelope
+    for key in field[:-1]:
+        target = target[key]
+    if remove:
+        target.pop(field[-1], None)
+    else:
+        target[field[-1]] = value
+    try:
+        message = celery_wire.decode(json.dumps(envelope))
+    except MessageError:
+        return
+    assert isinstance(message.args, list) and isinstance(message.kwargs, dict)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_any_text_decodes_or_raises_message_error(text: str) -> None:
+    try:
+        message = celery_wire.decode('{"body"' + text)
+    except MessageError:
+        return
+    assert message.celery and message.id and message.task
+
+
+def test_celery_takes_the_broker_url_from_the_environment_before_the_apps_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why a runtime celery pool sets CELERY_BROKER_URL: it wins over what the app says."""
+    from celery import Celery
+
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://from-the-pool:6379/0")
+    app = Celery("users_app", broker="redis://hard-coded:6379/0")
+    assert app.conf.broker_url == "redis://from-the-pool:6379/0"

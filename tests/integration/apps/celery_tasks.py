@@ -21,3 +21,10 @@ def sleep(value: str, seconds: float) -> str:
     client.rpush("test:celery:done", value)
     client.close()
     return value
+
+
+@app.task(name="video.where")
+def where(seconds: float) -> str:
+    """The pod (the worker's hostname after ``celery@``) that ran the task."""
+    time.sleep(seconds)
+    return str(where.request.hostname).split("@", 1)[-1]
