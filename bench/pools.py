@@ -25,6 +25,7 @@ import signal
 import sys
 import time
 import tracemalloc
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ from bench.autoscale import (
     summarize,
 )
 from bench.report import write_json
+from taskfleet import QueueStats
+from taskfleet_operator.controller import Controller
+from taskfleet_operator.model import TaskQueue
+from taskfleet_operator.observe import QueueReading
 from taskfleet_operator.registry import Registry
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, crds_applied
@@ -121,8 +126,10 @@ def footprint(cluster: Cluster, ns: str, url: str, pools: int, bursts: int,
 
 
 def memory_breakdown(url: str, pools: int) -> dict[str, float]:
-    """KB per pool (a WorkerPool and its TaskQueue) held by the operator's registry, and
-    by the same two objects as the Kubernetes client's models."""
+    """KB per pool (a WorkerPool and its TaskQueue) held by the operator's registry (the
+    parsed objects), by its controller once every pool is decided (history, status kept,
+    readings, metrics), and by a Deployment as the Kubernetes client's models (what an
+    operator that kept them would hold)."""
     from kubernetes.client import ApiClient
 
     docs = manifests(url, pools)
@@ -140,7 +147,13 @@ def memory_breakdown(url: str, pools: int) -> dict[str, float]:
             registry.pool_changed("ADDED", doc)
     gc.collect()
     registry_bytes = tracemalloc.get_traced_memory()[0] - base
-    del registry
+    base = tracemalloc.get_traced_memory()[0]
+    controller = Controller(registry, _DiscardedWrites(), _EmptyQueues(),
+                            default_image="taskfleet/worker:test")
+    controller.reconcile(everything=True)  # every pool decided, its status kept
+    gc.collect()
+    controller_bytes = tracemalloc.get_traced_memory()[0] - base
+    del registry, controller
     gc.collect()
     base = tracemalloc.get_traced_memory()[0]
 
@@ -155,7 +168,36 @@ def memory_breakdown(url: str, pools: int) -> dict[str, float]:
     tracemalloc.stop()
     del models
     return {"registry_kb_per_pool": round(registry_bytes / 1024 / pools, 2),
+            "controller_kb_per_pool": round(controller_bytes / 1024 / pools, 2),
             "deployment_model_kb_per_pool": round(model_bytes / 1024 / pools, 2)}
+
+
+class _DiscardedWrites:
+    """The controller's writes, dropped: memory_breakdown measures what it keeps."""
+
+    def apply_deployment(self, manifest: dict[str, Any]) -> None: ...
+
+    def patch_status(self, plural: str, namespace: str, name: str,
+                     status: dict[str, Any]) -> None: ...
+
+    def list_pods(self, namespace: str, selector: str) -> list[Any]:
+        return []
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None: ...
+
+    def record_event(self, kind: str, namespace: str, name: str, uid: str, reason: str,
+                     message: str, type_: str = "Normal") -> None: ...
+
+
+class _EmptyQueues:
+    """Every queue read as empty."""
+
+    def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
+        return {q.key: QueueReading(QueueStats(0, 0, 0, 0, 0.0)) for q in queues}
+
+    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+                    ) -> dict[str, int] | None:
+        return {}
 
 
 def build_like_deployment(pool: dict[str, Any], queue: dict[str, Any]) -> dict[str, Any]:
@@ -211,6 +253,7 @@ def main() -> int:
     print(f"{'operator RSS, ' + str(o['pools']) + ' pools':<44}{o['rss_mb']:>10.0f}MB   <= 500 MB")
     print(f"{'  per pool (over the empty operator)':<44}{o['kb_per_pool']:>10.1f}KB")
     print(f"{'  registry, per pool':<44}{m['registry_kb_per_pool']:>10.1f}KB")
+    print(f"{'  controller state, per pool':<44}{m['controller_kb_per_pool']:>10.1f}KB")
     print(f"{'  a Deployment as client models, per pool':<44}"
           f"{m['deployment_model_kb_per_pool']:>10.1f}KB")
     print(f"{'operator CPU at steady state':<44}{o['steady_cpu_percent']:>11.1f}%   <= 10 %")
