@@ -8,6 +8,7 @@ scale-down, an Event per scale, and the status subresources.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -491,6 +492,7 @@ def _api_message(exc: ApiException) -> str:
         return f"{exc.status} {exc.reason}"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked for every pool and queue on every pass
 def _rest_seconds(key: Key) -> float:
     """REST_SECONDS, +-25 % by a stable hash of the object's name."""
     spread = zlib.crc32(f"{key[0]}/{key[1]}".encode()) / 0xFFFFFFFF
