@@ -106,3 +106,15 @@ def test_inspect_without_names_finds_the_queues_of_every_master(
     queues = json.loads(out)["queues"]
     assert {n: queues[n]["ready"] for n in names} == {"alpha": 1, "beta": 2, "gamma": 3,
                                                       "delta": 4}
+
+
+def test_replica_acks_on_a_cluster_waits_on_each_queues_master(
+        servers: RedisClusterServers, workers: list[WorkerProcess], tmp_path: Path) -> None:
+    url = servers.url + "?replica_acks=1"
+    app = App(url)
+    assert app.broker.replica_acks == 1
+    names = ["alpha", "beta", "gamma", "delta"]
+    results = [app.send_task("sample.add", [i, i], queue=n) for i, n in enumerate(names)]
+    workers.append(WorkerProcess(url, SAMPLE, names, log=tmp_path / "worker.log").start())
+    assert [r.get(timeout=30) for r in results] == [0, 2, 4, 6]
+    assert "replica" not in (tmp_path / "worker.log").read_text(), "no WAIT came up short"
