@@ -60,10 +60,10 @@ def cost(group: SentinelGroup, acks: int, n: int, log_dir: Path) -> dict[str, fl
         while not queue_stats(app.redis, [QUEUE])[QUEUE].in_flight:  # warm, then time
             time.sleep(0.01)
         _wait_empty(app)
-        app.send_many("sample.add", [(i, 0) for i in range(n)], queue=QUEUE)
+        app.send_many("sample.add", [(i, 0) for i in range(n * 3)], queue=QUEUE)
         started = time.perf_counter()
         _wait_empty(app)
-        worked = n / (time.perf_counter() - started)
+        worked = n * 3 / (time.perf_counter() - started)
     finally:
         worker.stop()
     return {"enqueue_per_second": round(single), "batch_enqueue_per_second": round(batch),
