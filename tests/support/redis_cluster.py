@@ -156,6 +156,17 @@ class RedisClusterServers:
                 return int(master[1])  # type: ignore[index]
         raise LookupError(slot)
 
+    def kill(self, port: int) -> None:
+        """SIGKILL one node, as a machine loss would."""
+        p = self.processes.pop(port)
+        p.kill()
+        p.wait()
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again with its cluster state; a master that was replaced
+        comes back as a replica of its successor."""
+        self._spawn(port)
+
     def flushall(self) -> None:
         for port in self.master_ports():
             self.node(port).flushall()
