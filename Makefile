@@ -32,6 +32,8 @@ bench: setup
 	$(PY) bench/throughput.py --json bench/results/throughput.json
 	$(PY) bench/autoscale.py --json bench/results/autoscale.json
 	$(PY) bench/pools.py --json bench/results/pools.json
+	$(PY) bench/failover.py --json bench/results/failover.json
+	$(PY) bench/cluster.py --json bench/results/cluster.json
 
 # Faults with figures: worker pods killed and scaled down, Redis crashed, paused and
 # cut off (a network namespace: root and iproute2), the control plane restarted.

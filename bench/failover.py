@@ -4,7 +4,8 @@ On a local Sentinel group (1 master, 2 replicas, 3 sentinels; down-after 1 s):
 
 1. Failover runs: a producer sends tasks at a steady rate to two worker processes;
    the master is SIGKILLed after 30% are sent. For replica_acks 0 and 1: how long the
-   producer and the workers were without a broker, how long the sentinels took, and
+   producer, the workers, a scheduler pass (what `taskfleet beat` runs) and the
+   operator's queue reads (both every 50 ms) were without a broker, how long the sentinels took, and
    how many acknowledged enqueues were lost.
 2. The cost of replica_acks=1 (WAIT for one replica on enqueue and settle), without
    a failover, in the same run: single enqueues/s from one producer, batch enqueue
@@ -59,10 +60,10 @@ def cost(group: SentinelGroup, acks: int, n: int, log_dir: Path) -> dict[str, fl
         while not queue_stats(app.redis, [QUEUE])[QUEUE].in_flight:  # warm, then time
             time.sleep(0.01)
         _wait_empty(app)
-        app.send_many("sample.add", [(i, 0) for i in range(n)], queue=QUEUE)
+        app.send_many("sample.add", [(i, 0) for i in range(n * 3)], queue=QUEUE)
         started = time.perf_counter()
         _wait_empty(app)
-        worked = n / (time.perf_counter() - started)
+        worked = n * 3 / (time.perf_counter() - started)
     finally:
         worker.stop()
     return {"enqueue_per_second": round(single), "batch_enqueue_per_second": round(batch),
@@ -93,12 +94,14 @@ def main() -> int:
     finally:
         group.close()
     print(f"{'failover runs':<16}{'lost':>6}{'acked':>7}{'failover s':>12}"
-          f"{'producer s':>12}{'workers s':>11}")
+          f"{'producer s':>12}{'workers s':>11}{'beat s':>8}{'operator s':>12}")
     for name, rows in results["runs"].items():
         for r in rows:
             print(f"{name:<16}{r['lost']:>6}{r['tasks_acknowledged']:>7}"
                   f"{r['failover_seconds']:>12.2f}{r['producer_without_broker_seconds']:>12.2f}"
-                  f"{r['workers_without_broker_seconds']:>11.2f}")
+                  f"{r['workers_without_broker_seconds']:>11.2f}"
+                  f"{r['beat_without_broker_seconds']:>8.2f}"
+                  f"{r['operator_without_broker_seconds']:>12.2f}")
     base, acked = results["cost"]["replica_acks=0"], results["cost"]["replica_acks=1"]
     results["cost_ratio"] = {k: round(acked[k] / base[k], 2) for k in base}
     print(f"\n{'cost':<16}" + "".join(f"{k:>26}" for k in base))

@@ -6,13 +6,19 @@ import json
 import subprocess
 import sys
 import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from redis.crc import key_slot
 
-from taskfleet import App, keys, queue_stats
+from taskfleet import App, keys, queue_stats, scripts
+from taskfleet.broker import Ack, DeadLetter, RetryLater, Return, message_json
 from taskfleet.connection import connect
+from taskfleet.message import Message
+from taskfleet.result import success_record
+from taskfleet.schedule import Schedule, Scheduler
 from tests.support.processes import ROOT, WorkerProcess
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.waiting import wait_for
@@ -106,3 +112,115 @@ def test_inspect_without_names_finds_the_queues_of_every_master(
     queues = json.loads(out)["queues"]
     assert {n: queues[n]["ready"] for n in names} == {"alpha": 1, "beta": 2, "gamma": 3,
                                                       "delta": 4}
+
+
+def test_replica_acks_on_a_cluster_waits_on_each_queues_master(
+        servers: RedisClusterServers, workers: list[WorkerProcess], tmp_path: Path) -> None:
+    url = servers.url + "?replica_acks=1"
+    app = App(url)
+    assert app.broker.replica_acks == 1
+    names = ["alpha", "beta", "gamma", "delta"]
+    results = [app.send_task("sample.add", [i, i], queue=n) for i, n in enumerate(names)]
+    workers.append(WorkerProcess(url, SAMPLE, names, log=tmp_path / "worker.log").start())
+    assert [r.get(timeout=30) for r in results] == [0, 2, 4, 6]
+    assert "replica" not in (tmp_path / "worker.log").read_text(), "no WAIT came up short"
+
+
+def test_every_script_runs_on_a_cluster_each_in_its_queues_slot(
+        servers: RedisClusterServers) -> None:
+    """Each Lua script, run by the operation that uses it, on queues of different masters:
+    a script touching two slots would fail with CROSSSLOT here."""
+    app = App(servers.url)
+    broker = app.broker
+    covered: set[str] = set()
+    for name in ["alpha", "beta", "gamma"]:
+        results = app.send_many("sample.add", [[i, i] for i in range(4)], queue=name)
+        covered.add("ENQUEUE")
+        taken = broker.fetch(name, 4, 30_000)
+        covered.add("FETCH")
+        assert len(taken) == 4
+        for d in taken:
+            d.message = Message.decode(message_json(d.body))
+        time.sleep(0.01)  # a later deadline: EXTEND counts the leases it changed
+        assert broker.extend(name, [d.id for d in taken], 30_000) == 4
+        covered.add("EXTEND")
+        assert d.message is not None
+        broker.settle([Ack(taken[0], result=success_record("sample.add", 0)),
+                       RetryLater(taken[1], d.message, due_ms=int(time.time() * 1000) + 60_000),
+                       DeadLetter(taken[2], reason="test"), Return(taken[3])])
+        covered |= {"STORE_RESULT", "RETRY", "DEAD", "RETURN"}
+        assert results[0].get(timeout=5) == 0
+        st = queue_stats(app.redis, [name])[name]
+        covered.add("STATS")
+        assert (st.ready, st.in_flight, st.delayed, st.dead) == (1, 0, 1, 1)
+        schedule = Schedule.from_dict({"name": "s", "cron": "* * * * *", "task": "sample.add"},
+                                      queue=name)
+        scheduler = Scheduler(broker)
+        t0 = datetime(2026, 11, 24, 9, 59, 30, tzinfo=UTC)
+        scheduler.run_due(schedule, t0)
+        assert scheduler.run_due(schedule, t0 + timedelta(seconds=40)).sent is not None
+        covered.add("ENQUEUE_ONCE")
+    every = {n for n, v in vars(scripts).items() if n.isupper() and not n.startswith("_")
+             and isinstance(v, str)}
+    assert covered == every, f"scripts not run here: {every - covered}"
+
+
+def test_a_cluster_master_killed_under_load_loses_nothing_with_replica_acks(
+        workers: list[WorkerProcess], tmp_path: Path) -> None:
+    """The cluster promotes the dead master's replica; workers and the producer follow the
+    new slot map without a restart."""
+    own = RedisClusterServers().start()  # its own: a master dies
+    try:
+        url = own.url + "?replica_acks=1"
+        app = App(url)
+        names = ["alpha", "beta", "gamma", "delta"]
+        for i in range(2):
+            workers.append(WorkerProcess(url, SAMPLE, names, concurrency=4,
+                                         extra=["--task-lease-seconds", "5"],
+                                         log=tmp_path / f"worker-{i}.log").start())
+        acknowledged: list[str] = []
+
+        def produce() -> None:
+            i = 0
+            while i < 2000:
+                try:
+                    acknowledged.append(app.send_task("sample.add", [i, 0],
+                                                      queue=names[i % 4]).id)
+                    i += 1
+                except Exception:  # an error is no promise: send it again
+                    time.sleep(0.05)
+                time.sleep(0.002)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        wait_for("a share sent", lambda: len(acknowledged) >= 500, 60)
+        victim = own.port_of_slot(key_slot(b"alpha"))
+        own.kill(victim)
+        wait_for("the replica promoted", lambda: _promoted(own, victim), 60)
+        # Back as the new master's replica: with replica_acks=1 its shard takes writes
+        # again (until then they fail: there is no replica to acknowledge them).
+        own.restart(victim)
+        producer.join(300)
+        assert len(acknowledged) == 2000
+
+        def missing() -> list[str]:
+            pipe = app.redis.pipeline(transaction=False)
+            for task_id in acknowledged:
+                pipe.exists(keys.result_key(task_id))
+            return [t for t, found in zip(acknowledged, pipe.execute(), strict=True)
+                    if not found]
+
+        wait_for("every acknowledged task done", lambda: not missing(), 120,
+                 describe=lambda: f"{len(missing())} without a result")
+        assert victim not in own.master_ports()
+    finally:
+        for w in workers:
+            w.stop()
+        own.close()
+
+
+def _promoted(servers: RedisClusterServers, dead: int) -> bool:
+    try:
+        return servers.port_of_slot(key_slot(b"alpha")) != dead
+    except Exception:
+        return False

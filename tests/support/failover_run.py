@@ -10,7 +10,9 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,9 @@ import redis
 
 from taskfleet import App, keys, live_workers
 from taskfleet.errors import TaskfleetError
+from taskfleet.schedule import Schedule, Scheduler
+from taskfleet_operator.model import RedisRef, TaskQueue
+from taskfleet_operator.observe import RedisDirectory, read_queues
 
 from .processes import WorkerProcess
 from .sentinel_group import SentinelGroup
@@ -40,6 +45,10 @@ class FailoverFigures:
     """From the first failed send to the next one that succeeded."""
     workers_without_broker_seconds: float = 0.0
     """Longest gap between two finished tasks across the kill."""
+    beat_without_broker_seconds: float = 0.0
+    """Longest run of failed scheduler passes (every 50 ms)."""
+    operator_without_broker_seconds: float = 0.0
+    """Longest run of failed queue reads by the operator's observer (every 50 ms)."""
     failover_seconds: float = 0.0
     """From the kill until the sentinels agreed on a new master."""
     send_seconds: float = 0.0
@@ -51,6 +60,45 @@ class FailoverFigures:
         d = asdict(self)
         d["lost_ids"] = d["lost_ids"][:20]
         return d
+
+
+class Poller(threading.Thread):
+    """Calls ``probe`` every 50 ms until stopped; remembers the longest run of failures
+    (a probe returns False or raises a Redis error)."""
+
+    def __init__(self, probe: Callable[[], bool]) -> None:
+        super().__init__(daemon=True)
+        self.probe = probe
+        self.stop = threading.Event()
+        self.longest_outage = 0.0
+
+    def run(self) -> None:
+        failing_since: float | None = None
+        while not self.stop.wait(0.05):
+            try:
+                ok = self.probe()
+            except (redis.RedisError, OSError):
+                ok = False
+            if not ok:
+                failing_since = failing_since or time.monotonic()
+            elif failing_since is not None:
+                self.longest_outage = max(self.longest_outage, time.monotonic() - failing_since)
+                failing_since = None
+
+
+def beat_poller(url: str) -> Poller:
+    """A scheduler's pass, as `taskfleet beat` makes it, on its own client."""
+    scheduler = Scheduler(App(url).broker)
+    schedule = Schedule.from_dict({"name": "probe", "cron": "0 0 1 1 *", "task": "sample.add"},
+                                  queue="beat-probe")
+    return Poller(lambda: scheduler.run_due(schedule, datetime.now(UTC)) is not None)
+
+
+def operator_poller(url: str) -> Poller:
+    """The operator's observation of a queue (observe.read_queues), on its own client."""
+    directory = RedisDirectory(lambda namespace, ref: "")
+    queue = TaskQueue("bench", "probe", "", 1, QUEUE, RedisRef(url=url))
+    return Poller(lambda: read_queues(directory, [queue])[queue.key].stats is not None)
 
 
 class Producer(threading.Thread):
@@ -104,6 +152,9 @@ def run_failover(group: SentinelGroup, tasks: int, replica_acks: int, log_dir: P
                              log=log_dir / f"worker-{i}.log").start() for i in range(workers)]
     try:
         wait_for("the workers serving", lambda: len(live_workers(app.redis)) == workers, 60)
+        pollers = [beat_poller(url), operator_poller(url)]
+        for p in pollers:
+            p.start()
         producer = Producer(app, tasks, rate)
         producer.start()
         wait_for("a share of the tasks sent", lambda: len(producer.acknowledged) >=
@@ -114,6 +165,11 @@ def run_failover(group: SentinelGroup, tasks: int, replica_acks: int, log_dir: P
         figures.failover_seconds = time.monotonic() - killed_at
         producer.join(600)
         assert not producer.is_alive(), "the producer did not finish"
+        for p in pollers:
+            p.stop.set()
+            p.join(30)
+        figures.beat_without_broker_seconds = pollers[0].longest_outage
+        figures.operator_without_broker_seconds = pollers[1].longest_outage
         figures.tasks_acknowledged = len(producer.acknowledged)
         figures.send_errors = producer.errors
         figures.producer_without_broker_seconds = producer.longest_outage

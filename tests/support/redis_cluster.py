@@ -34,6 +34,13 @@ def free_cluster_port() -> int:
             return port
 
 
+def online_replicas(node: redis.Redis) -> int:
+    """Replicas done with their first sync (a replica still syncing acknowledges no WAIT)."""
+    info = node.info("replication")
+    return sum(1 for k, v in info.items()
+               if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online")
+
+
 def cluster_info(node: redis.Redis) -> dict[str, str]:
     raw = node.execute_command("CLUSTER", "INFO")
     if isinstance(raw, dict):
@@ -70,7 +77,8 @@ class RedisClusterServers:
         self.processes[port] = subprocess.Popen(
             [self.binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
              "--appendonly", "no", "--dir", str(d), "--cluster-enabled", "yes",
-             "--cluster-config-file", str(d / "nodes.conf"), "--cluster-node-timeout", "2000"],
+             "--cluster-config-file", str(d / "nodes.conf"), "--cluster-node-timeout", "2000",
+             "--repl-diskless-sync-delay", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self) -> RedisClusterServers:
@@ -99,8 +107,8 @@ class RedisClusterServers:
                         int(info.get("cluster_known_nodes", 0)) < len(self.ports):
                     return False
             return len(self.master_ports()) == self.masters and all(
-                int(self.node(p).info("replication").get("connected_slaves", 0)) >=
-                self.replicas_per_master for p in self.master_ports())
+                online_replicas(self.node(p)) >= self.replicas_per_master
+                for p in self.master_ports())
         except redis.RedisError:
             return False
 
@@ -147,6 +155,17 @@ class RedisClusterServers:
             if int(start) <= int(slot) <= int(end):  # type: ignore[call-overload]
                 return int(master[1])  # type: ignore[index]
         raise LookupError(slot)
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node, as a machine loss would."""
+        p = self.processes.pop(port)
+        p.kill()
+        p.wait()
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again with its cluster state; a master that was replaced
+        comes back as a replica of its successor."""
+        self._spawn(port)
 
     def flushall(self) -> None:
         for port in self.master_ports():

@@ -51,7 +51,7 @@ class SentinelGroup:
         d = self.dir / str(port)
         d.mkdir(exist_ok=True)
         args = [self.binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                "--appendonly", "no", "--dir", str(d)]
+                "--appendonly", "no", "--dir", str(d), "--repl-diskless-sync-delay", "0"]
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
         return args
