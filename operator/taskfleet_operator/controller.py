@@ -106,6 +106,9 @@ class Controller:
         self.queue_status: dict[Key, tuple[float, dict[str, Any]]] = {}
         self.readings: dict[Key, tuple[float, QueueReading]] = {}
         """Per TaskQueue: when it was last read, and what was read."""
+        self.status_behind: set[Key] = set()
+        """TaskQueues whose status lags their last reading (writes are at most one per
+        QUEUE_STATUS_SECONDS): due again then, even at rest."""
         self.invalid_reported: dict[tuple[str, Key], tuple[int, str]] = {}
         self.schedules: ScheduleRunner | None = None
         """Fires TaskQueue schedules on each pass, when set."""
@@ -217,7 +220,8 @@ class Controller:
         if last is None or tq.queue_name in snap.woken:
             return True
         when, reading = last
-        interval = _rest_seconds(tq.key) if _quiet(tq, reading) else QUEUE_STATUS_SECONDS
+        quiet = _quiet(tq, reading) and tq.key not in self.status_behind
+        interval = _rest_seconds(tq.key) if quiet else QUEUE_STATUS_SECONDS
         return now - when >= interval * 0.9
 
     # -- one pool -----------------------------------------------------------------------
@@ -375,10 +379,15 @@ class Controller:
         status["conditions"] = conditions
         if last is not None:
             urgent = last[1].get("conditions") != status["conditions"] or changed_schedules
-            if last[1] == status or (not urgent and now - last[0] < QUEUE_STATUS_SECONDS):
+            if last[1] == status:
+                self.status_behind.discard(tq.key)
+                return
+            if not urgent and now - last[0] < QUEUE_STATUS_SECONDS:
+                self.status_behind.add(tq.key)  # written on a later pass, read again then
                 return
         self.actuator.patch_status("taskqueues", tq.namespace, tq.name, status)
         self.queue_status[tq.key] = (now, status)
+        self.status_behind.discard(tq.key)
 
     def _report_invalid(self, obj: InvalidObject, now: float) -> None:
         mark = (obj.generation, obj.message)

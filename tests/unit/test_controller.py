@@ -383,6 +383,24 @@ def test_a_pool_above_its_minimum_is_not_at_rest(setup: Setup) -> None:
 
 
 
+
+def test_a_queue_status_held_back_by_the_write_limit_is_written_on_a_later_pass(
+        setup: Setup) -> None:
+    """A queue that emptied into its dead-letter list within a second of its last status
+    write: the newer figures are written when the limit allows, not at its rest read."""
+    setup.queue("capped")
+    setup.reconcile()
+    setup.readings.stats["capped"] = QueueStats(0, 0, 0, 2, 0.0, dead_trimmed=3)
+    setup.registry.queues_woken(["capped"])
+    setup.tick(0.5)
+
+    def last_queue_status() -> dict[str, Any]:
+        return [st for plural, _, st in setup.actuator.statuses if plural == "taskqueues"][-1]
+
+    assert last_queue_status()["dead"] == 0, "one write per QUEUE_STATUS_SECONDS"
+    setup.tick(2.0)
+    assert (last_queue_status()["dead"], last_queue_status()["deadTrimmed"]) == (2, 3)
+
 def reconciled_pools(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The pools each later pass reconciles, in order."""
     seen: list[str] = []
