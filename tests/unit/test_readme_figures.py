@@ -1,0 +1,43 @@
+"""The README quotes the benchmarks' committed results, not figures typed by hand."""
+
+from __future__ import annotations
+
+import json
+
+from bench.report import ratios_table, throughput_table
+from tests.support.processes import ROOT
+
+
+def test_the_readme_quotes_the_throughput_results() -> None:
+    results = json.loads((ROOT / "bench" / "results" / "throughput.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert throughput_table(results) in readme
+    assert ratios_table(results) in readme
+    for row in results["systems"].values():
+        assert row["settings"] in readme, "each system's settings are given"
+
+
+def test_the_readme_summary_of_the_throughput_results_holds() -> None:
+    results = json.loads((ROOT / "bench" / "results" / "throughput.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    systems = results["systems"]
+    ours = {"taskfleet", "taskfleet-noresult", "raw-redis"}
+    peers = [name for name in systems if name not in ours]
+
+    def median(name: str, width: str) -> float:
+        return float(systems[name]["processes"][width]["median"])
+
+    def cpu(name: str, width: str) -> float:
+        return float(systems[name]["processes"][width]["worker_cpu_us_per_task"])
+
+    fastest = max(peers, key=lambda p: median(p, "1"))
+    assert max(peers, key=lambda p: median(p, "2")) == fastest
+    one = median("taskfleet", "1") / median(fastest, "1")
+    two = median("taskfleet", "2") / median(fastest, "2")
+    times = "\N{MULTIPLICATION SIGN}"
+    assert (f"did {one:.1f}{times} the tasks/s of the fastest peer here ({fastest.capitalize()}, "
+            f"also {systems[fastest]['guarantee']}) with one worker process and {two:.1f}{times} "
+            "with two") in readme
+    for width in ("1", "2"):
+        assert cpu("taskfleet", width) < 0.5 * min(cpu(p, width) for p in peers), \
+            "under half the CPU per task of any peer"
