@@ -98,7 +98,10 @@ def test_celery_pool_keeps_busy_workers_removes_idle_ones_first_and_they_drain(
     celery_tasks.sleep.apply_async(("first", 16.0), queue="films")
     pool.wait_replicas(1)
     [first_pod] = pod_names(pool)
-    busy = celery_worker(redis_url, first_pod, ["films"], log=tmp_path / "busy.log").start()
+    # Two slots, so the second task runs beside the first: the busy worker's heartbeats
+    # never show it idle between two tasks when the scale-down marks the pods.
+    busy = celery_worker(redis_url, first_pod, ["films"], concurrency=2,
+                         log=tmp_path / "busy.log").start()
     foreign.append(busy)
     wait_for("the first task runs", lambda: redis_client.llen("test:celery:started") == 1, 60,
              describe=busy.output)
@@ -108,14 +111,14 @@ def test_celery_pool_keeps_busy_workers_removes_idle_ones_first_and_they_drain(
               == (0, 1))
     assert_stays("one replica while its task runs", lambda: pool.replicas() == 1, 4.0,
                  describe=pool.describe)
-    # a second task: the busy worker reserves it (Celery's prefetch), the pool grows
+    # a second task: the busy worker runs it beside the first, the pool grows
     celery_tasks.sleep.apply_async(("second", 14.0), queue="films")
     pool.wait_replicas(2)
     [idle_pod] = pod_names(pool) - {first_pod}
     idle = celery_worker(redis_url, idle_pod, ["films"], log=tmp_path / "idle.log").start()
     foreign.append(idle)
-    # the first task ends, the busy worker starts the second: one in flight, one replica;
-    # the idle worker's pod goes, the busy one stays
+    # the first task ends, the second still runs: one in flight, one replica; the idle
+    # worker's pod goes, the busy one stays
     pool.wait("scaled in to the busy worker's pod",
               lambda: pool.replicas() == 1 and pod_names(pool) == {first_pod}, 60)
     assert annotation(pool, first_pod) == "100"
