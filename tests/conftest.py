@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -15,11 +15,13 @@ import redis
 
 from taskfleet.connection import connect
 from tests.support.cluster import Cluster
+from tests.support.foreign_workers import ForeignWorker
 from tests.support.node import RealNode
 from tests.support.operator import OperatorProcess, crds_applied
 from tests.support.processes import WorkerProcess
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_server import RedisServer
+from tests.support.resources import Pool
 from tests.support.sentinel_group import SentinelGroup
 
 
@@ -109,6 +111,26 @@ def workers() -> Iterator[list[WorkerProcess]]:
         w.stop()
 
 
+@pytest.fixture
+def foreign() -> Iterator[list[ForeignWorker]]:
+    """Collects started Celery and RQ worker processes and stops every one at the end."""
+    started: list[ForeignWorker] = []
+    yield started
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture
+def celery_app(redis_url: str) -> Iterator[object]:
+    """The test Celery app, its broker and result backend the test's redis-server."""
+    from tests.integration.apps import celery_tasks
+
+    celery_tasks.app.conf.broker_url = redis_url
+    celery_tasks.app.conf.result_backend = redis_url
+    yield celery_tasks.app
+    celery_tasks.app.close()
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     """The local control plane, started on first use and removed at the end of the run."""
@@ -156,3 +178,20 @@ def operator(crds: Cluster, namespace: str, tmp_path: Path) -> Iterator[Operator
     yield op
     op.stop()
     print(f"--- operator log ---\n{op.log()}")
+
+
+@pytest.fixture
+def pools(cluster: Cluster, namespace: str, operator: OperatorProcess
+          ) -> Callable[[str], Pool]:
+    """Handles on the test's pools, each showing the operator's log when a wait fails."""
+    return lambda name: Pool(cluster, namespace, name, operator.log)
+
+
+@pytest.fixture
+def killable_sentinel_group() -> Iterator[SentinelGroup]:
+    """A Sentinel group of the test's own: the test kills its master."""
+    g = SentinelGroup(password="data-secret", sentinel_password="sentinel-secret").start()
+    try:
+        yield g
+    finally:
+        g.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,19 +16,9 @@ from tests.support.sentinel_group import SentinelGroup
 from tests.support.waiting import wait_for
 
 
-@pytest.fixture
-def group() -> Iterator[SentinelGroup]:
-    """A group of its own: the test kills its master."""
-    g = SentinelGroup(password="data-secret", sentinel_password="sentinel-secret").start()
-    try:
-        yield g
-    finally:
-        g.close()
-
-
 def test_a_failover_during_5000_tasks_loses_nothing_with_replica_acks(
-        group: SentinelGroup, tmp_path: Path) -> None:
-    figures = run_failover(group, tasks=5000, replica_acks=1, log_dir=tmp_path)
+        killable_sentinel_group: SentinelGroup, tmp_path: Path) -> None:
+    figures = run_failover(killable_sentinel_group, tasks=5000, replica_acks=1, log_dir=tmp_path)
     print(figures.as_dict())
     assert figures.tasks_acknowledged == 5000
     assert figures.lost == 0, f"acknowledged tasks lost: {figures.lost_ids}"
@@ -38,36 +27,36 @@ def test_a_failover_during_5000_tasks_loses_nothing_with_replica_acks(
 
 
 def test_with_replica_acks_an_enqueue_no_replica_took_is_not_acknowledged(
-        group: SentinelGroup) -> None:
+        killable_sentinel_group: SentinelGroup) -> None:
     """Redis replicates asynchronously: the master acknowledges an enqueue before any
     replica has it. With replica_acks the producer is told when no replica took it in
     time (ReplicaAckTimeout) instead of being promised a task a failover could lose."""
-    plain = App(group.url)
-    acked = App(group.url + "&replica_acks=1&replica_ack_timeout_ms=300")
+    plain = App(killable_sentinel_group.url)
+    acked = App(killable_sentinel_group.url + "&replica_acks=1&replica_ack_timeout_ms=300")
     assert acked.broker.replica_acks == 1
     acked.send_task("sample.add", [0, 0], queue="lag")  # replicas answer: acknowledged
-    paused = group.pause_replicas()  # stopped: they acknowledge nothing
+    paused = killable_sentinel_group.pause_replicas()  # stopped: they acknowledge nothing
     try:
         plain.send_task("sample.add", [1, 1], queue="lag")  # Redis's default: promised
         with pytest.raises(ReplicaAckTimeout, match="reached 0 of the 1 replica"):
             acked.send_task("sample.add", [2, 2], queue="lag")
     finally:
-        group.resume(paused)
+        killable_sentinel_group.resume(paused)
     acked.send_task("sample.add", [3, 3], queue="lag")  # replicas back: acknowledged again
 
 
 def test_a_scheduler_sends_the_next_tick_on_the_new_master_without_a_restart(
-        group: SentinelGroup) -> None:
+        killable_sentinel_group: SentinelGroup) -> None:
     """What `taskfleet beat` does each pass, on the same client through a failover."""
-    app = App(group.url)
+    app = App(killable_sentinel_group.url)
     scheduler = Scheduler(app.broker)
     s = Schedule.from_dict({"name": "tick", "cron": "* * * * *", "task": "sample.add",
                             "args": [1, 1]}, queue="beat")
     t0 = datetime(2026, 11, 24, 9, 59, 30, tzinfo=UTC)
     scheduler.run_due(s, t0)
     assert scheduler.run_due(s, t0 + timedelta(seconds=40)).sent is not None  # 10:00
-    group.wait_replicated()
-    group.wait_failed_over(group.kill_master())
+    killable_sentinel_group.wait_replicated()
+    killable_sentinel_group.wait_failed_over(killable_sentinel_group.kill_master())
 
     def next_pass() -> PassResult | None:
         try:

@@ -44,22 +44,6 @@ def observer() -> Iterator[RedisObserver]:
     found.close()
 
 
-@pytest.fixture
-def foreign() -> Iterator[list[ForeignWorker]]:
-    started: list[ForeignWorker] = []
-    yield started
-    for w in started:
-        w.stop()
-
-
-@pytest.fixture
-def celery_app(redis_url: str) -> Iterator[object]:
-    celery_tasks.app.conf.broker_url = redis_url
-    celery_tasks.app.conf.result_backend = redis_url
-    yield celery_tasks.app
-    celery_tasks.app.close()
-
-
 def test_celery_priorities_0_to_9_are_all_counted(redis_url: str, redis_client: redis.Redis,
                                                   observer: RedisObserver,
                                                   celery_app: object) -> None:

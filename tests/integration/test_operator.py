@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 import yaml
 
@@ -24,13 +23,6 @@ from tests.support.waiting import assert_stays, wait_for
 
 def apply_queue(cluster: Cluster, ns: str, name: str, url: str, **spec: Any) -> None:
     cluster.apply(yaml.safe_dump(task_queue(name, url, **spec)), namespace=ns)
-
-
-@pytest.fixture
-def pools(cluster: Cluster, namespace: str, operator: OperatorProcess
-          ) -> Callable[[str], Pool]:
-    """Handles on the test's pools, each showing the operator's log when a wait fails."""
-    return lambda name: Pool(cluster, namespace, name, operator.log)
 
 
 def test_burst_scales_out_to_max_then_in_and_to_zero(pools: Callable[[str], Pool],

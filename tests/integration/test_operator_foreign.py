@@ -5,10 +5,9 @@ test under the names of the pool's pods, as the pods' containers would run them.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 import yaml
 from rq import Queue
@@ -16,33 +15,10 @@ from rq import Queue
 from tests.integration.apps import celery_tasks
 from tests.support.cluster import Cluster
 from tests.support.foreign_workers import CELERY_APP, ForeignWorker, celery_worker, rq_worker
-from tests.support.operator import OperatorProcess
 from tests.support.resources import FAST_SCALING, Pool, task_queue
 from tests.support.waiting import assert_stays, wait_for
 
 COST = "controller.kubernetes.io/pod-deletion-cost"
-
-
-@pytest.fixture
-def pools(cluster: Cluster, namespace: str, operator: OperatorProcess
-          ) -> Callable[[str], Pool]:
-    return lambda name: Pool(cluster, namespace, name, operator.log)
-
-
-@pytest.fixture
-def foreign() -> Iterator[list[ForeignWorker]]:
-    started: list[ForeignWorker] = []
-    yield started
-    for w in started:
-        w.stop()
-
-
-@pytest.fixture
-def celery_app(redis_url: str) -> Iterator[object]:
-    celery_tasks.app.conf.broker_url = redis_url
-    celery_tasks.app.conf.result_backend = redis_url
-    yield celery_tasks.app
-    celery_tasks.app.close()
 
 
 def pod_names(pool: Pool) -> set[str]:

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 import yaml
 
 from taskfleet import App
 from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess
 from tests.support.processes import WorkerProcess
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
 from tests.support.sentinel_group import SentinelGroup
 from tests.support.waiting import assert_stays
-
-
-@pytest.fixture
-def pools(cluster: Cluster, namespace: str, operator: OperatorProcess
-          ) -> Callable[[str], Pool]:
-    return lambda name: Pool(cluster, namespace, name, operator.log)
-
-
-@pytest.fixture
-def group() -> Iterator[SentinelGroup]:
-    """A group of its own: the test kills its master."""
-    g = SentinelGroup(password="data-secret", sentinel_password="sentinel-secret").start()
-    try:
-        yield g
-    finally:
-        g.close()
 
 
 def test_a_pool_whose_queues_are_on_a_cluster_scales_out_and_to_zero(
@@ -59,10 +41,10 @@ def test_a_pool_whose_queues_are_on_a_cluster_scales_out_and_to_zero(
 
 def test_a_pool_behind_sentinel_holds_its_size_through_a_failover(
         pools: Callable[[str], Pool], cluster: Cluster, namespace: str,
-        group: SentinelGroup) -> None:
+        killable_sentinel_group: SentinelGroup) -> None:
     cluster.kubectl("create", "secret", "generic", "redis", "--from-literal=password=data-secret",
                     "--from-literal=sentinel=sentinel-secret", namespace=namespace)
-    hosts = ",".join(f"127.0.0.1:{p}" for p in group.sentinel_ports)
+    hosts = ",".join(f"127.0.0.1:{p}" for p in killable_sentinel_group.sentinel_ports)
     url = f"redis+sentinel://{hosts}/tfmaster/0"  # no password in the URL: both from a Secret
     cluster.apply(yaml.safe_dump(task_queue("ha", url, redis={
         "url": url, "passwordFrom": {"secretKeyRef": {"name": "redis", "key": "password"}},
@@ -70,15 +52,15 @@ def test_a_pool_behind_sentinel_holds_its_size_through_a_failover(
         namespace=namespace)
     pool = pools("ha-pool").apply(["ha"], {"maxReplicas": 5, "targetPerReplica": 5,
                                            "scaleToZeroAfterSeconds": 1, **FAST_SCALING})
-    app = App(group.url)
+    app = App(killable_sentinel_group.url)
     app.send_many("sample.add", [[i, i] for i in range(10)], queue="ha")
     pool.wait_replicas(2)
-    old = group.kill_master()
+    old = killable_sentinel_group.kill_master()
     # Through the failover and past scaleToZeroAfterSeconds: never fewer replicas.
     assert_stays("two replicas while the master is lost and replaced",
                  lambda: pool.replicas() == 2 and pool.status()["desiredReplicas"] == 2,
                  6.0, describe=pool.describe)
-    group.wait_failed_over(old)
+    killable_sentinel_group.wait_failed_over(old)
     app.send_many("sample.add", [[i, i] for i in range(10)], queue="ha")
     pool.wait("the operator reads the new master", lambda: pool.status().get("queueReady") == 20)
     pool.wait_replicas(4)

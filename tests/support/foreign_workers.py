@@ -6,53 +6,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.processes import ROOT, terminate
+from tests.support.processes import ROOT, LoggedProcess, terminate
 
 BIN = Path(sys.executable).parent
 CELERY_APP = "tests.integration.apps.celery_tasks:app"
 
 
-class ForeignWorker:
-    """One worker process of another task system; ``name`` is the pod it stands for."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path | None) -> None:
-        self.argv = argv
-        self.env = {**os.environ, **env}
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> ForeignWorker:
-        out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (the child keeps it)
-        try:
-            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT if out else None,
-                                            start_new_session=True)
-        finally:
-            if out is not None:
-                out.close()
-        return self
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def signal(self, sig: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout)
+class ForeignWorker(LoggedProcess):
+    """One worker process of another task system, standing for a pod."""
 
     def stop(self) -> None:
-        terminate(self.process, timeout=20)
+        terminate(self.process, timeout=20)  # Celery's warm shutdown takes its time
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError):  # children left behind
                 os.killpg(self.process.pid, signal.SIGKILL)

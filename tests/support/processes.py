@@ -6,27 +6,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class WorkerProcess:
-    """``taskfleet worker`` as a real process (``python -m taskfleet``)."""
+class LoggedProcess:
+    """A process a test starts in its own session, its output in ``log`` (default: the
+    test's own output), always stopped at the end."""
 
-    def __init__(self, broker_url: str, app: str, queues: Sequence[str], *,
-                 concurrency: int = 1, pool: str = "threads", extra: Sequence[str] = (),
-                 env: dict[str, str] | None = None, log: Path | None = None) -> None:
-        self.argv = [sys.executable, "-m", "taskfleet", "--broker", broker_url, "worker",
-                     "--app", app, "--queues", ",".join(queues), "--concurrency",
-                     str(concurrency), "--pool", pool, *extra]
-        self.env = {**os.environ, "TASKFLEET_BROKER_URL": broker_url, **(env or {})}
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path | None) -> None:
+        self.argv = argv
+        self.env = {**os.environ, **env}
         self.log = log
-        """Where its output goes (default: the test's own output)."""
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> Self:
         out = open(self.log, "ab") if self.log else None  # noqa: SIM115 (the child keeps it)
         try:
             self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out,
@@ -45,12 +42,15 @@ class WorkerProcess:
         assert self.process is not None
         return self.process.pid
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def signal(self, sig: int) -> None:
         assert self.process is not None
         self.process.send_signal(sig)
 
     def kill_group(self) -> None:
-        """SIGKILL the worker and any children, as a node loss would."""
+        """SIGKILL the process and any children, as a node loss would."""
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
@@ -63,6 +63,18 @@ class WorkerProcess:
         terminate(self.process)
 
 
+class WorkerProcess(LoggedProcess):
+    """``taskfleet worker`` as a real process (``python -m taskfleet``)."""
+
+    def __init__(self, broker_url: str, app: str, queues: Sequence[str], *,
+                 concurrency: int = 1, pool: str = "threads", extra: Sequence[str] = (),
+                 env: dict[str, str] | None = None, log: Path | None = None) -> None:
+        super().__init__([sys.executable, "-m", "taskfleet", "--broker", broker_url, "worker",
+                          "--app", app, "--queues", ",".join(queues), "--concurrency",
+                          str(concurrency), "--pool", pool, *extra],
+                         {"TASKFLEET_BROKER_URL": broker_url, **(env or {})}, log)
+
+
 def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
     """SIGTERM a process group's leader, then SIGKILL the group if it does not exit in time."""
     if process is None or process.poll() is not None:
@@ -73,6 +85,21 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 15.0) ->
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def stop_all(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+    """SIGTERM every process first (servers shut down side by side), then wait for each,
+    SIGKILL for one that takes longer than ``timeout``."""
+    processes = list(processes)
+    for p in processes:
+        if p.poll() is None:
+            p.terminate()
+    for p in processes:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def children_of(pid: int) -> list[int]:

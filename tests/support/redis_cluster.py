@@ -16,6 +16,8 @@ from pathlib import Path
 
 import redis
 
+from .processes import stop_all
+
 
 def _bindable(port: int) -> bool:
     with socket.socket() as s:
@@ -172,15 +174,7 @@ class RedisClusterServers:
             self.node(port).flushall()
 
     def close(self) -> None:
-        for p in self.processes.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.processes.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(self.processes.values())
         self.processes.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import redis
 
+from .processes import stop_all
 from .redis_server import free_port
 
 MASTER_NAME = "tfmaster"
@@ -207,14 +208,6 @@ class SentinelGroup:
         client.close()
 
     def close(self) -> None:
-        for p in self.processes.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.processes.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(self.processes.values())
         self.processes.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
