@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 import yaml
@@ -31,17 +32,25 @@ def annotation(pool: Pool, pod: str) -> str | None:
     return value
 
 
+def foreign_pool(pools: Callable[[str], Pool], cluster: Cluster, namespace: str,
+                 redis_url: str, name: str, runtime: str, target: int, **spec: Any) -> Pool:
+    """A TaskQueue read as ``runtime``'s protocol and a pool of that runtime, at zero."""
+    cluster.apply(yaml.safe_dump(task_queue(name, redis_url, protocol=runtime)),
+                  namespace=namespace)
+    pool = pools(name).apply([name], {"minReplicas": 0, "maxReplicas": 3,
+                                      "targetPerReplica": target,
+                                      "scaleToZeroAfterSeconds": 2, **FAST_SCALING},
+                             runtime=runtime, **spec)
+    pool.wait_replicas(0)
+    return pool
+
+
 def test_celery_burst_of_every_priority_scales_a_celery_pool_out_and_to_zero(
         pools: Callable[[str], Pool], cluster: Cluster, namespace: str, redis_url: str,
         redis_client: redis.Redis, celery_app: object, foreign: list[ForeignWorker],
         tmp_path: Path) -> None:
-    cluster.apply(yaml.safe_dump(task_queue("films", redis_url, protocol="celery")),
-                  namespace=namespace)
-    pool = pools("films").apply(["films"], {"minReplicas": 0, "maxReplicas": 3,
-                                            "targetPerReplica": 5,
-                                            "scaleToZeroAfterSeconds": 2, **FAST_SCALING},
-                                runtime="celery", app=CELERY_APP)
-    pool.wait_replicas(0)
+    pool = foreign_pool(pools, cluster, namespace, redis_url, "films", "celery", 5,
+                        app=CELERY_APP)
     for priority in range(10):  # kombu puts them on four lists
         celery_tasks.sleep.apply_async((str(priority), 0.1), queue="films", priority=priority)
     pool.wait_replicas(2)
@@ -63,14 +72,8 @@ def test_celery_pool_keeps_busy_workers_removes_idle_ones_first_and_they_drain(
         pools: Callable[[str], Pool], cluster: Cluster, namespace: str, redis_url: str,
         redis_client: redis.Redis, celery_app: object, foreign: list[ForeignWorker],
         tmp_path: Path) -> None:
-    cluster.apply(yaml.safe_dump(task_queue("films", redis_url, protocol="celery")),
-                  namespace=namespace)
-    pool = pools("films").apply(["films"], {"minReplicas": 0, "maxReplicas": 3,
-                                            "targetPerReplica": 1,
-                                            "scaleToZeroAfterSeconds": 2, **FAST_SCALING},
-                                runtime="celery", app=CELERY_APP,
-                                terminationGracePeriodSeconds=60)
-    pool.wait_replicas(0)
+    pool = foreign_pool(pools, cluster, namespace, redis_url, "films", "celery", 1,
+                        app=CELERY_APP, terminationGracePeriodSeconds=60)
     celery_tasks.sleep.apply_async(("first", 16.0), queue="films")
     pool.wait_replicas(1)
     [first_pod] = pod_names(pool)
@@ -110,13 +113,8 @@ def test_celery_pool_keeps_busy_workers_removes_idle_ones_first_and_they_drain(
 def test_rq_pool_scales_on_rq_jobs_keeps_the_busy_worker_and_it_drains(
         pools: Callable[[str], Pool], cluster: Cluster, namespace: str, redis_url: str,
         redis_client: redis.Redis, foreign: list[ForeignWorker], tmp_path: Path) -> None:
-    cluster.apply(yaml.safe_dump(task_queue("clips", redis_url, protocol="rq")),
-                  namespace=namespace)
-    pool = pools("clips").apply(["clips"], {"minReplicas": 0, "maxReplicas": 3,
-                                            "targetPerReplica": 1,
-                                            "scaleToZeroAfterSeconds": 2, **FAST_SCALING},
-                                runtime="rq", terminationGracePeriodSeconds=60)
-    pool.wait_replicas(0)
+    pool = foreign_pool(pools, cluster, namespace, redis_url, "clips", "rq", 1,
+                        terminationGracePeriodSeconds=60)
     rq_queue = Queue("clips", connection=redis.Redis.from_url(redis_url))
     job = "tests.integration.apps.rq_jobs.sleep"
     rq_queue.enqueue(job, "first", 10.0)
