@@ -182,8 +182,13 @@ return kept
 _STATS_OF = """
 local now = nil
 local function stats_of(bands, leases, delayed, dead, dead_trimmed)
-  local ready = 0
-  for _, band in ipairs(bands) do ready = ready + redis.call('LLEN', band) end
+  -- Each band's length is kept so that only non-empty bands are asked for their head:
+  -- most queues use one band, and a redis.call is most of this script's cost.
+  local ready, lengths = 0, {}
+  for i, band in ipairs(bands) do
+    lengths[i] = redis.call('LLEN', band)
+    ready = ready + lengths[i]
+  end
   local leased, scheduled = redis.call('ZCARD', leases), redis.call('ZCARD', delayed)
   local dead_n = redis.call('LLEN', dead)
   local trimmed = tonumber(redis.call('GET', dead_trimmed) or 0)
@@ -193,8 +198,8 @@ local function stats_of(bands, leases, delayed, dead, dead_trimmed)
     now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
   local oldest = -1
-  for _, band in ipairs(bands) do
-    local head = redis.call('LINDEX', band, 0)
+  for i, band in ipairs(bands) do
+    local head = lengths[i] > 0 and redis.call('LINDEX', band, 0)
     if head then
       local sep = string.find(head, ':', 1, true)
       local since = sep and tonumber(string.sub(head, 1, sep - 1))

@@ -31,3 +31,21 @@ def test_figures_of_many_queues_in_batched_calls(redis_url: str,
     assert stats["never-used"].ready == 0 and stats["never-used"].oldest_age_seconds == 0.0
     with_work = [stats[n] for n, (ready, _, _) in expected.items() if ready > 0]
     assert with_work and all(s.oldest_age_seconds >= 0.1 for s in with_work)
+
+
+def test_oldest_age_is_the_oldest_head_of_any_priority_band(redis_url: str,
+                                                             redis_client: redis.Redis) -> None:
+    """The script asks only non-empty bands for their head: a queue with work in one band
+    (high or low), in two, or in none, each gives the age of its oldest ready task."""
+    app = App(redis_url)
+    app.send_task("sample.add", [1, 1], queue="low-only", priority=9)
+    app.send_task("sample.add", [1, 1], queue="both", priority=9)  # the oldest of "both"
+    time.sleep(0.3)
+    app.send_task("sample.add", [1, 1], queue="high-only", priority=0)
+    app.send_task("sample.add", [1, 1], queue="both", priority=0)
+    stats = queue_stats(redis_client, ["low-only", "high-only", "both", "empty"])
+    assert stats["low-only"].oldest_age_seconds >= 0.3
+    assert stats["both"].oldest_age_seconds >= 0.3
+    assert 0.0 <= stats["high-only"].oldest_age_seconds < 0.3
+    assert (stats["low-only"].ready, stats["high-only"].ready, stats["both"].ready) == (1, 1, 2)
+    assert stats["empty"].ready == 0 and stats["empty"].oldest_age_seconds == 0.0
