@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -23,7 +24,8 @@ FIELD_MANAGER = "taskfleet-operator"
 class Actions(Protocol):
     """The writes the controller and the schedule runner make; Actuator makes them."""
 
-    def apply_deployment(self, manifest: dict[str, Any]) -> None: ...
+    def apply_deployment(self, manifest: dict[str, Any]) -> int | None:
+        """Returns the Deployment's metadata.generation after the write."""
 
     def patch_status(self, plural: str, namespace: str, name: str,
                      status: dict[str, Any]) -> None: ...
@@ -43,12 +45,19 @@ class Actuator:
         self.custom = k8s.CustomObjectsApi(api_client)
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
 
-    def apply_deployment(self, manifest: dict[str, Any]) -> None:
-        """Server-side apply of the whole Deployment under one field manager."""
+    def apply_deployment(self, manifest: dict[str, Any]) -> int | None:
+        """Server-side apply of the whole Deployment under one field manager; returns its
+        generation, which tells the controller later whether somebody else changed it."""
         meta = manifest["metadata"]
-        _drain(self.apps.patch_namespaced_deployment(
+        response: Any = self.apps.patch_namespaced_deployment(
             meta["name"], meta["namespace"], manifest, field_manager=FIELD_MANAGER, force=True,
-            _content_type="application/apply-patch+yaml", _preload_content=False))
+            _content_type="application/apply-patch+yaml", _preload_content=False)
+        try:
+            # The plain JSON, not the client's models (see _drain).
+            generation = json.loads(response.read())["metadata"].get("generation")
+        finally:
+            response.release_conn()
+        return int(generation) if generation is not None else None
 
     def patch_status(self, plural: str, namespace: str, name: str,
                      status: dict[str, Any]) -> None:

@@ -42,8 +42,11 @@ from .schedules import ScheduleRunner
 
 log = logging.getLogger("taskfleet.operator")
 
-REAPPLY_SECONDS = 300.0
-"""Re-apply an unchanged Deployment this often, to undo hand edits."""
+REAPPLY_SECONDS = 36_000.0
+"""Re-apply an unchanged Deployment this often (kubebuilder's default resync, 10 h), for
+hand edits that leave the spec alone (labels, annotations). An edit of the spec moves the
+Deployment's generation past the one our apply returned and is undone on the next pass;
+a short period here would cost 10,000 pools a write every few hundred ms."""
 QUEUE_STATUS_SECONDS = 2.0
 """How often a TaskQueue's figures are read and written to its status while it has work."""
 REST_SECONDS = 30.0
@@ -72,6 +75,8 @@ class PoolState:
     """What the Deployment last applied was built from (None: not applied by this process);
     the manifest is a function of these, so it is rebuilt only when one changes."""
     applied_at: float = 0.0
+    applied_generation: int | None = None
+    """The Deployment's generation our last apply returned."""
     written_status: dict[str, Any] = field(default_factory=dict)
     apply_error: str | None = None
     pods_refused: str | None = None
@@ -189,7 +194,7 @@ class Controller:
             quiet = all(q is not None and _quiet(q, readings.get(q.key)) for q in queues)
             state = self.states.get(pool.key)
             if (quiet and state is not None and state.resting and pool.key not in snap.changed
-                    and now - state.applied_at <= REAPPLY_SECONDS):
+                    and not _reapply_due(state, now)):
                 state.last_eval = now
                 continue
             (calm if quiet else urgent).append(pool)
@@ -278,14 +283,17 @@ class Controller:
                           dep: DeploymentSeen | None, desired: int, state: PoolState,
                           now: float) -> Problem | None:
         """Server-side apply when the replicas differ, an input of the manifest changed, or
-        REAPPLY_SECONDS passed; returns the problem when the API refuses the manifest."""
+        somebody else changed its spec, or REAPPLY_SECONDS passed; returns the problem when
+        the API refuses the manifest."""
         inputs = (pool.generation, pool.uid, tuple((q.name, q.generation) for q in queues),
                   desired, self.default_image)
+        edited = dep is not None and state.applied_generation is not None \
+            and dep.generation > state.applied_generation
         if (dep is not None and dep.spec_replicas == desired and inputs == state.applied_inputs
-                and now - state.applied_at <= REAPPLY_SECONDS):
+                and not edited and not _reapply_due(state, now)):
             return None
         try:
-            self.actuator.apply_deployment(
+            generation = self.actuator.apply_deployment(
                 build_deployment(pool, queues, desired, self.default_image))
         except ApiException as exc:
             if _transient(exc):
@@ -298,6 +306,7 @@ class Controller:
                 state.apply_error = message
             return ("ApplyFailed", message)
         state.applied_inputs, state.applied_at, state.apply_error = inputs, now, None
+        state.applied_generation = generation
         return None
 
     def _with_celery_running(self, pool: WorkerPool, queues: list[TaskQueue],
@@ -499,6 +508,10 @@ def _api_message(exc: ApiException) -> str:
         return str(json.loads(exc.body or "")["message"])
     except (TypeError, ValueError, KeyError):
         return f"{exc.status} {exc.reason}"
+
+
+def _reapply_due(state: PoolState, now: float) -> bool:
+    return now - state.applied_at > REAPPLY_SECONDS
 
 
 @functools.lru_cache(maxsize=1 << 16)  # asked for every pool and queue on every pass

@@ -35,6 +35,8 @@ class DeploymentSeen:
     spec_replicas: int
     replicas: int
     ready_replicas: int
+    generation: int = 0
+    """metadata.generation: it moves when anybody changes the spec (a hand edit)."""
     replica_failure: str | None = None
     """Why the Deployment cannot create pods (its ReplicaFailure condition: a Pod Security
     refusal, a quota), shown on the pool, where the user looks."""
@@ -136,6 +138,7 @@ class Registry:
                     spec_replicas=int((body.get("spec") or {}).get("replicas", 1)),
                     replicas=int(status.get("replicas", 0)),
                     ready_replicas=int(status.get("readyReplicas", 0)),
+                    generation=int(meta.get("generation") or 0),
                     replica_failure=failure)
                 if self._deployments.get(key) == seen:
                     return

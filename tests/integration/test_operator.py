@@ -191,6 +191,28 @@ def test_deleting_a_pool_garbage_collects_its_deployment(pools: Callable[[str], 
               lambda: pool.deployment() is None and not pool.pods(), 60)
 
 
+def test_a_hand_edit_of_the_deployment_spec_is_undone(pools: Callable[[str], Pool],
+                                                      cluster: Cluster, namespace: str,
+                                                      redis_url: str) -> None:
+    """The pool owns its Deployment's spec: an edit moves the Deployment's generation past
+    the one the operator's apply returned, and the next pass applies the pool's spec."""
+    apply_queue(cluster, namespace, "owned", redis_url)
+    pool = pools("owned-pool").apply(["owned"], replicas=1)
+    pool.wait_replicas(1)
+    dep = pool.deployment()
+    assert dep is not None
+    image, generation = dep["spec"]["template"]["spec"]["containers"][0]["image"], \
+        dep["metadata"]["generation"]
+    cluster.kubectl("set", "image", "deployment/owned-pool", "worker=edited:by-hand",
+                    namespace=namespace)
+
+    def restored() -> bool:
+        now = pool.deployment()
+        return now is not None and now["metadata"]["generation"] > generation + 1 \
+            and now["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    pool.wait("the edited image replaced by the pool's", restored, 30)
+
+
 def test_manual_mode_follows_kubectl_scale(pools: Callable[[str], Pool], cluster: Cluster,
                                            namespace: str, redis_url: str) -> None:
     apply_queue(cluster, namespace, "manual", redis_url)

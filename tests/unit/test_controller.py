@@ -33,11 +33,18 @@ class RecordingActuator:
     costs: dict[str, int] = field(default_factory=dict)
     pods: list[Any] = field(default_factory=list)
     refuse: ApiException | None = None
+    generations: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    """Per Deployment: its generation and spec, moved as the API moves it (spec changes)."""
 
-    def apply_deployment(self, manifest: dict[str, Any]) -> None:
+    def apply_deployment(self, manifest: dict[str, Any]) -> int | None:
         if self.refuse is not None:
             raise self.refuse
         self.applied.append(manifest)
+        name = manifest["metadata"]["name"]
+        generation, spec = self.generations.get(name, (0, None))
+        if manifest["spec"] != spec:
+            self.generations[name] = generation + 1, manifest["spec"]
+        return self.generations[name][0]
 
     def patch_status(self, plural: str, namespace: str, name: str,
                      status: dict[str, Any]) -> None:
@@ -116,10 +123,15 @@ class Setup:
                      "autoscaling": {"enabled": True, "minReplicas": 0, "maxReplicas": 10,
                                      "targetPerReplica": 5, **autoscaling}}})
 
-    def deployment(self, name: str, replicas: int, ready: int | None = None) -> None:
-        """What the Deployment watch reports after the controller's write."""
+    def deployment(self, name: str, replicas: int, ready: int | None = None,
+                   generation: int | None = None) -> None:
+        """What the Deployment watch reports after the controller's write (by default, the
+        generation that write gave it)."""
+        if generation is None:
+            generation = self.actuator.generations.get(name, (1, None))[0]
         self.registry.deployment_changed("MODIFIED", {
-            "metadata": {"namespace": NS, "name": name}, "spec": {"replicas": replicas},
+            "metadata": {"namespace": NS, "name": name, "generation": generation},
+            "spec": {"replicas": replicas},
             "status": {"replicas": replicas,
                        "readyReplicas": replicas if ready is None else ready}})
 
@@ -183,6 +195,29 @@ def test_nothing_changed_means_nothing_written_until_the_reapply_period(setup: S
     setup.reconcile(REAPPLY_SECONDS)
     assert len(setup.actuator.applied) == writes[0] + 1, "re-applied to undo hand edits"
     assert setup.actuator.applied[-1]["spec"]["replicas"] == 1
+
+
+def test_a_hand_edit_of_the_deployment_is_undone_at_once_and_a_late_watch_is_not(
+        setup: Setup) -> None:
+    setup.queue("q")
+    setup.pool("p", ["q"], minReplicas=1)
+    setup.reconcile()
+    [first] = setup.actuator.applied
+    ours = setup.actuator.generations["p"][0]
+    setup.deployment("p", 1, generation=ours - 1)  # the watch still shows an older write
+    setup.reconcile(1.0)
+    assert len(setup.actuator.applied) == 1, "a watch behind our own write is no edit"
+    setup.deployment("p", 1, generation=ours)
+    setup.reconcile(1.0)
+    assert len(setup.actuator.applied) == 1
+    setup.actuator.generations["p"] = (ours + 1, {"edited": True})  # kubectl edit
+    setup.deployment("p", 1, generation=ours + 1)
+    setup.reconcile(1.0)
+    assert len(setup.actuator.applied) == 2, "the spec is ours: the edit is undone"
+    assert setup.actuator.applied[-1] == first
+    setup.deployment("p", 1, generation=ours + 2)  # what our re-apply gave it
+    setup.reconcile(1.0)
+    assert len(setup.actuator.applied) == 2
 
 
 def test_a_new_generation_is_applied_at_once(setup: Setup) -> None:
