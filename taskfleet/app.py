@@ -221,7 +221,12 @@ class App:
     def send_many(self, name: str, arg_tuples: Iterable[Sequence[Any]], *,
                   queue: str | None = None, priority: int = 0) -> list[AsyncResult]:
         """Enqueue many calls of one task in one round trip per queue."""
-        messages = [self._message(name, args, {}, queue, priority) for args in arg_tuples]
+        # The name, queue and priority are checked once, not per call.
+        first = self._message(name, [], {}, queue, priority)
+        now = time.time()
+        messages = [Message(id=new_task_id(), task=first.task, queue=first.queue, args=a,
+                            kwargs=kw, priority=first.priority, enqueued_at=now)
+                    for a, kw in (check_arguments(args, {}) for args in arg_tuples)]
         self.broker.enqueue([(m, 0) for m in messages])
         return [AsyncResult(m.id, self) for m in messages]
 

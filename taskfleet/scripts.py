@@ -59,6 +59,9 @@ local was_empty = redis.call('LLEN', urgent) + redis.call('LLEN', normal)
                   + redis.call('LLEN', bulk) == 0
 local had_delayed = redis.call('EXISTS', delayed) == 1
 local pushed, scheduled = 0, 0
+-- Ready entries are pushed with one RPUSH per band, not one per message: a redis.call
+-- costs about as much as the work it does here, and batches are mostly one band.
+local entries = {{}, {}, {}}
 for i = 2, #ARGV, 4 do
   local id, band, body, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   if redis.call('HSETNX', messages, id, body) == 1 then
@@ -66,10 +69,14 @@ for i = 2, #ARGV, 4 do
       redis.call('ZADD', delayed, due, id)
       scheduled = scheduled + 1
     else
-      redis.call('RPUSH', band_list(band), now .. ':' .. id)
+      local list = entries[3 - tonumber(band)]
+      list[#list + 1] = now .. ':' .. id
       pushed = pushed + 1
     end
   end
+end
+for i, list in ipairs(entries) do
+  if #list > 0 then redis.call('RPUSH', bands[i], unpack(list)) end
 end
 if (was_empty and pushed > 0) or (not had_delayed and scheduled > 0) then
   redis.call('PUBLISH', wake_channel, pushed)
