@@ -43,6 +43,7 @@ def test_pools_quick_measures_every_figure(tmp_path: Path) -> None:
     operator = results["operator"]
     assert operator["pools"] == 100 and operator["rss_mb"] > 0
     assert operator["reaction_among_all"]["samples"] == 2, "every burst was answered"
+    assert operator["reaction_alone"]["samples"] == 2
     assert results["memory"]["registry_kb_per_pool"] > 0
 
 
