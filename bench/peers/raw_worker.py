@@ -1,6 +1,6 @@
 """The raw ceiling: taskfleet's Redis operations per task in a bare redis-py loop.
 
-It runs what a taskfleet inline worker sends (FETCH of up to 9 tasks, then
+It runs what a taskfleet inline worker sends (FETCH of up to PREFETCH + 1 tasks, then
 one STORE_RESULT per task and the batched ack, pipelined with the next
 FETCH), with no framework around it: no decoding, no task lookup, no signal
 handling, no heartbeats, no lease keeping. Each task's body is the shared one
@@ -16,6 +16,7 @@ import redis
 
 from bench.peers import body
 from taskfleet import keys, scripts
+from taskfleet.worker import PREFETCH
 
 
 def main(url: str, queue: str) -> None:
@@ -35,7 +36,7 @@ def main(url: str, queue: str) -> None:
             pipe.hdel(qk.messages, *done)
             pipe.zrem(qk.leases, *done)
             pipe.hdel(qk.expiries, *done)
-        fetch(keys=fetch_keys, args=[9, 30000, 5, queue, 10_000], client=pipe)
+        fetch(keys=fetch_keys, args=[PREFETCH + 1, 30000, 5, queue, 10_000], client=pipe)
         got = pipe.execute()[-1]
         done = [got[i] for i in range(0, len(got), 3)]
         for _ in done:
