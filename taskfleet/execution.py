@@ -85,8 +85,11 @@ def run(app: App, delivery: Delivery) -> Outcome:
         except redis.RedisError as exc:  # a status nicety; the task runs all the same
             log.warning("task %s: STARTED not recorded (%s)", message.id, exc)
     try:
-        with time_limit(task.settings.time_limit, task.name):
+        if task.settings.time_limit is None:  # no context manager per task when unlimited
             value = task.fn(*message.args, **message.kwargs)
+        else:
+            with time_limit(task.settings.time_limit, task.name):
+                value = task.fn(*message.args, **message.kwargs)
     except ShutdownInterrupt:
         return Return(delivery)
     except RetryRequest as req:

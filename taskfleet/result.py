@@ -16,12 +16,14 @@ PENDING, STARTED, RETRY, SUCCESS, FAILURE = "PENDING", "STARTED", "RETRY", "SUCC
 
 # A blocking wait is cut in slices shorter than the client's socket timeout.
 _WAIT_SLICE_SECONDS = 10.0
+# One encoder for every result: json.dumps with an option set builds one per call.
+_encode_strict = json.JSONEncoder(allow_nan=False).encode
 
 
 def success_record(task: str, value: Any) -> str:
     """Raises TypeError when the value cannot be JSON."""
-    return json.dumps({"status": SUCCESS, "task": task, "result": value, "date_done": time.time()},
-                      allow_nan=False)
+    return _encode_strict({"status": SUCCESS, "task": task, "result": value,
+                           "date_done": time.time()})
 
 
 def failure_record(task: str, error: str, traceback: str | None) -> str:
