@@ -68,33 +68,30 @@ class Message:
             # (UnicodeEncodeError is a ValueError: a body that is not UTF-8)
             raise MessageError(f"message is not valid JSON ({exc}); producers must send JSON"
                                ) from exc
-        if not isinstance(data, dict):
+        # Exact type checks: json.loads makes no subclasses, and type(True) is bool, not
+        # int. This runs once per task, so it checks each field once and builds nothing.
+        if type(data) is not dict:
             raise MessageError("message must be a JSON object with 'id', 'task' and 'queue'")
-        for name in ("id", "task", "queue"):
-            if not isinstance(data.get(name), str) or not data[name]:
+        get = data.get
+        id_, task, queue = get("id"), get("task"), get("queue")
+        for name, value in (("id", id_), ("task", task), ("queue", queue)):
+            if type(value) is not str or not value:
                 raise MessageError(f"message field '{name}' must be a non-empty string")
-        args = data.get("args", [])
-        kwargs = data.get("kwargs", {})
-        if not isinstance(args, list):
+        args, kwargs = get("args", []), get("kwargs", {})
+        if type(args) is not list:
             raise MessageError("message field 'args' must be a JSON array")
-        if not isinstance(kwargs, dict):
+        if type(kwargs) is not dict:
             raise MessageError("message field 'kwargs' must be a JSON object")
-        for name in ("priority", "retries"):
-            value = data.get(name, 0)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise MessageError(f"message field '{name}' must be an integer")
-        enqueued_at = _unix_time(data.get("enqueued_at", 0.0))
-        return cls(
-            id=data["id"],
-            task=data["task"],
-            queue=data["queue"],
-            args=args,
-            kwargs=kwargs,
-            priority=data.get("priority", 0),
-            retries=data.get("retries", 0),
-            enqueued_at=enqueued_at,
-            celery=data.get("celery") is True,
-        )
+        priority, retries = get("priority", 0), get("retries", 0)
+        if type(priority) is not int:
+            raise MessageError("message field 'priority' must be an integer")
+        if type(retries) is not int:
+            raise MessageError("message field 'retries' must be an integer")
+        enqueued_at = get("enqueued_at", 0.0)
+        if type(enqueued_at) is not float or not math.isfinite(enqueued_at):
+            enqueued_at = _unix_time(enqueued_at)
+        return cls(id_, task, queue, args, kwargs, priority, retries, enqueued_at,
+                   get("celery") is True)
 
 
 def _unix_time(value: Any) -> float:
