@@ -73,6 +73,9 @@ class Message:
         if type(data) is not dict:
             raise MessageError("message must be a JSON object with 'id', 'task' and 'queue'")
         get = data.get
+        id_: Any
+        task: Any
+        queue: Any
         id_, task, queue = get("id"), get("task"), get("queue")
         for name, value in (("id", id_), ("task", task), ("queue", queue)):
             if type(value) is not str or not value:
