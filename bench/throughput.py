@@ -106,6 +106,17 @@ class TaskfleetNoResult(Taskfleet):
     task = "bench.incr_no_result"
 
 
+class TaskfleetThreads(Taskfleet):
+    name = "taskfleet-threads"
+    settings = "`taskfleet worker --pool threads --concurrency 8` (Dramatiq's thread count), " \
+        "results stored"
+
+    def worker_argv(self, processes: int) -> list[list[str]]:
+        return [[sys.executable, "-m", "taskfleet", "--broker", self.url, "--log-level",
+                 "WARNING", "worker", "--app", "bench.peers.taskfleet_incr:app", "--queues",
+                 QUEUE, "--pool", "threads", "--concurrency", "8"]] * processes
+
+
 class Raw(Taskfleet):
     name = "raw-redis"
     settings = "taskfleet's Redis calls per task in a bare redis-py loop (the ceiling)"
@@ -295,8 +306,10 @@ class Streaq(System):
         _run(send())
 
 
-SYSTEMS: tuple[type[System], ...] = (Taskfleet, TaskfleetNoResult, Raw, Celery, RQ,
-                                     Dramatiq, Huey, Taskiq, Arq, Saq, Streaq)
+SYSTEMS: tuple[type[System], ...] = (Taskfleet, TaskfleetNoResult, TaskfleetThreads, Raw,
+                                     Celery, RQ, Dramatiq, Huey, Taskiq, Arq, Saq, Streaq)
+OURS = frozenset({"taskfleet", "taskfleet-noresult", "taskfleet-threads", "raw-redis"})
+"""taskfleet's own rows: the peers are every other system."""
 
 
 def _wait(done: Callable[[], bool], timeout: float, what: str) -> None:
@@ -454,8 +467,7 @@ def ratios(systems: dict[str, Any], widths: list[int]) -> dict[str, float]:
     def median(name: str, w: int) -> float:
         return float(systems[name]["processes"][str(w)]["median"])
 
-    ours = {"taskfleet", "taskfleet-noresult", "raw-redis"}
-    peers = [name for name in systems if name not in ours]
+    peers = [name for name in systems if name not in OURS]
     out: dict[str, float] = {}
     if "taskfleet" not in systems:
         return out

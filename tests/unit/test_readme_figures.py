@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from bench.report import ratios_table, throughput_table
+from bench.throughput import OURS
 from tests.support.processes import ROOT
 
 
@@ -21,8 +22,7 @@ def test_the_readme_summary_of_the_throughput_results_holds() -> None:
     results = json.loads((ROOT / "bench" / "results" / "throughput.json").read_text())
     readme = " ".join((ROOT / "README.md").read_text().split())
     systems = results["systems"]
-    ours = {"taskfleet", "taskfleet-noresult", "raw-redis"}
-    peers = [name for name in systems if name not in ours]
+    peers = [name for name in systems if name not in OURS]
 
     def median(name: str, width: str) -> float:
         return float(systems[name]["processes"][width]["median"])
