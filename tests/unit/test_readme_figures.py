@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from bench.report import ratios_table, throughput_table
+from bench.report import pools_table, ratios_table, throughput_table
 from bench.throughput import OURS
 from tests.support.processes import ROOT
 
@@ -41,3 +41,10 @@ def test_the_readme_summary_of_the_throughput_results_holds() -> None:
     for width in ("1", "2"):
         assert cpu("taskfleet", width) < 0.5 * min(cpu(p, width) for p in peers), \
             "under half the CPU per task of any peer"
+
+
+def test_the_readme_quotes_the_pools_results() -> None:
+    results = json.loads((ROOT / "bench" / "results" / "pools.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    assert results["operator"]["pools"] == 10_000, "the committed run is the 10,000-pool one"
+    assert pools_table(results) in readme
