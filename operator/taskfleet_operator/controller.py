@@ -9,6 +9,7 @@ scale-down, an Event per scale, and the status subresources.
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 import logging
 import threading
@@ -59,6 +60,8 @@ pool and queue gets its own interval within +-25 % of it (a hash of its name), s
 safety reads of 10,000 pools spread over time instead of landing in one long pass."""
 PASS_BUDGET_SECONDS = 0.5
 """Past this, a pass leaves pools without work for the next one (pools with work first)."""
+SWEEP_SECONDS = 60.0
+"""How often state kept for deleted pools and queues is dropped (a scan of all of them)."""
 IDLE_COST, UNKNOWN_COST, BUSY_COST = -100, 0, 100
 
 Problem = tuple[str, str]
@@ -109,8 +112,15 @@ class Controller:
         self.clock = clock
         self.states: dict[Key, PoolState] = {}
         self.queue_status: dict[Key, tuple[float, dict[str, Any]]] = {}
-        self.readings: dict[Key, tuple[float, QueueReading]] = {}
-        """Per TaskQueue: when it was last read, and what was read."""
+        self.readings: dict[Key, QueueReading] = {}
+        """Per TaskQueue: what was last read."""
+        self.read_at: dict[Key, float] = {}
+        """Per TaskQueue: when it was last read."""
+        # When each pool and queue is due again (its poll interval, or at rest its safety
+        # read), as heaps: a pass touches what is due, changed or woken, not all 10,000.
+        self._pool_heap = DueHeap()
+        self._queue_heap = DueHeap()
+        self._swept_at = 0.0
         self.status_behind: set[Key] = set()
         """TaskQueues whose status lags their last reading (writes are at most one per
         QUEUE_STATUS_SECONDS): due again then, even at rest."""
@@ -148,38 +158,65 @@ class Controller:
         started = time.perf_counter()
         snap = self.registry.snapshot()
         now = self.clock()
-        due = [p for p in snap.pools.values() if everything or self._pool_due(p, snap, now)]
+        if everything:
+            due = list(snap.pools.values())
+        else:
+            keys = snap.changed | snap.woken_pools | self._pool_heap.pop_due(now)
+            due = [snap.pools[k] for k in sorted(keys) if k in snap.pools]
         wanted = {(p.namespace, name) for p in due for name in p.queues}
-        to_read = [tq for tq in snap.queues.values()
-                   if tq.key in wanted or everything or self._queue_due(tq, snap, now)]
+        if everything:
+            to_read = list(snap.queues.values())
+        else:
+            queue_keys = wanted | snap.woken_queues | snap.changed_queues \
+                | self._queue_heap.pop_due(now)
+            queue_keys |= {k for k in self.status_behind if now - self.read_at.get(k, 0.0)
+                           >= QUEUE_STATUS_SECONDS * 0.9}
+            to_read = [snap.queues[k] for k in sorted(queue_keys) if k in snap.queues]
         fresh = self.observer.read_queues(to_read)
         for key, reading in fresh.items():
-            self.readings[key] = (now, reading)
-        readings = {key: reading for key, (_, reading) in self.readings.items()}
+            self.readings[key] = reading
+            self.read_at[key] = now
+        readings = self.readings
         # A queue read for its own status may show work a pool at rest has not seen yet
         # (a lost wake-up): that pool is looked at now, not at its own safety read.
         busy = {tq.key for tq in to_read
                 if tq.key not in wanted and not _quiet(tq, fresh.get(tq.key))}
         if busy:
             taken = {p.key for p in due}
-            due += [p for p in snap.pools.values() if p.key not in taken
-                    and any((p.namespace, name) in busy for name in p.queues)]
+            more = self.registry.pools_of(busy) - taken
+            due += [snap.pools[k] for k in sorted(more) if k in snap.pools]
         self._reconcile_pools(due, snap, readings, now)
         if self.queue_settings is not None:
-            self.queue_settings.apply_all(snap.queues.values(), now)
+            self.queue_settings.apply_all(
+                snap.queues.values() if everything or now - self._swept_at >= SWEEP_SECONDS
+                else [snap.queues[k] for k in snap.changed_queues if k in snap.queues],
+                now, forget_others=everything or now - self._swept_at >= SWEEP_SECONDS)
         read = {tq.key for tq in to_read}
-        for tq in snap.queues.values():
-            if tq.key in read or tq.schedules or tq.key not in self.queue_status:
-                self._queue_status(tq, readings.get(tq.key), now)
+        for key in read | snap.scheduled_queues | snap.changed_queues:
+            tq = snap.queues.get(key)
+            if tq is not None and (key in read or tq.schedules
+                                   or key not in self.queue_status):
+                self._queue_status(tq, readings.get(key), now)
+        for tq in to_read:  # due again: soon while it has work, at rest much later
+            quiet = _quiet(tq, readings.get(tq.key)) and tq.key not in self.status_behind
+            self._queue_heap.schedule(
+                tq.key, now + 0.9 * (_rest_seconds(tq.key) if quiet else QUEUE_STATUS_SECONDS))
         for invalid in [*snap.invalid_pools.values(), *snap.invalid_queues.values()]:
             self._report_invalid(invalid, now)
-        for key in list(self.states):
-            if key not in snap.pools:
-                del self.states[key]
-        for key in list(self.readings):
-            if key not in snap.queues:
-                del self.readings[key]
-        self.metrics.pass_done(snap, readings, time.perf_counter() - started)
+        if everything or now - self._swept_at >= SWEEP_SECONDS:
+            self._sweep(snap, now)
+        self.metrics.pass_done(snap, readings, fresh, time.perf_counter() - started)
+
+    def _sweep(self, snap: Snapshot, now: float) -> None:
+        """Drop what is kept for pools and queues that are gone."""
+        self._swept_at = now
+        for key in [k for k in self.states if k not in snap.pools]:
+            del self.states[key]
+            self._pool_heap.forget(key)
+        for key in [k for k in self.readings if k not in snap.queues]:
+            del self.readings[key]
+            self.read_at.pop(key, None)
+            self._queue_heap.forget(key)
 
     def _reconcile_pools(self, due: list[WorkerPool], snap: Snapshot,
                          readings: dict[Key, QueueReading], now: float) -> None:
@@ -196,6 +233,7 @@ class Controller:
             if (quiet and state is not None and state.resting and pool.key not in snap.changed
                     and not _reapply_due(state, now)):
                 state.last_eval = now
+                self._schedule_pool(pool, state, now)
                 continue
             (calm if quiet else urgent).append(pool)
         deadline = time.perf_counter() + PASS_BUDGET_SECONDS
@@ -207,27 +245,14 @@ class Controller:
                 self.reconcile_pool(pool, snap, readings, now)
             except Exception:
                 log.exception("pool %s/%s: reconcile failed", *pool.key)
+            state = self.states.get(pool.key)
+            if state is not None:
+                self._schedule_pool(pool, state, now)
 
-    def _pool_due(self, pool: WorkerPool, snap: Snapshot, now: float) -> bool:
-        state = self.states.get(pool.key)
-        if state is None or pool.key in snap.changed:
-            return True
-        if snap.woken and any(q.queue_name in snap.woken for q in
-                              (snap.queues.get((pool.namespace, n)) for n in pool.queues)
-                              if q is not None):
-            return True
+    def _schedule_pool(self, pool: WorkerPool, state: PoolState, now: float) -> None:
+        """Due again after its poll interval, or at rest after its safety-read interval."""
         interval = _rest_seconds(pool.key) if state.resting else pool.policy.poll_seconds
-        return now - state.last_eval >= interval * 0.9
-
-    def _queue_due(self, tq: TaskQueue, snap: Snapshot, now: float) -> bool:
-        """A queue no pool reads this pass: due for its status, or woken."""
-        last = self.readings.get(tq.key)
-        if last is None or tq.queue_name in snap.woken:
-            return True
-        when, reading = last
-        quiet = _quiet(tq, reading) and tq.key not in self.status_behind
-        interval = _rest_seconds(tq.key) if quiet else QUEUE_STATUS_SECONDS
-        return now - when >= interval * 0.9
+        self._pool_heap.schedule(pool.key, now + interval * 0.9)
 
     # -- one pool -----------------------------------------------------------------------
 
@@ -542,3 +567,35 @@ def _parse_time(value: Any) -> float | None:
         return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
+
+
+class DueHeap:
+    """Keys and when each is due, earliest first; a key scheduled again replaces its
+    earlier time (the stale heap entry is skipped when it comes up)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, Key]] = []
+        self._due: dict[Key, float] = {}
+
+    def schedule(self, key: Key, when: float) -> None:
+        if self._due.get(key) == when:
+            return
+        self._due[key] = when
+        heapq.heappush(self._heap, (when, key))
+        if len(self._heap) > 4 * len(self._due) + 64:  # mostly stale entries: rebuild
+            self._heap = [(w, k) for k, w in self._due.items()]
+            heapq.heapify(self._heap)
+
+    def forget(self, key: Key) -> None:
+        self._due.pop(key, None)
+
+    def pop_due(self, now: float) -> frozenset[Key]:
+        """The keys due by ``now``, no longer scheduled."""
+        out: set[Key] = set()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, key = heapq.heappop(heap)
+            if self._due.get(key) == when:
+                del self._due[key]
+                out.add(key)
+        return frozenset(out)

@@ -99,17 +99,17 @@ class OperatorMetrics(Collector):
             self.ticks_skipped.labels(tq.namespace, tq.name, schedule).inc(skipped)
 
     def pass_done(self, snap: Snapshot, readings: Mapping[Key, QueueReading],
-                  seconds: float) -> None:
-        """Record one pass: its duration and read errors now; the queues' and pools' gauges
-        are built from this pass's snapshot when Prometheus scrapes (every 15-60 s), not on
-        every pass (every 2 s): with 10,000 pools that was most of the operator's CPU."""
+                  fresh: Mapping[Key, QueueReading], seconds: float) -> None:
+        """Record one pass: its duration and the failed reads among ``fresh`` (this pass's)
+        now; the queues' and pools' gauges are built from ``readings`` (every queue's last)
+        when Prometheus scrapes (every 15-60 s), not on every pass (every 2 s): with 10,000
+        pools that was most of the operator's CPU."""
         self.reconcile_seconds.observe(seconds)
-        for key in snap.queues:
-            reading = readings.get(key)
-            if reading is None or reading.error is not None or reading.stats is None:
+        for key, reading in fresh.items():
+            if reading.error is not None or reading.stats is None:
                 self.read_errors.labels(*key).inc()
         with self._lock:
-            self._last_pass = (snap, readings)
+            self._last_pass = (snap, dict(readings))  # the controller goes on changing its own
 
     def _figures(self) -> tuple[dict[Key, QueueFigures], dict[Key, PoolFigures]]:
         """Every queue's and pool's figures, from the last pass."""

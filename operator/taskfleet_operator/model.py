@@ -54,10 +54,11 @@ class TaskQueue:
     """spec.protocol: how the queue is laid out in Redis (native, celery or rq)."""
     priority_steps: tuple[int, ...] = (0, 3, 6, 9)
     """spec.celery.prioritySteps: kombu's priority sub-lists of a celery queue."""
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
+    """(namespace, name), kept: the controller asks for it many times per pass."""
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.namespace, self.name))
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,11 @@ class WorkerPool:
     spec: dict[str, Any]
     policy: ScalingPolicy
     status: dict[str, Any] = field(default_factory=dict)
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
+    """(namespace, name), kept: the controller asks for it many times per pass."""
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.namespace, self.name))
 
     @property
     def queues(self) -> list[str]:

@@ -32,9 +32,11 @@ class QueueSettingsWriter:
         self.written: dict[Key, tuple[float, int | None]] = {}
         """Per TaskQueue: when its settings were last written, and the dead-letter cap."""
 
-    def apply_all(self, queues: Iterable[TaskQueue], now: float) -> None:
+    def apply_all(self, queues: Iterable[TaskQueue], now: float,
+                  forget_others: bool = True) -> None:
         """Write the settings that changed or are due again, one pipeline per Redis server
-        (10,000 queues are one round trip, not 10,000); forget queues no longer there."""
+        (10,000 queues are one round trip, not 10,000); with ``forget_others`` (``queues``
+        is every queue), forget the queues no longer there."""
         present: set[Key] = set()
         due: dict[int, tuple[Client, list[TaskQueue]]] = {}
         for tq in queues:
@@ -65,6 +67,6 @@ class QueueSettingsWriter:
                 continue
             for tq in members:
                 self.written[tq.key] = (now, tq.dead_letter_limit)
-        for key in list(self.written):
-            if key not in present:
+        if forget_others:
+            for key in [k for k in self.written if k not in present]:
                 del self.written[key]

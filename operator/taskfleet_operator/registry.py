@@ -54,6 +54,14 @@ class Snapshot:
     woken: frozenset[str] = frozenset()
     """Queue names (spec.queueName) that went from empty to non-empty since the last
     snapshot, as their wake channels said."""
+    woken_queues: frozenset[Key] = frozenset()
+    """The TaskQueues of those names."""
+    woken_pools: frozenset[Key] = frozenset()
+    """The pools that name those TaskQueues."""
+    changed_queues: frozenset[Key] = frozenset()
+    """TaskQueues that changed (added, edited, deleted) since the last snapshot."""
+    scheduled_queues: frozenset[Key] = frozenset()
+    """TaskQueues with schedules: their ticks are looked at on every pass."""
 
 
 class Registry:
@@ -67,7 +75,11 @@ class Registry:
         self._pools_by_queue: dict[Key, set[Key]] = {}
         """TaskQueue -> the pools that name it: a queue's change finds its pools without a
         scan of every pool (10,000 queues x 10,000 pools at start-up otherwise)."""
+        self._queues_by_name: dict[str, set[Key]] = {}
+        """spec.queueName -> its TaskQueues: a wake-up finds them without a scan."""
+        self._scheduled: set[Key] = set()
         self._changed: set[Key] = set()
+        self._changed_queues: set[Key] = set()
         self._woken: set[str] = set()
         self.wake = threading.Event()
         """Set when something changed or a queue went from empty to non-empty."""
@@ -79,13 +91,21 @@ class Registry:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         with self._lock:
-            self._queues.pop(key, None)
+            old = self._queues.pop(key, None)
+            if old is not None:
+                self._queues_by_name.get(old.queue_name, set()).discard(key)
+            self._scheduled.discard(key)
             self._invalid_queues.pop(key, None)
             if kind != "DELETED":
                 try:
-                    self._queues[key] = parse_task_queue(body)
+                    tq = self._queues[key] = parse_task_queue(body)
                 except (SpecError, KeyError, TypeError) as exc:
                     self._invalid_queues[key] = _invalid("TaskQueue", body, exc)
+                else:
+                    self._queues_by_name.setdefault(tq.queue_name, set()).add(key)
+                    if tq.schedules:
+                        self._scheduled.add(key)
+            self._changed_queues.add(key)
             # every pool that names this queue must look again
             self._changed.update(self._pools_by_queue.get(key, ()))
         self.wake.set()
@@ -146,6 +166,11 @@ class Registry:
             self._changed.add(key)
         self.wake.set()
 
+    def pools_of(self, queues: Iterable[Key]) -> set[Key]:
+        """The pools that name any of these TaskQueues."""
+        with self._lock:
+            return {pool for key in queues for pool in self._pools_by_queue.get(key, ())}
+
     def poll_intervals(self) -> list[float]:
         with self._lock:
             return [p.policy.poll_seconds for p in self._pools.values()]
@@ -154,17 +179,25 @@ class Registry:
         with self._lock:
             snap = self.peek()
             self._changed.clear()
+            self._changed_queues.clear()
             self._woken.clear()
             return snap
 
     def peek(self) -> Snapshot:
         """What the watches have seen, leaving the changes for the controller's snapshot."""
         with self._lock:
+            woken_queues = frozenset(key for name in self._woken
+                                     for key in self._queues_by_name.get(name, ()))
             return Snapshot(queues=dict(self._queues), pools=dict(self._pools),
                             invalid_queues=dict(self._invalid_queues),
                             invalid_pools=dict(self._invalid_pools),
                             deployments=dict(self._deployments),
-                            changed=frozenset(self._changed), woken=frozenset(self._woken))
+                            changed=frozenset(self._changed), woken=frozenset(self._woken),
+                            woken_queues=woken_queues,
+                            woken_pools=frozenset(pool for key in woken_queues
+                                                  for pool in self._pools_by_queue.get(key, ())),
+                            changed_queues=frozenset(self._changed_queues),
+                            scheduled_queues=frozenset(self._scheduled))
 
 
 def _invalid(kind: str, body: dict[str, Any], exc: Exception) -> InvalidObject:
