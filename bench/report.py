@@ -57,6 +57,8 @@ def pools_table(results: dict[str, Any]) -> str:
         ("of which the registry's parsed objects", f"{m['registry_kb_per_pool']} KB", ""),
         ("of which the controller's state (history, status, readings, metrics)",
          f"{m['controller_kb_per_pool']} KB", ""),
+        ("a Deployment as the Kubernetes client's models (the operator keeps none)",
+         f"{m['deployment_model_kb_per_pool']} KB", ""),
         ("operator CPU at steady state", f"{o['steady_cpu_percent']} % of a core", "10 %"),
         (f"a burst on one pool among them: to its Deployment's change, p95 ({r['samples']} "
          "bursts)", f"{r['p95_s']} s", f"as alone: {o['reaction_alone']['p95_s']} s"),
