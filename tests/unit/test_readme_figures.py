@@ -48,3 +48,14 @@ def test_the_readme_quotes_the_pools_results() -> None:
     readme = (ROOT / "README.md").read_text()
     assert results["operator"]["pools"] == 10_000, "the committed run is the 10,000-pool one"
     assert pools_table(results) in readme
+
+
+def test_the_readme_says_the_threads_pool_is_slower_for_short_tasks_and_it_is() -> None:
+    results = json.loads((ROOT / "bench" / "results" / "throughput.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    rows = results["systems"]
+    assert "Its threads pool, at Dramatiq's eight threads, is slower than the inline pool" \
+        in readme
+    for width in ("1", "2"):
+        assert rows["taskfleet-threads"]["processes"][width]["median"] \
+            < rows["taskfleet"]["processes"][width]["median"]
