@@ -13,7 +13,7 @@ from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from .broker import Broker
 from .connection import Client, broker_url, connect, parse_broker_url
-from .message import Message, check_arguments, check_priority, new_task_id
+from .message import Message, check_arguments, check_priority, encode_calls, new_task_id
 from .result import AsyncResult
 
 P = ParamSpec("P")
@@ -223,12 +223,10 @@ class App:
         """Enqueue many calls of one task in one round trip per queue."""
         # The name, queue and priority are checked once, not per call.
         first = self._message(name, [], {}, queue, priority)
-        now = time.time()
-        messages = [Message(id=new_task_id(), task=first.task, queue=first.queue, args=a,
-                            kwargs=kw, priority=first.priority, enqueued_at=now)
-                    for a, kw in (check_arguments(args, {}) for args in arg_tuples)]
-        self.broker.enqueue([(m, 0) for m in messages])
-        return [AsyncResult(m.id, self) for m in messages]
+        encoded = encode_calls(first.task, first.queue, first.priority, time.time(),
+                               (check_arguments(args, {})[0] for args in arg_tuples))
+        self.broker.enqueue_encoded(first.task, first.queue, first.priority, encoded)
+        return [AsyncResult(task_id, self) for task_id, _ in encoded]
 
     def AsyncResult(self, task_id: str) -> AsyncResult:
         return AsyncResult(task_id, self)

@@ -7,6 +7,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +50,7 @@ class Message:
                 "retries": self.retries, "enqueued_at": self.enqueued_at}
         if self.celery:
             data["celery"] = True
-        try:
-            return _encode(data)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"task arguments must be JSON-serialisable ({exc}); pass ids or "
-                            "plain data, not objects (NaN and Infinity are not JSON)") from exc
+        return _encode_arguments(data)
 
     @classmethod
     def decode(cls, raw: str | bytes) -> Message:
@@ -95,6 +92,30 @@ class Message:
             enqueued_at = _unix_time(enqueued_at)
         return cls(id_, task, queue, args, kwargs, priority, retries, enqueued_at,
                    get("celery") is True)
+
+
+def encode_calls(task: str, queue: str, priority: int, enqueued_at: float,
+                 arg_lists: Iterable[list[Any]]) -> list[tuple[str, str]]:
+    """(id, JSON) of a new message per argument list, the same text as Message.encode: the
+    fields the calls share are encoded once, and each call only its id and arguments (a
+    batch enqueue spent a third of its time encoding the same fields again)."""
+    head = f'{{"v":{PROTOCOL_VERSION},"id":"'
+    middle = f'","task":{_encode(task)},"queue":{_encode(queue)},"args":'
+    tail = "," + _encode({"kwargs": {}, "priority": priority, "retries": 0,
+                          "enqueued_at": enqueued_at})[1:]
+    out = []
+    for args in arg_lists:
+        task_id = new_task_id()
+        out.append((task_id, f"{head}{task_id}{middle}{_encode_arguments(args)}{tail}"))
+    return out
+
+
+def _encode_arguments(value: Any) -> str:
+    try:
+        return _encode(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"task arguments must be JSON-serialisable ({exc}); pass ids or "
+                        "plain data, not objects (NaN and Infinity are not JSON)") from exc
 
 
 def _unix_time(value: Any) -> float:

@@ -96,6 +96,8 @@ def test_oversized_and_non_json_arguments_are_refused_at_the_producer(
     with pytest.raises(MessageTooLarge, match=r"over the limit of 10,000 "
                                               r"\(App\(max_message_bytes=\.\.\.\)\)"):
         app.send_task("sample.record", ["x" * 20_000])
+    with pytest.raises(MessageTooLarge, match="over the limit of 10,000"):  # the batch path
+        app.send_many("sample.record", [["small"], ["x" * 20_000]])
     for bad in (math.nan, math.inf, -math.inf):
         with pytest.raises(TypeError, match="NaN and Infinity are not JSON"):
             app.send_task("sample.add", [bad, 1])

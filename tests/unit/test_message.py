@@ -13,7 +13,13 @@ from taskfleet import App, MessageError
 from taskfleet.app import _due_ms
 from taskfleet.backoff import retry_delay
 from taskfleet.keys import QueueKeys, priority_band
-from taskfleet.message import Message, check_arguments, check_priority, new_task_id
+from taskfleet.message import (
+    Message,
+    check_arguments,
+    check_priority,
+    encode_calls,
+    new_task_id,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -30,6 +36,27 @@ def test_message_round_trips_through_json(args: list[object], kwargs: dict[str, 
     m = Message(id=new_task_id(), task="video.transcode", queue="transcode", args=args,
                 kwargs=kwargs, priority=priority, retries=retries, enqueued_at=1.5)
     assert Message.decode(m.encode()) == m
+
+
+@given(arg_lists=st.lists(st.lists(json_values, max_size=5), min_size=1, max_size=5),
+       priority=st.integers(0, 9), task=st.text(min_size=1), queue=st.text(min_size=1),
+       enqueued_at=st.floats(0, 4e9))
+def test_a_batch_encodes_each_call_as_its_own_message_would(
+        arg_lists: list[list[object]], priority: int, task: str, queue: str,
+        enqueued_at: float) -> None:
+    encoded = encode_calls(task, queue, priority, enqueued_at, arg_lists)
+    assert len({task_id for task_id, _ in encoded}) == len(arg_lists)
+    for (task_id, text), args in zip(encoded, arg_lists, strict=True):
+        assert text == Message(id=task_id, task=task, queue=queue, args=args,
+                               priority=priority, enqueued_at=enqueued_at).encode()
+
+
+def test_a_batch_with_an_argument_that_is_not_json_is_refused_before_sending() -> None:
+    app = App("redis://127.0.0.1:1/0")  # nothing listens: a send would fail differently
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        app.send_many("t", [[1], [object()]])
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        app.send_many("t", [[float("nan")]])
 
 
 @pytest.mark.parametrize(("raw", "field"), [
