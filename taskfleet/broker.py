@@ -20,7 +20,8 @@ from .errors import MessageTooLarge
 from .message import Message
 
 # Messages per ENQUEUE call: large enough to amortise the round trip, small
-# enough that one script never blocks Redis for long.
+# enough that one script never blocks Redis for long, and far below the 8,000
+# values Lua can unpack into the script's one RPUSH per band.
 ENQUEUE_CHUNK = 500
 
 
