@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from taskfleet import QueueStats
 from taskfleet_operator import controller as controller_module
-from taskfleet_operator.controller import REAPPLY_SECONDS, REST_SECONDS, Controller
+from taskfleet_operator.controller import REAPPLY_SECONDS, REST_SECONDS, Controller, DueHeap
 from taskfleet_operator.deployment import DELETION_COST
 from taskfleet_operator.model import TaskQueue
 from taskfleet_operator.observe import QueueReading
@@ -514,3 +514,19 @@ def test_a_celery_pool_adds_its_workers_running_tasks_and_holds_without_heartbea
     setup.reconcile(1.0)
     status = setup.actuator.pool_status("films")
     assert (status["queueReady"], status["queueInFlight"], status["desiredReplicas"]) == (0, 3, 3)
+
+
+def test_the_due_heap_gives_each_key_once_at_its_latest_time() -> None:
+    heap = DueHeap()
+    heap.schedule(("ns", "a"), 10.0)
+    heap.schedule(("ns", "b"), 5.0)
+    heap.schedule(("ns", "a"), 20.0)  # rescheduled: the earlier time no longer counts
+    heap.schedule(("ns", "c"), 1.0)
+    heap.forget(("ns", "c"))
+    assert heap.pop_due(4.0) == frozenset()
+    assert heap.pop_due(12.0) == {("ns", "b")}
+    assert heap.pop_due(12.0) == frozenset(), "a popped key is no longer scheduled"
+    assert heap.pop_due(25.0) == {("ns", "a")}
+    for i in range(1000):  # stale entries do not pile up
+        heap.schedule(("ns", "d"), float(i))
+    assert len(heap._heap) < 200
