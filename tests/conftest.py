@@ -18,7 +18,7 @@ from tests.support.cluster import Cluster
 from tests.support.foreign_workers import ForeignWorker
 from tests.support.node import RealNode
 from tests.support.operator import OperatorProcess, crds_applied
-from tests.support.processes import WorkerProcess
+from tests.support.processes import WorkerProcess, stopped_at_end
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_server import RedisServer
 from tests.support.resources import Pool
@@ -104,20 +104,14 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def workers() -> Iterator[list[WorkerProcess]]:
-    """Collects started worker processes and stops every one at the end of the test."""
-    started: list[WorkerProcess] = []
-    yield started
-    for w in started:
-        w.stop()
+    """taskfleet worker processes the test starts, stopped at its end."""
+    yield from stopped_at_end()
 
 
 @pytest.fixture
 def foreign() -> Iterator[list[ForeignWorker]]:
-    """Collects started Celery and RQ worker processes and stops every one at the end."""
-    started: list[ForeignWorker] = []
-    yield started
-    for w in started:
-        w.stop()
+    """Celery and RQ worker processes the test starts, stopped at its end."""
+    yield from stopped_at_end()
 
 
 @pytest.fixture

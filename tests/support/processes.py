@@ -6,9 +6,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,6 +61,18 @@ class LoggedProcess:
 
     def stop(self) -> None:
         terminate(self.process)
+
+
+Started = TypeVar("Started", bound=LoggedProcess)
+
+
+def stopped_at_end() -> Iterator[list[Started]]:
+    """A fixture's body: yields the list a test appends the processes it starts to, then
+    stops every one of them, whatever the test did."""
+    started: list[Started] = []
+    yield started
+    for process in started:
+        process.stop()
 
 
 class WorkerProcess(LoggedProcess):
