@@ -4,10 +4,20 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup test test-unit test-integration test-e2e lint demo bench chaos cluster-up cluster-down clean
+.PHONY: setup lock deps-upgrade test test-unit test-integration test-e2e lint demo bench chaos cluster-up cluster-down clean
 
 setup:
 	@hack/setup.sh
+
+# The lock (requirements/*.txt): `make lock` resolves only what pyproject.toml changed;
+# `make deps-upgrade` moves every package to its newest release within pyproject's
+# ranges, reinstalls, and runs lint and the unit tests on the result. Commit the diff.
+lock:
+	@hack/lock.sh
+
+deps-upgrade:
+	@hack/lock.sh --upgrade
+	@$(MAKE) --no-print-directory lint test-unit
 
 test: setup lint
 	$(PY) -m pytest tests/unit tests/integration tests/e2e -p no:cacheprovider

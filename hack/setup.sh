@@ -25,12 +25,20 @@ if ! command -v redis-server >/dev/null; then
     || fail "apt-get could not install redis-server (no network to the Debian mirror, or no root?); run 'apt-get install redis-server' by hand"
 fi
 
+# Exactly the locked versions (requirements/dev.txt, with hashes), then the project
+# itself without dependencies and without build isolation, so that its build backend
+# comes from the lock too. The stamp makes a warm run skip pip entirely.
+lock="$root/requirements/dev.txt"
 stamp="$venv/.taskfleet-installed"
-if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv" || fail "could not create a virtualenv at $venv (is python3-venv installed?)"
-  echo "setup: installing taskfleet and its test tools into $venv" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check -e "$root[operator,metrics,dashboard,test,bench,demo]" \
-    || fail "pip could not install the project's dependencies (is the package index reachable?)"
+  echo "setup: installing the locked dependencies (requirements/dev.txt) into $venv" >&2
+  pip=("$venv/bin/pip" install -q --disable-pip-version-check)
+  "${pip[@]}" --no-deps --require-hashes -r "$lock" \
+    || fail "pip could not install requirements/dev.txt (is the package index reachable? if pyproject.toml changed, run hack/lock.sh)"
+  "${pip[@]}" --no-deps --no-build-isolation -e "$root" \
+    || fail "pip could not install taskfleet itself from $root"
+  "$venv/bin/pip" check >&2 || fail "the lock is incomplete (see above); run hack/lock.sh"
   touch "$stamp"
 fi
 # The repository root on the virtualenv's path, as an editable install puts its

@@ -59,6 +59,11 @@ def test_dockerfile_rules(path: Path) -> None:
     final_stage = path.read_text().split("\nFROM ")[-1]
     assert "pip install" not in final_stage and "apt-get" not in final_stage, \
         "no build tools or installs in the final stage"
+    build_stage = path.read_text().split("\nFROM ")[1]
+    assert f"--no-deps --require-hashes -r /src/{d.lock}" in build_stage, "installs the lock first"
+    assert (ROOT / d.lock).is_file(), f"{d.lock} is not in the repository"
+    assert f'--no-deps --no-build-isolation "{d.pip_target}"' in build_stage, \
+        "the project itself adds no unlocked package, not even its build backend"
 
 
 @pytest.fixture(scope="session")

@@ -133,6 +133,8 @@ class Dockerfile:
     """The FROM lines."""
     pip_target: str
     """What the build stage installs, e.g. "/src[metrics]"."""
+    lock: str
+    """The lock the build stage installs first, relative to the repository root."""
     final_user: str | None
     entrypoint: list[str]
 
@@ -147,20 +149,25 @@ def read_dockerfile(path: Path) -> Dockerfile:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     stages = [ln for ln in lines if ln.upper().startswith("FROM ")]
     final = lines[max(i for i, ln in enumerate(lines) if ln.upper().startswith("FROM ")):]
-    pip = next(ln for ln in lines if "pip install" in ln)
-    target = re.findall(r'"([^"]+)"', pip)[-1]
+    pips = [ln for ln in lines if "pip install" in ln]
+    lock = next(m.group(1) for ln in pips if (m := re.search(r"-r /src/(\S+)", ln)))
+    target = next(re.findall(r'"([^"]+)"', ln)[-1] for ln in pips if '"' in ln)
     user = next((ln.split(None, 1)[1] for ln in reversed(final) if ln.upper().startswith("USER ")),
                 None)
     entry = next(ln for ln in final if ln.upper().startswith("ENTRYPOINT "))
-    return Dockerfile(path=path, stages=stages, pip_target=target, final_user=user,
+    return Dockerfile(path=path, stages=stages, pip_target=target, lock=lock,
+                      final_user=user,
                       entrypoint=json.loads(entry.split(None, 1)[1]))
 
 
 def build_like_image(dockerfile: Dockerfile, where: Path) -> Path:
     """A virtualenv with the project installed as the image's build stage installs it
-    (a regular, non-editable install of the source with the same extras). Returns bin/."""
+    (its lock, then a regular, non-editable install of the source with the same extras).
+    Returns bin/."""
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
+    pip = [str(where / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
+    lock = str(ROOT / dockerfile.lock)
+    subprocess.run([*pip, "--no-deps", "--require-hashes", "-r", lock], check=True, cwd=where)
     target = f"{ROOT}[{dockerfile.extras}]" if dockerfile.extras else str(ROOT)
-    subprocess.run([str(where / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                    target], check=True, cwd=where)
+    subprocess.run([*pip, "--no-deps", "--no-build-isolation", target], check=True, cwd=where)
     return where / "bin"
