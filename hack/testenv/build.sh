@@ -23,11 +23,13 @@ command -v go >/dev/null || fail "no 'go' on PATH; install Go >= 1.24 (or set TA
 cache=${TASKFLEET_TESTENV_CACHE:-$HOME/.cache/taskfleet/testenv}
 bin="$cache/kube-${KUBE_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}/bin"
 mkdir -p "$bin"
-export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -mod=readonly"
 
 have() { for b in "$@"; do [ -x "$bin/$b" ] || return 1; done; }
 
 probe_proxy() {
+  # shellcheck source=goproxy.sh
+  . "$here/goproxy.sh"
   # One clear line instead of a page of go errors when the module proxy is out of reach.
   (cd "$here/$1" && go mod download >/dev/null 2>&1) || fail "cannot download Go modules for hack/testenv/$1 (is the Go module proxy reachable? check GOPROXY and the network)"
 }

@@ -7,6 +7,8 @@
 set -euo pipefail
 version=${1:?usage: gen-kube-mod.sh v1.MINOR.PATCH}
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=goproxy.sh
+. "$here/goproxy.sh"
 staging_tag="v0.${version#v1.}"
 modfile=$(go mod download -json "k8s.io/kubernetes@${version}" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
 [ -f "$modfile" ] || { echo "gen-kube-mod: cannot download k8s.io/kubernetes@${version}" >&2; exit 1; }
