@@ -40,12 +40,7 @@ for tool in buildah podman runc conmon debootstrap; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || fail "missing ${missing[*]} and there is no apt-get; install buildah, podman, runc and debootstrap by other means"
-  echo "images: installing ${missing[*]} from Debian" >&2
-  apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
-  { apt_get update -qq && apt_get install -y -qq buildah podman runc conmon debootstrap \
-      containernetworking-plugins golang-github-containers-common debian-archive-keyring; } \
-      >"${TMPDIR:-/tmp}/taskfleet-images-apt.log" 2>&1 \
-    || fail "apt-get could not install buildah, podman, runc and debootstrap (is the Debian mirror reachable?); see ${TMPDIR:-/tmp}/taskfleet-images-apt.log"
+  "$root/hack/debian.sh" images || fail "could not install buildah, podman, runc and debootstrap (see above)"
   for tool in "${missing[@]}"; do
     command -v "$tool" >/dev/null || fail "'$tool' is still not on PATH after apt-get install; check PATH or install it by hand"
   done

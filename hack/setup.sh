@@ -19,10 +19,7 @@ fi
 
 if ! command -v redis-server >/dev/null; then
   command -v apt-get >/dev/null || fail "redis-server is missing and there is no apt-get; install redis-server (>= 7) by other means"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing redis-server from Debian" >&2
-  { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server; } >/dev/null 2>&1 \
-    || fail "apt-get could not install redis-server (no network to the Debian mirror, or no root?); run 'apt-get install redis-server' by hand"
+  "$root/hack/debian.sh" setup || fail "could not install redis-server; run 'apt-get install redis-server' by hand"
 fi
 
 # Exactly the locked versions (requirements/dev.txt, with hashes), then the project

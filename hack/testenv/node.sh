@@ -97,10 +97,7 @@ ensure_prerequisites() {
   command -v openssl >/dev/null || missing+=(openssl)
   if ((${#missing[@]})); then
     command -v apt-get >/dev/null || fail "missing ${missing[*]} and there is no apt-get; install them by other means (or set TASKFLEET_REAL_NODE=0)"
-    log "installing ${missing[*]} from Debian"
-    apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
-    { apt_get update -qq && apt_get install -y -qq --no-install-recommends "${missing[@]}"; } >/dev/null 2>&1 \
-      || fail "apt-get could not install ${missing[*]}; run 'apt-get install ${missing[*]}' by hand"
+    "$here/../debian.sh" "${missing[@]}" || fail "could not install ${missing[*]}; run 'apt-get install ${missing[*]}' by hand"
   fi
   for pkg in containerd containerd-shim-runc-v2 ctr runc ip unshare nsenter openssl kubectl kubelet; do
     command -v "$pkg" >/dev/null || fail "'$pkg' is not on PATH"

@@ -3,13 +3,14 @@ browser's path given explicitly: no browser is ever downloaded (no `playwright i
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from playwright.sync_api import Page, sync_playwright
+
+from tests.support.processes import ROOT
 
 
 def chromium_path() -> str:
@@ -20,14 +21,10 @@ def chromium_path() -> str:
     if not shutil.which("apt-get"):
         raise RuntimeError("chromium is missing and there is no apt-get; install Chromium and "
                            "put it on PATH as 'chromium'")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in ([*sudo, "apt-get", "update", "-qq"],
-                 [*sudo, "apt-get", "install", "-y", "-qq", "chromium"]):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed (no Debian mirror, or no root?): "
-                               f"{done.stderr[-500:]}")
+    done = subprocess.run([str(ROOT / "hack" / "debian.sh"), "chromium"], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"hack/debian.sh chromium failed: {done.stderr[-500:]}")
     found = shutil.which("chromium")
     assert found, "apt-get installed chromium but it is not on PATH"
     return found

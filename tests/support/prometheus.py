@@ -4,7 +4,6 @@ free loopback port, scraping the targets a test gives it; stopped and removed at
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -16,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.processes import terminate
+from tests.support.processes import ROOT, terminate
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for
 
@@ -28,15 +27,10 @@ def ensure_installed() -> None:
     if not shutil.which("apt-get"):
         raise RuntimeError("prometheus and promtool are missing and there is no apt-get; "
                            "install Prometheus >= 2.40 by other means")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in ([*sudo, "apt-get", "update", "-qq"],
-                 [*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends",
-                  "prometheus"]):
-        done = subprocess.run(argv, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed (no Debian mirror, or no root?): "
-                               f"{done.stderr[-500:]}")
+    done = subprocess.run([str(ROOT / "hack" / "debian.sh"), "prometheus"], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"hack/debian.sh prometheus failed: {done.stderr[-500:]}")
 
 
 class PrometheusServer:
