@@ -19,17 +19,24 @@ deps-upgrade:
 	@hack/lock.sh --upgrade
 	@$(MAKE) --no-print-directory lint test-unit
 
+# Test processes in parallel (pytest-xdist): each owns its Redis servers and worker
+# processes, all share one control plane (a namespace per test). A test file stays on
+# one process, so its module fixtures are made once. The 20 slowest are printed at the end.
+TEST_PROCESSES ?= 4
+PYTEST_PARALLEL := -n $(TEST_PROCESSES) --dist loadfile --durations=20
+
 test: setup lint
-	$(PY) -m pytest tests/unit tests/integration tests/e2e -p no:cacheprovider
+	@hack/debian.sh all
+	$(PY) -m pytest tests/unit tests/integration tests/e2e -p no:cacheprovider $(PYTEST_PARALLEL)
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
 
 test-integration: setup
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest tests/integration $(PYTEST_PARALLEL)
 
 test-e2e: setup
-	$(PY) -m pytest tests/e2e
+	$(PY) -m pytest tests/e2e $(PYTEST_PARALLEL)
 
 lint: setup
 	$(VENV)/bin/ruff check taskfleet operator tests bench examples
@@ -48,9 +55,7 @@ bench: setup
 # Faults with figures: worker pods killed and scaled down, Redis crashed, paused and
 # cut off (a network namespace: root and iproute2), the control plane restarted.
 chaos: setup
-	@ip netns list >/dev/null 2>&1 || { echo "chaos: installing iproute2 from Debian" >&2; \
-	  sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$sudo apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq iproute2 >/dev/null; }
+	@hack/debian.sh iproute2
 	$(PY) bench/chaos.py --json bench/results/chaos.json
 
 # The local control plane for trying things by hand: context kwok-taskfleet.

@@ -1,21 +1,31 @@
 """Shared fixtures: a real redis-server (flushed for every test), the local control plane
-and a namespace per test, the operator, and worker processes; all stopped at the end."""
+and a namespace per test, the operator, and worker processes; all stopped at the end.
+
+Tests run in parallel (pytest-xdist, ``make test``): every test process owns its Redis
+servers and processes, and all of them share one control plane (a namespace per test),
+started by the first test that needs it and removed by the controlling process at the
+end of the run. No test is skipped silently: a skip fails the run unless an opt-out in
+``OPT_OUTS`` asked for it (see the README's Development section)."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 import redis
 
 from taskfleet.connection import connect
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, shared_cluster, shared_cluster_down
 from tests.support.foreign_workers import ForeignWorker
+from tests.support.images import build_images
 from tests.support.node import RealNode
 from tests.support.operator import OperatorProcess, crds_applied
 from tests.support.processes import WorkerProcess, stopped_at_end
@@ -23,6 +33,18 @@ from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_server import RedisServer
 from tests.support.resources import Pool
 from tests.support.sentinel_group import SentinelGroup
+
+RUN_DIR = "TASKFLEET_TEST_RUN_DIR"
+"""Where the test processes of one run meet: the shared control plane's state."""
+
+OPT_OUTS = {"TASKFLEET_REAL_NODE": "0"}
+"""The only reasons a test may skip: a part the run was told to leave out (variable and
+the value that turns it off). Any other skip is a failure."""
+
+
+def controls_the_run(config: pytest.Config) -> bool:
+    """True in the process that runs the session: pytest itself, or xdist's controller."""
+    return not hasattr(config, "workerinput")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,6 +54,53 @@ def pytest_configure(config: pytest.Config) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    if controls_the_run(config):
+        # Set before xdist starts its workers, which inherit the environment.
+        os.environ[RUN_DIR] = tempfile.mkdtemp(prefix="taskfleet-run-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if controls_the_run(config) and RUN_DIR in os.environ:
+        run_dir = Path(os.environ.pop(RUN_DIR))
+        shared_cluster_down(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def skip_for_opt_out(variable: str, what: str) -> None:
+    """Skip the calling test when ``variable`` turns ``what`` off; otherwise return."""
+    if os.environ.get(variable) == OPT_OUTS[variable]:
+        pytest.skip(f"{what} is off ({variable}={OPT_OUTS[variable]})")
+
+
+def _allowed_skip(reason: str) -> bool:
+    return any(f"({var}={value})" in reason and os.environ.get(var) == value
+               for var, value in OPT_OUTS.items())
+
+
+def _fail_silent_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    longrepr: Any = report.longrepr
+    reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)
+    reason = reason.removeprefix("Skipped: ")
+    if _allowed_skip(reason):
+        return
+    report.outcome = "failed"
+    report.longrepr = (f"skipped, and no opt-out asked for it: {reason}\n"
+                       f"Install what it needs (make setup does), or turn the part off with "
+                       f"one of {', '.join(f'{k}={v}' for k, v in OPT_OUTS.items())}.")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    _fail_silent_skip(outcome.get_result())  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _fail_silent_skip(outcome.get_result())  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -126,21 +195,28 @@ def celery_app(redis_url: str) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    """The local control plane, started on first use and removed at the end of the run."""
-    c = Cluster().up()
+def cluster() -> Cluster:
+    """The local control plane, started on first use by any test process of the run and
+    removed when the run ends (``pytest_unconfigure``)."""
+    return shared_cluster(Path(os.environ[RUN_DIR]))
+
+
+@pytest.fixture(scope="session")
+def images() -> None:
+    """The project's images and their Python base in podman's storage, built once per test
+    process (seconds when the layer cache holds them); hack/images.sh installs podman and
+    buildah when they are missing, so no test needs to skip for want of them."""
     try:
-        yield c
-    finally:
-        c.down()
+        build_images()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
 def real_node(cluster: Cluster) -> RealNode:
     """The cluster's real node (containerd and a kubelet), started with it by cluster.sh;
     ``real_node.place(pod_spec)`` puts a pod there."""
-    if os.environ.get("TASKFLEET_REAL_NODE") == "0":
-        pytest.skip("the real node is off (TASKFLEET_REAL_NODE=0)")
+    skip_for_opt_out("TASKFLEET_REAL_NODE", "the real node")
     node = RealNode(cluster)
     assert node.status().running, "the real node is not running (see hack/testenv/node.sh)"
     return node
@@ -151,8 +227,9 @@ _namespaces = itertools.count()
 
 @pytest.fixture
 def namespace(cluster: Cluster) -> Iterator[str]:
-    """A fresh namespace per test, deleted afterwards (without waiting)."""
-    name = f"t{next(_namespaces)}-{id(cluster) % 10000}"
+    """A fresh namespace per test, deleted afterwards (without waiting); the test process's
+    PID keeps the names of parallel test processes apart."""
+    name = f"t{next(_namespaces)}-{os.getpid()}"
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -6,19 +6,20 @@ assertions in tests); `make bench` produces the ones the README quotes."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.throughput import SYSTEMS
-from tests.support.processes import ROOT
+from tests.support.processes import run_to_the_end
 
 
+@pytest.mark.timeout(1000)
 def test_throughput_quick_runs_every_peer_to_completion(tmp_path: Path) -> None:
     out = tmp_path / "throughput.json"
-    run = subprocess.run([sys.executable, "bench/throughput.py", "--quick", "--tasks", "100",
-                          "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=900)
+    run = run_to_the_end([sys.executable, "bench/throughput.py", "--quick", "--tasks", "100",
+                          "--json", str(out)], timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads(out.read_text())
     assert set(results["systems"]) == {cls.name for cls in SYSTEMS}
@@ -32,10 +33,11 @@ def test_throughput_quick_runs_every_peer_to_completion(tmp_path: Path) -> None:
     assert peer_processes() == [], "every worker the benchmark started is stopped"
 
 
+@pytest.mark.timeout(1000)
 def test_pools_quick_measures_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "pools.json"
-    run = subprocess.run([sys.executable, "bench/pools.py", "--quick", "--json", str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    run = run_to_the_end([sys.executable, "bench/pools.py", "--quick", "--json", str(out)],
+                         timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["cycle"]["queues"] == 100

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.netns import VethNamespace, netns_available
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, run_to_the_end
 
 NOTHING_LOST = ("worker_kills", "redis_restart_always", "redis_pause", "partition")
 """Phases where the README promises no loss (with appendfsync everysec, Redis itself may
@@ -26,20 +24,13 @@ def run_short_chaos(tmp_path: Path, timeout: float = 240.0) -> dict[str, Any]:
     """Run it as a user would; on a timeout SIGTERM it, so its finally blocks stop every
     pod, server and namespace, before the test fails."""
     out = tmp_path / "chaos.json"
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "chaos.py"), "--short",
-                                "--json", str(out), "--logs", str(tmp_path / "logs")],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-        pytest.fail(f"the short chaos run took over {timeout:g}s:\n{output[-4000:]}")
-    assert out.exists(), f"no JSON written (exit {process.returncode}):\n{output[-4000:]}"
+    run = run_to_the_end([sys.executable, str(ROOT / "bench" / "chaos.py"), "--short",
+                          "--json", str(out), "--logs", str(tmp_path / "logs")], timeout)
+    output = run.stdout + run.stderr
+    assert out.exists(), f"no JSON written (exit {run.returncode}):\n{output[-4000:]}"
     results: dict[str, Any] = json.loads(out.read_text())
     results["output"] = output
-    results["pid"] = process.pid
+    results["pid"] = run.pid
     return results
 
 
@@ -56,6 +47,7 @@ def processes_writing_to(directory: Path) -> list[str]:
     return found
 
 
+@pytest.mark.timeout(400)
 def test_short_chaos_run_loses_nothing_it_promises(tmp_path: Path) -> None:
     results = run_short_chaos(tmp_path)
     phases, output = results["phases"], results["output"][-4000:]

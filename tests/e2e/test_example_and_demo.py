@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.cluster import Cluster
-from tests.support.processes import ROOT
+from tests.support.processes import ROOT, run_to_the_end
 
 EXAMPLE = ROOT / "examples" / "video-site"
 
@@ -33,10 +35,11 @@ def test_web_tier_enqueues_by_name_without_the_transcoding_code(redis_url: str) 
     assert out.stdout.strip() == "2"
 
 
+@pytest.mark.timeout(700)
 def test_make_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, str(EXAMPLE / "demo.py"), "--uploads", "6",
+    out = run_to_the_end([sys.executable, str(EXAMPLE / "demo.py"), "--uploads", "6",
                           "--seconds-per-1080p", "0.5", "--out", str(tmp_path / "demo")],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+                         timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "tasks sent 18, done 18, lost 0" in out.stdout
     assert "dashboard: http://127.0.0.1:" in out.stdout, "where to open the dashboard"

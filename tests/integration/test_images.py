@@ -25,7 +25,6 @@ from tests.support.images import (
     OPERATOR_IMAGE,
     WORKER_IMAGE,
     Container,
-    build_images,
     oci_archives,
     podman,
     read_dockerfile,
@@ -64,15 +63,6 @@ def test_dockerfile_rules(path: Path) -> None:
     assert (ROOT / d.lock).is_file(), f"{d.lock} is not in the repository"
     assert f'--no-deps --no-build-isolation "{d.pip_target}"' in build_stage, \
         "the project itself adds no unlocked package, not even its build backend"
-
-
-@pytest.fixture(scope="session")
-def images() -> None:
-    """The three images, built once per run (seconds when the layer cache holds them)."""
-    try:
-        build_images()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.support.cluster import TESTENV, Cluster
@@ -203,9 +201,9 @@ def _podman(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
                           timeout=timeout, check=True)
 
 
-@pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed")
 def test_an_image_saved_by_podman_runs_there(cluster: Cluster, real_node: RealNode,
-                                             namespace: str, tmp_path: Path) -> None:
+                                             namespace: str, tmp_path: Path,
+                                             images: None) -> None:
     """The way the project's images reach the node: podman save --format oci-archive,
     then RealNode.load_image."""
     name = f"localhost/taskfleet-test/echo:{os.getpid()}"
@@ -239,14 +237,14 @@ print(host, json.load(urllib.request.urlopen(req, context=ctx, timeout=10))["git
 
 
 def test_a_pod_reaches_the_api_server_on_loopback(cluster: Cluster, real_node: RealNode,
-                                                  namespace: str, tmp_path: Path) -> None:
+                                                  namespace: str, tmp_path: Path,
+                                                  images: None) -> None:
     """In-cluster config as a client library reads it (KUBERNETES_SERVICE_HOST/PORT, the
     service account's token and CA), pointed at 127.0.0.1 instead of the Service IP."""
     image = python_image()
-    if shutil.which("podman") is None or not image:
-        pytest.skip("no podman, or no hack/base-image.sh to name the Python base image")
-    if subprocess.run(["podman", "image", "exists", image]).returncode != 0:
-        pytest.skip(f"{image} is not in podman's storage (hack/base-image.sh makes it)")
+    assert image, "hack/base-image.sh names no Python base image"
+    assert subprocess.run(["podman", "image", "exists", image]).returncode == 0, \
+        f"{image} is not in podman's storage after hack/images.sh"
     if image not in real_node.images():
         _podman("save", "--format", "oci-archive", "-o", str(tmp_path / "python.tar"), image)
         assert image in real_node.load_image(tmp_path / "python.tar")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -30,9 +31,10 @@ def binaries_dir() -> Path:
 class Cluster:
     """A kwokctl cluster in its own work directory and kubeconfig."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, workdir: Path | None = None) -> None:
+        """A new cluster's handle, or (``workdir``) one on a cluster another process made."""
         self.name = name or f"tf-test-{os.getpid()}"
-        self.workdir = Path(tempfile.mkdtemp(prefix="taskfleet-kwok-"))
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="taskfleet-kwok-"))
         self.kubeconfig = self.workdir / "kubeconfig"
         self.bin = binaries_dir()
         self.env = {**os.environ, "KWOK_WORKDIR": str(self.workdir / "kwok"),
@@ -102,6 +104,36 @@ class Cluster:
         items: list[dict[str, Any]] = json.loads(
             self.kubectl(*args, namespace=namespace).stdout)["items"]
         return items
+
+
+def shared_cluster(run_dir: Path) -> Cluster:
+    """The run's one control plane: the first test process that asks starts it, the others
+    attach to it (``run_dir`` holds its name and work directory). A failed start is
+    recorded, so the other processes fail at once with its reason instead of retrying."""
+    state, failed = run_dir / "cluster.json", run_dir / "cluster.failed"
+    with open(run_dir / "cluster.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            raise RuntimeError(f"the run's cluster did not start:\n{failed.read_text()}")
+        if state.exists():
+            saved = json.loads(state.read_text())
+            return Cluster(saved["name"], Path(saved["workdir"]))
+        cluster = Cluster(f"tf-test-{os.getpid()}")
+        try:
+            cluster.up()
+        except RuntimeError as exc:
+            failed.write_text(str(exc))
+            raise
+        state.write_text(json.dumps({"name": cluster.name, "workdir": str(cluster.workdir)}))
+        return cluster
+
+
+def shared_cluster_down(run_dir: Path) -> None:
+    """Remove the run's control plane, if one was started."""
+    state = run_dir / "cluster.json"
+    if state.exists():
+        saved = json.loads(state.read_text())
+        Cluster(saved["name"], Path(saved["workdir"])).down()
 
 
 def names(items: Sequence[dict[str, Any]]) -> list[str]:

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
 
@@ -127,3 +129,45 @@ def children_of(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             found.append(int(entry.name))
     return found
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A command run to its end by ``run_to_the_end``."""
+
+    pid: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_to_the_end(argv: Sequence[str], timeout: float, *, grace: float = 60.0,
+                   env: dict[str, str] | None = None) -> Finished:
+    """Run a command as a user would (its own session, cwd the repository) and return its
+    output. If it outlives ``timeout``, or the test is interrupted (pytest's timeout, a CI
+    time limit), its whole group gets SIGTERM first, so that its own cleanup stops the
+    servers it started, and SIGKILL only after ``grace``. A test that calls this must
+    allow ``timeout + grace`` and more (``@pytest.mark.timeout``)."""
+    process = subprocess.Popen(list(argv), cwd=ROOT, env={**os.environ, **(env or {})},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException as exc:
+        stdout, stderr = _stop_group(process, grace)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise AssertionError(f"{' '.join(argv)} took over {timeout:g} s:\n"
+                                 f"{stdout[-3000:]}\n{stderr[-3000:]}") from None
+        raise
+    return Finished(process.pid, process.returncode, stdout, stderr)
+
+
+def _stop_group(process: subprocess.Popen[str], grace: float) -> tuple[str, str]:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        return process.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return process.communicate()

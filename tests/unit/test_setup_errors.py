@@ -43,14 +43,39 @@ def test_old_python_is_named(tmp_path: Path) -> None:
 
 
 def test_module_proxy_out_of_reach(tmp_path: Path) -> None:
+    # A proxy on a loopback port where nothing listens.
     env = {**os.environ, "TASKFLEET_TESTENV_CACHE": str(tmp_path / "cache"),
-           "GOMODCACHE": str(tmp_path / "gomod"), "GOPROXY": "off", "GOFLAGS": "-mod=mod"}
+           "GOMODCACHE": str(tmp_path / "gomod"), "GOPROXY": "http://127.0.0.1:9",
+           "GOFLAGS": "-mod=mod"}
     env.pop("TASKFLEET_TESTENV_BIN", None)
     out = _run(["bash", "hack/testenv/build.sh"], env)
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == (
         "testenv: cannot download Go modules for hack/testenv/kube (is the Go module proxy "
         "reachable? check GOPROXY and the network)")
+
+
+def test_no_module_proxy_is_named(tmp_path: Path) -> None:
+    env = {**os.environ, "TASKFLEET_TESTENV_CACHE": str(tmp_path / "cache"), "GOPROXY": "off"}
+    env.pop("TASKFLEET_TESTENV_BIN", None)
+    out = _run(["bash", "hack/testenv/build.sh"], env)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == (
+        "go: GOPROXY is 'off', no module proxy; set GOPROXY to one (or set "
+        "TASKFLEET_TESTENV_BIN to prebuilt binaries)")
+
+
+def test_modules_never_come_from_their_source_hosts() -> None:
+    """'direct' (fetch from the source host when the proxy fails) is dropped, in either of
+    GOPROXY's list forms; the proxies stay in their order."""
+    for given, kept in (("http://127.0.0.1:9,direct", "http://127.0.0.1:9"),
+                        ("http://127.0.0.1:9|direct", "http://127.0.0.1:9"),
+                        ("http://127.0.0.1:9,http://127.0.0.1:10|off",
+                         "http://127.0.0.1:9,http://127.0.0.1:10")):
+        out = _run(["bash", "-c", ". hack/testenv/goproxy.sh && echo \"$GOPROXY\""],
+                   {**os.environ, "GOPROXY": given})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == kept, given
 
 
 def test_prebuilt_binaries_must_be_complete(tmp_path: Path) -> None:
