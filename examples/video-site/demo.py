@@ -14,6 +14,7 @@ at the end a PNG chart is written and everything is cleaned up.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -135,6 +136,10 @@ def main() -> int:
     parser.add_argument("--dashboard-port", type=int, default=0,
                         help="port of the web dashboard on 127.0.0.1 (default: a free one)")
     args = parser.parse_args()
+    if os.environ.get("TASKFLEET_REAL_NODE") == "0":
+        print("demo: its workers are containers on the real node, which TASKFLEET_REAL_NODE=0 "
+              "turns off; unset it to run the demo", file=sys.stderr)
+        return 2
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)

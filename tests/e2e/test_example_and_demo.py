@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import skip_for_opt_out
 from tests.support.cluster import Cluster
 from tests.support.processes import ROOT, run_to_the_end
 
@@ -37,6 +38,7 @@ def test_web_tier_enqueues_by_name_without_the_transcoding_code(redis_url: str) 
 
 @pytest.mark.timeout(700)
 def test_make_demo_runs_the_story_end_to_end(tmp_path: Path) -> None:
+    skip_for_opt_out("TASKFLEET_REAL_NODE", "the real node, where the demo's workers run,")
     out = run_to_the_end([sys.executable, str(EXAMPLE / "demo.py"), "--uploads", "6",
                           "--seconds-per-1080p", "0.5", "--out", str(tmp_path / "demo")],
                          timeout=600)
