@@ -189,14 +189,21 @@ class Broker:
         results = self._batch() if is_cluster(self.redis) else batch
         acked: dict[str, list[str]] = {}
         touched: set[str] = set()
+        returned: list[Return] = []
         for outcome in outcomes:
             touched.add(outcome.delivery.queue)
             if isinstance(outcome, Ack):
                 if outcome.result is not None:
                     self._store_result(results, outcome.delivery, outcome.result)
                 acked.setdefault(outcome.delivery.queue, []).append(outcome.delivery.id)
+            elif isinstance(outcome, Return):
+                returned.append(outcome)
             else:
                 self._write_outcome(batch, outcome, results)
+        # Each return goes to the front of its list: the last first, so that tasks given
+        # back together (a prefetch buffer, a drain) keep their order.
+        for outcome in reversed(returned):
+            self._write_outcome(batch, outcome, results)
         for queue, ids in acked.items():
             qk = keys.QueueKeys(queue)
             # Bodies first, leases second: a crash in between leaves leases whose
