@@ -65,6 +65,17 @@ def _bad_arguments(delivery: Delivery, task: Task[Any, Any], message: Message
     return None
 
 
+def task_name(delivery: Delivery) -> str:
+    """The delivery's task name, its message decoded once here for :func:`run` too; '?'
+    when the message cannot be decoded (:func:`run` dead-letters it)."""
+    if delivery.message is None:
+        try:
+            delivery.message = decode_body(message_json(delivery.body))
+        except MessageError:
+            return "?"
+    return delivery.message.task
+
+
 def decode_body(text: str) -> Message:
     """A taskfleet message, or a Celery client's (kombu's envelope: celery_wire)."""
     if celery_wire.is_envelope(text):
@@ -164,4 +175,4 @@ def _dead(delivery: Delivery, task: Task[Any, Any], message: Message, exc: BaseE
     return DeadLetter(delivery, reason, failure_record(task.name, error, tb))
 
 
-__all__ = ["ShutdownInterrupt", "prepare", "run"]
+__all__ = ["ShutdownInterrupt", "prepare", "run", "task_name"]

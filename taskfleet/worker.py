@@ -33,7 +33,7 @@ import redis
 from . import heartbeat, keys, signals
 from .app import App
 from .broker import Delivery, Outcome, Return
-from .execution import ShutdownInterrupt, run
+from .execution import ShutdownInterrupt, run, task_name
 
 log = logging.getLogger("taskfleet.worker")
 
@@ -320,15 +320,14 @@ class Worker:
 
     def _execute(self, delivery: Delivery) -> _Finished:
         started = time.monotonic()
-        name = delivery.message.task if delivery.message else "?"
+        name = task_name(delivery)
         self.metrics.started(name)
         try:
             outcome = run(self.app, delivery)
         except ShutdownInterrupt:
             outcome = Return(delivery)
         duration = time.monotonic() - started
-        task = delivery.message.task if delivery.message else name
-        self.metrics.finished(task, outcome, duration)
+        self.metrics.finished(name, outcome, duration)
         return _Finished(outcome, duration)
 
     def _collect(self, pending: list[Outcome], notices: list[Notice]) -> None:
