@@ -8,15 +8,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
 from taskfleet import App, ResultTimeout, TaskFailed, keys, queue_stats
+from taskfleet.connection import connect
 from taskfleet.keys import QueueKeys
 from tests.conftest import all_broker_modes
+from tests.integration.apps import sample
 from tests.support.processes import ROOT, WorkerProcess
-from tests.support.waiting import wait_for
+from tests.support.waiting import assert_stays, wait_for
 
 SAMPLE = "tests.integration.apps.sample:app"
 
@@ -119,6 +122,23 @@ def test_retry_requested_by_the_task(app: App, redis_url: str,
     assert app.broker.dead_list("default")[0]["reason"].startswith("failed after 1 retries")
 
 
+def test_status_is_retry_while_a_retry_waits_and_failure_when_a_task_fails(
+        app: App, redis_url: str, workers: list[WorkerProcess]) -> None:
+    retried = app.send_task("sample.retry_once", ["status", 2.0])
+    failed = app.send_task("sample.fail", ["boom"])
+    start(workers, redis_url)
+    wait_for("RETRY while the retry waits", lambda: retried.status == "RETRY", 20,
+             interval=0.05)
+    assert not retried.ready()
+    assert retried.get(timeout=20) == "ok after 2"
+    assert retried.status == "SUCCESS" and retried.successful()
+    with pytest.raises(TaskFailed, match="ValueError: boom"):
+        failed.get(timeout=20)
+    assert failed.status == "FAILURE"
+    assert failed.failed() and not failed.successful()
+    assert failed.result == "ValueError: boom"
+
+
 @all_broker_modes
 def test_countdown_waits_in_redis_not_in_the_worker(app: App, redis_url: str,
                                                     workers: list[WorkerProcess]) -> None:
@@ -132,6 +152,34 @@ def test_countdown_waits_in_redis_not_in_the_worker(app: App, redis_url: str,
     assert result.get(timeout=20) == 2
     done = json.loads(app.redis.lindex(keys.result_key(result.id), 0))
     assert done["date_done"] - sent >= 1.5
+
+
+def test_apply_async_with_an_eta_runs_the_task_at_that_time(app: App, redis_url: str,
+                                                            workers: list[WorkerProcess]
+                                                            ) -> None:
+    sample.app.configure(redis_url)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        sample.add.apply_async((1, 1), eta=datetime.now() + timedelta(seconds=1))
+    start(workers, redis_url)
+    eta = datetime.now(UTC) + timedelta(seconds=1.5)
+    result = sample.add.apply_async((2, 3), eta=eta)
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.delayed, st.ready) == (1, 0), "it waits in the delayed set"
+    assert result.get(timeout=20) == 5
+    done = json.loads(app.redis.lindex(keys.result_key(result.id), 0))
+    assert done["date_done"] >= eta.timestamp(), "not run before its eta"
+
+
+def test_delay_many_enqueues_one_task_per_call(app: App, redis_url: str,
+                                               redis_client: redis.Redis,
+                                               workers: list[WorkerProcess]) -> None:
+    sample.app.configure(redis_url)
+    results = sample.record.delay_many([[f"m{i}"] for i in range(20)], queue="batch")
+    assert len({r.id for r in results}) == 20
+    assert queue_stats(app.redis, ["batch"])["batch"].ready == 20
+    start(workers, redis_url, ["batch"])
+    assert [r.get(timeout=20) for r in results] == [f"m{i}" for i in range(20)]
+    assert runs(redis_client) == [f"m{i}" for i in range(20)], "each once, in order"
 
 
 def test_due_delayed_tasks_count_as_ready_with_no_worker(app: App) -> None:
@@ -169,6 +217,22 @@ def test_sigkill_mid_task_is_redone_by_another_worker(app: App, redis_url: str,
     assert (st.ready, st.in_flight, st.dead) == (0, 0, 0)
 
 
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_a_taken_task_is_leased_for_30_seconds_by_default(app: App, redis_url: str,
+                                                          redis_client: redis.Redis,
+                                                          workers: list[WorkerProcess],
+                                                          pool: str) -> None:
+    result = app.send_task("sample.sleep_record", ["leased", 2.0])
+    start(workers, redis_url, pool=pool)
+    wait_for("task started", lambda: runs(redis_client, "started") == ["leased"], 20)
+    deadline_ms = redis_client.zscore(QueueKeys("default").leases, result.id)
+    seconds, micros = redis_client.time()
+    assert deadline_ms is not None
+    left = deadline_ms / 1000 - (seconds + micros / 1e6)
+    assert 25.0 < left <= 30.0, f"lease ends in {left:.1f}s, not in 30s"
+    assert result.get(timeout=20) == "leased"
+
+
 def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_limit(
         app: App, redis_url: str, redis_client: redis.Redis,
         workers: list[WorkerProcess]) -> None:
@@ -185,6 +249,18 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_limit(
     st = queue_stats(app.redis, ["default"])["default"]
     assert (st.ready, st.in_flight) == (0, 0)
     assert app.broker.dead_requeue("default") == 1, "and it can be requeued once fixed"
+
+
+def test_a_task_that_kills_its_worker_is_dead_lettered_after_5_times_by_default(
+        app: App, redis_url: str, redis_client: redis.Redis,
+        workers: list[WorkerProcess]) -> None:
+    poison = app.send_task("sample.crash")
+    start(workers, redis_url, pool="processes", extra=["--task-lease-seconds", "0.5"])
+    wait_for("poison message dead-lettered", lambda: dead_count(app) == 1, 60)
+    [record] = app.broker.dead_list("default")
+    assert record["id"] == poison.id
+    assert record["reason"].startswith("its worker died while running it 5 times")
+    assert runs(redis_client, "started") == ["crash"] * 5
 
 
 @all_broker_modes
@@ -220,6 +296,25 @@ def test_drain_window_over_returns_running_task(app: App, redis_url: str,
     assert result.get(timeout=30) == "long"
 
 
+@pytest.mark.parametrize("pool", ["threads", "processes", "inline"])
+def test_a_second_sigterm_returns_running_tasks_at_once(app: App, redis_url: str,
+                                                        redis_client: redis.Redis,
+                                                        workers: list[WorkerProcess],
+                                                        pool: str) -> None:
+    result = app.send_task("sample.sleep_record", ["long", 60.0])
+    w = start(workers, redis_url, pool=pool, extra=["--drain-timeout", "120"])
+    wait_for("task started", lambda: runs(redis_client, "started") == ["long"], 20)
+    w.signal(signal.SIGTERM)
+    assert_stays("the first SIGTERM lets the task run on",
+                 lambda: w.running() and queue_stats(app.redis, ["default"])[
+                     "default"].in_flight == 1, 1.0)
+    w.signal(signal.SIGTERM)
+    assert w.wait(10) == 0, "the second SIGTERM does not wait for the task"
+    st = queue_stats(app.redis, ["default"])["default"]
+    assert (st.ready, st.in_flight) == (1, 0), "the running task is back in its queue"
+    assert runs(redis_client) == [] and result.status == "STARTED"
+
+
 def test_processes_pool_drains_on_sigterm_and_exits_zero(app: App, redis_url: str,
                                                          redis_client: redis.Redis,
                                                          workers: list[WorkerProcess]) -> None:
@@ -252,6 +347,32 @@ def test_a_long_task_never_holds_prefetched_tasks_hostage(app: App, redis_url: s
     assert "long" not in runs(redis_client), "every short task finished while the long one ran"
     assert long.get(timeout=20) == "long"
     assert sorted(runs(redis_client)) == sorted(["long", *[f"s{i}" for i in range(8)]])
+
+
+def test_prefetched_tasks_count_as_in_flight_until_given_back(app: App, redis_url: str,
+                                                              redis_client: redis.Redis,
+                                                              workers: list[WorkerProcess]
+                                                              ) -> None:
+    warm_up = app.send_many("sample.add", [[i, i] for i in range(40)])
+    start(workers, redis_url, pool="processes")
+    for r in warm_up:
+        r.get(timeout=20)
+    # The worker has seen tasks that take milliseconds, so it prefetches: one script call
+    # enqueues a long task and eight short ones, and one fetch takes all nine.
+    batch = app.send_many("sample.sleep_record",
+                          [["long", 3.0], *([f"s{i}", 0.0] for i in range(8))])
+    wait_for("long task started", lambda: runs(redis_client, "started") == ["long"], 20,
+             interval=0.02)
+
+    def ready_in_flight() -> tuple[int, int]:
+        st = queue_stats(app.redis, ["default"])["default"]
+        return st.ready, st.in_flight
+
+    assert ready_in_flight() == (0, 9), "the eight prefetched tasks count as in flight"
+    wait_for("the eight given back after a second", lambda: ready_in_flight() == (8, 1), 10)
+    for r in batch:
+        r.get(timeout=20)
+    assert runs(redis_client) == ["long", *(f"s{i}" for i in range(8))]
 
 
 def test_time_limit_interrupts_task_in_processes_pool(app: App, redis_url: str,
@@ -334,6 +455,28 @@ def test_tls_redis_with_a_verified_certificate(workers: list[WorkerProcess]) -> 
         server.close()
 
 
+def test_broker_tls_variable_turns_on_verified_tls_for_a_redis_url(
+        workers: list[WorkerProcess], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.redis_server import RedisServer
+
+    server = RedisServer(tls=True).start()
+    try:
+        plain = f"redis://127.0.0.1:{server.port}/0"
+        with pytest.raises(redis.ConnectionError):
+            connect(plain, tls="").ping()  # the server speaks TLS only
+        monkeypatch.setenv("TASKFLEET_BROKER_TLS", "true")
+        with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+            connect(plain).ping()  # verified: a certificate no CA vouches for is refused
+        url = f"{plain}?ssl_ca_certs={server.dir / 'cert.pem'}"
+        result = App(url).send_task("sample.add", [2, 3])
+        start(workers, url, env={"TASKFLEET_BROKER_TLS": "true"})
+        assert result.get(timeout=20) == 5
+    finally:
+        for w in workers:
+            w.stop()
+        server.close()
+
+
 def test_inspect_json_and_password_protected_redis(tmp_path: object) -> None:
     from tests.support.redis_server import RedisServer
 
@@ -402,6 +545,8 @@ def test_prometheus_metrics(app: App, redis_url: str, workers: list[WorkerProces
     def has_all() -> bool:
         text = scrape()
         return all(line in text for line in [
+            'taskfleet_tasks_started_total{task="sample.add"} 2.0',
+            'taskfleet_tasks_started_total{task="sample.flaky"} 2.0',
             'taskfleet_tasks_finished_total{outcome="succeeded",task="sample.add"} 1.0',
             'taskfleet_tasks_finished_total{outcome="retried",task="sample.flaky"} 1.0',
             'taskfleet_tasks_finished_total{outcome="succeeded",task="sample.flaky"} 1.0',

@@ -62,3 +62,20 @@ def crash() -> None:
 @app.task(name="sample.slow_limited", time_limit=0.5)
 def slow_limited() -> None:
     time.sleep(5)
+
+
+@app.task(name="sample.retry_once", max_retries=1)
+def retry_once(key: str, countdown: float) -> str:
+    """Asks for one retry ``countdown`` seconds later, then succeeds."""
+    client = connect(os.environ["TASKFLEET_BROKER_URL"])
+    attempt = int(client.incr(f"test:attempts:{key}"))
+    client.close()
+    if attempt == 1:
+        raise Retry("first attempt", countdown=countdown)
+    return f"ok after {attempt}"
+
+
+@app.task(name="sample.fail")
+def fail(message: str) -> None:
+    """Fails at once (no retries): the task's status is FAILURE."""
+    raise ValueError(message)
