@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -43,6 +44,32 @@ def test_with_replica_acks_an_enqueue_no_replica_took_is_not_acknowledged(
     finally:
         killable_sentinel_group.resume(paused)
     acked.send_task("sample.add", [3, 3], queue="lag")  # replicas back: acknowledged again
+
+
+def test_replica_acks_wait_1000_ms_by_default_then_refuse(redis_url: str) -> None:
+    """One server has no replica: with replica_acks=1 an enqueue waits for one the
+    default replica_ack_timeout_ms (1000), then raises ReplicaAckTimeout."""
+    app = App(redis_url + "?replica_acks=1")
+    assert app.broker.replica_ack_timeout_ms == 1000
+    began = time.monotonic()
+    with pytest.raises(ReplicaAckTimeout, match=r"reached 0 of the 1 replica.* within 1000 ms"):
+        app.send_task("sample.add", [1, 1])
+    waited = time.monotonic() - began
+    assert 0.95 <= waited < 1.8, f"waited {waited:.2f}s for a replica, not 1s"
+    assert queue_stats(app.redis, ["default"])["default"].ready == 1, "on the master"
+
+
+def test_replica_acks_beyond_the_replicas_there_are_refused(
+        sentinel_group: SentinelGroup) -> None:
+    """The group has two replicas: two acknowledgements come, a third never does."""
+    sentinel_group.flushall()
+    two = App(sentinel_group.url + "&replica_acks=2&replica_ack_timeout_ms=2000")
+    two.send_task("sample.add", [1, 1], queue="acks")
+    three = App(sentinel_group.url + "&replica_acks=3&replica_ack_timeout_ms=300")
+    with pytest.raises(ReplicaAckTimeout, match="reached 2 of the 3 replica"):
+        three.send_task("sample.add", [2, 2], queue="acks")
+    with pytest.raises(ReplicaAckTimeout, match="reached 2 of the 3 replica"):
+        three.send_many("sample.add", [[3, 3], [4, 4]], queue="acks")
 
 
 def test_a_scheduler_sends_the_next_tick_on_the_new_master_without_a_restart(

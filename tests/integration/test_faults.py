@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -107,6 +108,27 @@ def test_oversized_and_non_json_arguments_are_refused_at_the_producer(
         "the default limit (1 MiB) lets ordinary payloads through"
 
 
+def test_the_default_message_limit_is_1_mib(redis_url: str) -> None:
+    app = App(redis_url)
+
+    @app.task(name="sample.record")
+    def record(value: str) -> str:
+        return value
+
+    with pytest.raises(MessageTooLarge) as too_large:
+        record.delay("x" * (2 << 20))
+    found = re.search(r"the message is ([0-9,]+) bytes", str(too_large.value))
+    assert found is not None, str(too_large.value)
+    size = int(found[1].replace(",", ""))
+    envelope = size - (2 << 20)  # the message without its payload
+    assert "over the limit of 1,048,576" in str(too_large.value)
+    # 16 bytes of slack either side: the envelope's timestamp varies in length
+    assert record.delay("x" * ((1 << 20) - envelope - 16)).id, "just under 1 MiB: sent"
+    with pytest.raises(MessageTooLarge, match="over the limit of 1,048,576"):
+        record.delay("x" * ((1 << 20) - envelope + 16))
+    assert queue_stats(app.redis, ["default"])["default"].ready == 1
+
+
 def test_dead_letter_lists_are_capped_and_count_what_they_drop(
         redis_url: str, redis_client: redis.Redis, workers: list[WorkerProcess]) -> None:
     app = App(redis_url)
@@ -127,6 +149,31 @@ def test_dead_letter_lists_are_capped_and_count_what_they_drop(
     assert queue_stats(app.redis, ["default"])["default"].dead_trimmed == 5
     assert_stays("the cap holds", lambda: queue_stats(app.redis, ["default"])["default"].dead
                  == 1, 1.0)
+
+
+def test_a_dead_letter_list_keeps_10000_records_by_default_and_all_with_0(
+        redis_url: str, workers: list[WorkerProcess]) -> None:
+    app = App(redis_url)
+    count = 10_001
+    app.send_many("no.such.task", [[i] for i in range(count)], queue="capped")
+    app.send_many("no.such.task", [[i] for i in range(count)], queue="uncapped")
+    workers.append(WorkerProcess(redis_url, SAMPLE, ["capped"], pool="inline").start())
+    workers.append(WorkerProcess(redis_url, SAMPLE, ["uncapped"], pool="inline",
+                                 extra=["--dead-letter-limit", "0"]).start())
+
+    def settled() -> bool:
+        stats = queue_stats(app.redis, ["capped", "uncapped"])
+        return all(s.dead + s.dead_trimmed == count for s in stats.values())
+
+    wait_for("every task dead-lettered", settled, 180,
+             describe=lambda: str(queue_stats(app.redis, ["capped", "uncapped"])))
+    stats = queue_stats(app.redis, ["capped", "uncapped"])
+    assert (stats["capped"].dead, stats["capped"].dead_trimmed) == (10_000, 1)
+    assert (stats["uncapped"].dead, stats["uncapped"].dead_trimmed) == (count, 0)
+    capped = QueueKeys("capped").dead
+    assert json.loads(json.loads(app.redis.lindex(capped, 0))["body"])["args"] == [count - 1]
+    assert json.loads(json.loads(app.redis.lindex(capped, -1))["body"])["args"] == [1], \
+        "the oldest record went"
 
 
 def test_a_task_enqueued_twice_by_a_retried_script_is_queued_once(redis_url: str) -> None:
