@@ -29,6 +29,30 @@ def test_hourly_and_shortcuts() -> None:
         2026, 1, 1, 10, 15)
 
 
+@pytest.mark.parametrize(("alias", "after", "ticks"), [
+    # 2026-01-07 is a Wednesday
+    ("@weekly", utc(2026, 1, 7, 12), [utc(2026, 1, 11), utc(2026, 1, 18)]),
+    ("@monthly", utc(2026, 1, 7, 12), [utc(2026, 2, 1), utc(2026, 3, 1)]),
+    ("@yearly", utc(2026, 1, 7, 12), [utc(2027, 1, 1), utc(2028, 1, 1)]),
+    ("@annually", utc(2026, 1, 1), [utc(2027, 1, 1), utc(2028, 1, 1)]),
+    ("@midnight", utc(2026, 1, 7, 12), [utc(2026, 1, 8), utc(2026, 1, 9)]),
+    ("@WEEKLY", utc(2026, 1, 11), [utc(2026, 1, 18), utc(2026, 1, 25)]),
+])
+def test_weekly_monthly_and_yearly_aliases(alias: str, after: datetime,
+                                           ticks: list[datetime]) -> None:
+    cron = parse(alias)
+    first = next_tick(cron, zone("UTC"), after)
+    assert [first, next_tick(cron, zone("UTC"), first)] == ticks
+
+
+def test_aliases_tick_at_local_midnight() -> None:
+    # Sunday 2026-01-11 00:00 in Paris is Saturday 23:00 UTC
+    assert next_tick(parse("@weekly"), zone("Europe/Paris"), utc(2026, 1, 7)) == utc(
+        2026, 1, 10, 23)
+    assert next_tick(parse("@monthly"), zone("Europe/Paris"), utc(2026, 1, 7)) == utc(
+        2026, 1, 31, 23)
+
+
 def test_month_ends_and_leap_years() -> None:
     end_of_month = parse("0 12 31 * *")
     assert next_tick(end_of_month, zone("UTC"), utc(2026, 4, 1)) == utc(2026, 5, 31, 12)
