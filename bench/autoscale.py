@@ -1,9 +1,10 @@
 """Autoscaler reaction time and the cost of one observation cycle, on the local control plane.
 
 1. Reaction: time from a burst being enqueued to the Deployment's spec.replicas
-   changing, with the default poll (2 s), from zero and from one, repeated; and,
-   on the real node, from a burst on a pool at zero to the first task done in a
-   worker container that did not exist before (what a user waits for).
+   changing, with the default poll (2 s), from zero and from one, repeated; the
+   same for a burst sent by Celery's own client to a `runtime: celery` pool at
+   zero; and, on the real node, from a burst on a pool at zero to the first task
+   done in a worker container that did not exist before (what a user waits for).
 2. Cycle: one observation pass over 1,000 queues (one pipelined round trip),
    its Redis time from INFO commandstats, and decide() for 1,000 pools; then a
    real operator process managing 1,000 WorkerPools: its memory and CPU.
@@ -12,12 +13,17 @@ KEDA's documented defaults are printed beside the figures: a 30 s polling
 interval for activation from zero, then the HPA's 15 s sync period.
 
     python bench/autoscale.py [--json PATH] [--bursts N] [--pools N] [--quick]
+                              [--celery-only]
+
+`make bench` runs it in full and writes bench/results/autoscale.json, which the
+README quotes (bench/report.py); --celery-only runs the Celery reaction alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import sys
@@ -44,6 +50,10 @@ from tests.support.resources import task_queue, worker_pool
 
 KEDA = {"activation_poll_seconds": 30, "hpa_sync_seconds": 15}
 BENCH_APP = "bench.peers.taskfleet_app:app"
+BURST_TASKS = 100
+"""Tasks per burst in the reaction runs (native and Celery)."""
+COLD_BURST_TASKS = 20
+"""Tasks per burst on the real node's pool, where each task waits for a new container."""
 
 
 def pct(values: list[float], p: float) -> float:
@@ -86,7 +96,7 @@ def reaction(cluster: Cluster, ns: str, url: str, bursts: int, minimum: int) -> 
         wait(cluster, ns, name, lambda r: r == minimum)
         time.sleep(2.5)  # settle a whole poll period, so the burst lands at a random phase
         start = time.perf_counter()
-        app.send_many("bench.noop", [()] * 100, queue=name)
+        app.send_many("bench.noop", [()] * BURST_TASKS, queue=name)
         end = wait(cluster, ns, name, lambda r: r > minimum)
         times.append(end - start)
     clear(client, name)
@@ -121,7 +131,7 @@ def celery_reaction(cluster: Cluster, ns: str, url: str, bursts: int) -> list[fl
             wait(cluster, ns, name, lambda r: r == 0)
             time.sleep(2.5)  # a whole poll period, so the burst lands at a random phase
             start = time.perf_counter()
-            for i in range(100):
+            for i in range(BURST_TASKS):
                 producer.send_task("bench.noop", queue=name, priority=i % 10)
             end = wait(cluster, ns, name, lambda r: r > 0)
             times.append(end - start)
@@ -161,7 +171,7 @@ def container_start(cluster: Cluster, node: RealNode, ns: str, url: str, bursts:
             time.sleep(0.2)
         time.sleep(2.5)  # a whole poll period, so the burst lands at a random phase
         start, wall = time.perf_counter(), time.time()
-        results = app.send_many("bench.noop", [()] * 20, queue=name)
+        results = app.send_many("bench.noop", [()] * COLD_BURST_TASKS, queue=name)
         out["deployment_s"].append(wait(cluster, ns, name, lambda r: r > 0) - start)
         for r in results:
             r.get(timeout=120)
@@ -251,8 +261,6 @@ def _versions(cluster: Cluster, ns: str) -> set[tuple[str, str]]:
 
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    import os
-
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -286,7 +294,12 @@ def main() -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     server = RedisServer().start()
     cluster = Cluster(name="tf-bench").up()
-    result: dict[str, Any] = {"keda_documented_defaults": KEDA}
+    result: dict[str, Any] = {
+        "parameters": {"bursts": bursts, "burst_tasks": BURST_TASKS,
+                       "cold_burst_tasks": COLD_BURST_TASKS,
+                       "poll_seconds": ScalingPolicy().poll_seconds, "pools": pools,
+                       "machine_cpus": os.cpu_count()},
+        "keda_documented_defaults": KEDA}
     try:
         crds_applied(cluster)
         cluster.kubectl("create", "namespace", "bench")

@@ -19,6 +19,7 @@ gain more machines would bring.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from tests.support.redis_server import RedisServer
 ROOT = Path(__file__).resolve().parents[1]
 QUEUES = [f"spread-{i}" for i in range(12)]
 WORKERS = 4
+OBSERVE_PASSES = 20
 
 
 def _nodes(ports: list[int]) -> list[redis.Redis]:
@@ -104,7 +106,7 @@ def observe_cycle(url: str, count: int = 1000) -> dict[str, float]:
     directory = RedisDirectory(lambda ns, ref: "")
     read_queues(directory, queues)  # connect, load the script
     wall = []
-    for _ in range(20):
+    for _ in range(OBSERVE_PASSES):
         started = time.perf_counter()
         readings = read_queues(directory, queues)
         wall.append(time.perf_counter() - started)
@@ -117,7 +119,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tasks", type=int, default=24_000)
     args = parser.parse_args()
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {
+        "parameters": {"tasks": args.tasks, "queues": len(QUEUES), "workers": WORKERS,
+                       "observe_passes": OBSERVE_PASSES, "machine_cpus": os.cpu_count()}}
     single = RedisServer().start()
     try:
         results["single"] = {"throughput": throughput(single.url, _nodes([single.port]),

@@ -17,6 +17,7 @@ On a local Sentinel group (1 master, 2 replicas, 3 sentinels; down-after 1 s):
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +25,19 @@ from typing import Any
 
 from bench.report import write_json
 from taskfleet import App, queue_stats
-from tests.support.failover_run import SAMPLE, run_failover
+from tests.support.failover_run import PROBE_SECONDS, SAMPLE, run_failover
 from tests.support.processes import WorkerProcess
-from tests.support.sentinel_group import SentinelGroup
+from tests.support.sentinel_group import DOWN_AFTER_MS, SentinelGroup
 
 QUEUE = "cost"
+WORKERS = 2
+CONCURRENCY = 4
+"""Of each worker, in the failover runs and the cost run."""
+KILL_AT = 0.3
+"""The master is SIGKILLed once this share of the tasks is sent."""
+RATE = 500.0
+"""Sends per second in the failover runs."""
+COST_TASKS = 3000
 
 
 def _wait_empty(app: App, timeout: float = 300.0) -> None:
@@ -54,7 +63,7 @@ def cost(group: SentinelGroup, acks: int, n: int, log_dir: Path) -> dict[str, fl
     app.send_many("sample.add", [(i, 0) for i in range(n * 4)], queue=QUEUE)
     batch = n * 4 / (time.perf_counter() - started)
     url = group.url + (f"&replica_acks={acks}" if acks else "")
-    worker = WorkerProcess(url, SAMPLE, [QUEUE], concurrency=4,
+    worker = WorkerProcess(url, SAMPLE, [QUEUE], concurrency=CONCURRENCY,
                            log=log_dir / f"cost-{acks}.log").start()
     try:
         while not queue_stats(app.redis, [QUEUE])[QUEUE].in_flight:  # warm, then time
@@ -77,20 +86,29 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=5000)
     args = parser.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="taskfleet-bench-failover-"))
-    results: dict[str, Any] = {"tasks": args.tasks, "runs": {}, "cost": {}}
+    results: dict[str, Any] = {
+        "tasks": args.tasks,
+        "parameters": {"tasks": args.tasks, "rate": RATE, "workers": WORKERS,
+                       "concurrency": CONCURRENCY, "kill_at": KILL_AT,
+                       "down_after_ms": DOWN_AFTER_MS, "probe_ms": PROBE_SECONDS * 1000,
+                       "runs": args.runs, "cost_tasks": COST_TASKS,
+                       "machine_cpus": os.cpu_count()},
+        "runs": {}, "cost": {}}
     for acks in (0, 1):
         rows = []
         for _ in range(args.runs):
             group = SentinelGroup(password="data", sentinel_password="sentinel").start()
             try:
-                rows.append(run_failover(group, args.tasks, acks, log_dir).as_dict())
+                rows.append(run_failover(group, args.tasks, acks, log_dir, workers=WORKERS,
+                                         concurrency=CONCURRENCY, kill_at=KILL_AT,
+                                         rate=RATE).as_dict())
             finally:
                 group.close()
         results["runs"][f"replica_acks={acks}"] = rows
     group = SentinelGroup(password="data", sentinel_password="sentinel").start()
     try:
         for acks in (0, 1):
-            results["cost"][f"replica_acks={acks}"] = cost(group, acks, 3000, log_dir)
+            results["cost"][f"replica_acks={acks}"] = cost(group, acks, COST_TASKS, log_dir)
     finally:
         group.close()
     print(f"{'failover runs':<16}{'lost':>6}{'acked':>7}{'failover s':>12}"

@@ -1,10 +1,33 @@
-"""What every benchmark does with its figures at the end."""
+"""What every benchmark does with its figures at the end, and the README's figures made
+from them.
+
+Each table the README quotes is a block between two markers, made here from one
+JSON file in bench/results/; each figure the README quotes in prose is a sentence
+made here too. tests/unit/test_readme_figures.py fails when the README and the
+JSON files differ.
+
+    python -m bench.report            # print every block and sentence
+    python -m bench.report --check    # exit 1 when the README differs from the JSON files
+    python -m bench.report --write    # rewrite the README's blocks from the JSON files
+                                      # (sentences are printed for a hand edit)
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+TIMES = "\N{MULTIPLICATION SIGN}"
+DASH = "\N{EN DASH}"
 
 
 def write_json(path: Path | None, results: dict[str, Any]) -> None:
@@ -18,6 +41,39 @@ def write_json(path: Path | None, results: dict[str, Any]) -> None:
 
 def _n(value: float) -> str:
     return f"{value:,.0f}"
+
+
+def _s(value: float | None, digits: int = 2) -> str:
+    """Seconds, or what a timed-out wait recorded."""
+    return "not within the wait" if value is None else f"{value:.{digits}f} s"
+
+
+def _span(values: Iterable[float], digits: int = 1, unit: str = " s") -> str:
+    """``lo`` to ``hi`` with an en dash (or one value when they round the same)."""
+    ordered = sorted(values)
+    lo, hi = f"{ordered[0]:.{digits}f}", f"{ordered[-1]:.{digits}f}"
+    return f"{lo}{unit}" if lo == hi else f"{lo}{DASH}{hi}{unit}"
+
+
+# -- where each file comes from -----------------------------------------------------------
+
+SOURCES: dict[str, tuple[str, str]] = {
+    "throughput.json": ("bench", "bench/throughput.py"),
+    "autoscale.json": ("bench", "bench/autoscale.py"),
+    "pools.json": ("bench", "bench/pools.py"),
+    "failover.json": ("bench", "bench/failover.py"),
+    "cluster.json": ("bench", "bench/cluster.py"),
+    "chaos.json": ("chaos", "bench/chaos.py"),
+}
+"""Every file in bench/results/: the make target that writes it and the script it runs."""
+
+
+def source_line(name: str) -> str:
+    target, script = SOURCES[name]
+    return f"*`make {target}` wrote this (`{script}`, `bench/results/{name}`).*"
+
+
+# -- throughput.json ----------------------------------------------------------------------
 
 
 def throughput_table(results: dict[str, Any]) -> str:
@@ -40,7 +96,22 @@ def throughput_table(results: dict[str, Any]) -> str:
 
 def ratios_table(results: dict[str, Any]) -> str:
     """The README's list of ratios, from the same JSON."""
-    return "\n".join(f"| {name} | {value:.2f}x |" for name, value in results["ratios"].items())
+    lines = ["| ratio (medians) | |", "|---|---|"]
+    lines += [f"| {name} | {value:.2f}x |" for name, value in results["ratios"].items()]
+    return "\n".join(lines)
+
+
+def throughput_block(results: dict[str, Any]) -> str:
+    return "\n\n".join([throughput_table(results), ratios_table(results),
+                        source_line("throughput.json")])
+
+
+def throughput_sentences(results: dict[str, Any]) -> list[str]:
+    return [f"enqueues N tasks ({_n(results['tasks'])} here) and times until a shared counter "
+            f"says every body ran; the {results['rounds']} rounds are interleaved"]
+
+
+# -- pools.json ---------------------------------------------------------------------------
 
 
 def pools_table(results: dict[str, Any]) -> str:
@@ -68,3 +139,414 @@ def pools_table(results: dict[str, Any]) -> str:
     lines = ["| | measured | goal |", "|---|---|---|"]
     lines += [f"| {what} | {value} | {goal} |" for what, value, goal in rows]
     return "\n".join(lines)
+
+
+def pools_block(results: dict[str, Any]) -> str:
+    return "\n\n".join([pools_table(results), source_line("pools.json")])
+
+
+# -- autoscale.json -----------------------------------------------------------------------
+
+
+def autoscale_table(results: dict[str, Any]) -> str:
+    """The README's comparison with KEDA, from bench/autoscale.py's JSON."""
+    p, keda = results["parameters"], results["keda_documented_defaults"]
+    poll, sync = keda["activation_poll_seconds"], keda["hpa_sync_seconds"]
+    zero, one = results["reaction_from_zero"], results["reaction_from_one"]
+    first, c = results["from_zero_first_task_in_new_container"], results["cycle"]
+    rows = [
+        ("reaction to a burst on an idle pool (to the Deployment's new replica count)",
+         f"up to {poll} s (KEDA poll) + {sync} s (HPA sync), by documented defaults",
+         f"p95 **{zero['p95_s']:.2f} s** from zero, **{one['p95_s']:.2f} s** from one "
+         f"({zero['samples']} bursts of {p['burst_tasks']} tasks each, default "
+         f"{p['poll_seconds']:g} s poll)"),
+        ("burst on a pool at zero to the first task done in a new container",
+         f"{poll} s + {sync} s + pod start",
+         f"p95 **{first['p95_s']:.2f} s**, median {first['median_s']:.2f} s "
+         f"({first['samples']} bursts; real containers on the real node)"),
+        ("counts running tasks", "no: a busy pool can go to zero (keda#356)",
+         "ready + in flight, never zero while either is > 0"),
+        ("which pods go on scale-down", "any, mid-task (keda#2900, #3674, #6719)",
+         "idle first (pod-deletion-cost), busy ones drain"),
+        ("Redis unreachable", "can collapse to zero (keda#1850)",
+         "holds the count (or a fallback), MetricsAvailable=False"),
+        (f"reading {_n(c['queues'])} queues", "one list read per trigger",
+         f"one pipelined round trip: **{c['redis_ms_per_cycle']:g} ms** of Redis time"),
+        ("lost tasks on worker kill", "possible between BRPOP and `unacked` (celery#7950)",
+         "none: take and lease are one script"),
+        ("cron exactly once", "Celery Beat: one process, duplicates with two",
+         "the operator (or several `taskfleet beat`), exactly once per tick"),
+    ]
+    lines = ["| | KEDA (Redis scaler) + HPA + Celery | taskfleet |", "|---|---|---|"]
+    lines += [f"| {what} | {keda_side} | {ours} |" for what, keda_side, ours in rows]
+    return "\n".join(lines)
+
+
+def autoscale_block(results: dict[str, Any]) -> str:
+    return "\n\n".join([autoscale_table(results), source_line("autoscale.json")])
+
+
+def autoscale_sentences(results: dict[str, Any]) -> list[str]:
+    p, keda = results["parameters"], results["keda_documented_defaults"]
+    first, rc = results["from_zero_first_task_in_new_container"], \
+        results["reaction_celery_burst_from_zero"]
+    return [
+        # the demo's paragraph
+        f"`make bench` times the same path, to the first task done in a new container, on a "
+        f"{p['machine_cpus']}-core machine: median {first['median_s']:.2f} s, p95 "
+        f"{first['p95_s']:.2f} s over {first['samples']} bursts; `bench/results/autoscale.json`",
+        # the Celery section
+        f"Reaction: a burst of {p['burst_tasks']} tasks sent by a Celery client (`send_task`, "
+        f"priorities 0-9) takes a `runtime: celery` pool's Deployment from zero replicas to "
+        f"one in p95 **{rc['p95_s']:.2f} s** (median {rc['median_s']:.2f} s, {rc['samples']} "
+        f"bursts, default {p['poll_seconds']:g} s poll; `make bench`, "
+        f"`bench/results/autoscale.json`), where KEDA's documented defaults allow up to "
+        f"{keda['activation_poll_seconds']} s.",
+    ]
+
+
+# -- chaos.json ---------------------------------------------------------------------------
+
+CHAOS_PHASES = {
+    "worker_kills": "worker pods killed",
+    "redis_restart_always": "Redis crash, `appendfsync always`",
+    "redis_restart_everysec": "Redis crash, `appendfsync everysec`",
+    "redis_pause": "Redis paused",
+    "partition": "network partition",
+}
+
+
+def _scale_downs(phase: dict[str, Any]) -> int:
+    return sum(1 for s in phase["sigterms"] if s["reason"] != "end of phase")
+
+
+def _chaos_fault(name: str, phase: dict[str, Any], lease: float) -> str:
+    if name == "worker_kills":
+        return (f"{len(phase['sigkills'])} pods SIGKILLed and {_scale_downs(phase)} SIGTERMed "
+                f"(scale-down) at random while replacements start")
+    if name.startswith("redis_restart"):
+        return (f"redis-server SIGKILLed with {phase['in_flight_at_crash']} tasks in flight, "
+                f"restarted on its append-only file: down {_s(phase['down_s'])}")
+    if name == "redis_pause":
+        return (f"redis-server stopped (SIGSTOP) {_s(phase['paused_s'])}, past the {lease:g} s "
+                f"lease, {phase['in_flight_at_pause']} tasks in flight")
+    if name == "partition":
+        return (f"one pod's link down {_s(phase['link_down_s'])} (its own network namespace), "
+                f"{phase['held_at_cut']['held']} tasks held")
+    raise KeyError(name)
+
+
+def _chaos_after(name: str, phase: dict[str, Any]) -> str:
+    if name == "worker_kills":
+        return f"backlog done {_s(phase['drain_after_last_fault_s'])} after the last fault"
+    if name == "partition":
+        return (f"the cut-off pod took a task {_s(phase['cut_off_pod_first_task_after_link_up_s'])}"
+                " after the link came back")
+    return "every pod took tasks again" if phase["pods_resumed"] else "a pod took no task again"
+
+
+def _sigterm_codes(phases: dict[str, Any]) -> list[int]:
+    return [c for p in phases.values() if isinstance(p, dict)
+            for c in p.get("sigterm_exit_codes", [])]
+
+
+def chaos_table(results: dict[str, Any]) -> str:
+    """The README's table of faults, from bench/chaos.py's JSON."""
+    params, phases = results["parameters"], results["phases"]
+    lease = params["task_lease_seconds"]
+    lines = ["| phase | fault | tasks | lost | duplicates (bound) | then |",
+             "|---|---|---|---|---|---|"]
+    for name, label in CHAOS_PHASES.items():
+        phase = phases.get(name)
+        if phase is None:
+            continue
+        if "skipped" in phase:
+            lines.append(f"| {label} | skipped: {phase['skipped']} | | | | |")
+            continue
+        bound = phase.get("duplicate_bound")
+        dup = f"{phase['duplicates']}" + ("" if bound is None else f" ({bound})")
+        lines.append(f"| {label} | {_chaos_fault(name, phase, lease)} | {_n(phase['sent'])} | "
+                     f"{phase['lost']} | {dup} | {_chaos_after(name, phase)} |")
+    cp = phases.get("control_plane", {})
+    if "skipped" in cp:
+        lines.append(f"| control plane | skipped: {cp['skipped']} | | | | |")
+    elif cp:
+        a, b, s = cp["api_server_restart"], cp["operator_failover"], cp["schedule"]
+        lines.append(
+            f"| API server and etcd | both SIGKILLed during a burst, down {_s(a['api_down_s'])}"
+            f" | | | | the Deployment at its target ({a['target']} replicas) "
+            f"{_s(a['replicas_at_target_after_api_back_s'])} after the API server answered "
+            f"again; {a['target']} pods Ready (on kwok's fake nodes) "
+            f"{_s(a['ready_replicas_at_target_after_api_back_s'], 1)} after |")
+        lines.append(
+            f"| operator failover | the active operator SIGKILLed mid scale-up (at "
+            f"{b['replicas_when_killed']} of {b['target']} replicas), a standby running; "
+            f"leader lease {cp['leader_lease_seconds']:g} s | | | | the standby had the "
+            f"Deployment at {b['target']} {_s(b['replicas_at_target_after_kill_s'])} after the "
+            f"kill, {b['target']} pods Ready {_s(b['ready_replicas_at_target_after_kill_s'])} "
+            f"after |")
+        sent = sum(s["tasks_per_tick"].values())
+        late = max(s["sent_after_tick_s"].values(), default=0.0)
+        once = "each tick sent once" if s["exactly_once"] else "NOT each tick sent once"
+        lines.append(
+            f"| schedule | an every-minute schedule through both faults | "
+            f"{s['ticks_expected']} ticks | {s['ticks_expected'] - sent} | "
+            f"{s['tasks'] - sent} | {once}, at most {_s(late, 1)} after its time |")
+    codes = _sigterm_codes(phases)
+    exits = ("every exit code 0" if all(c == 0 for c in codes)
+             else f"exit codes {sorted(set(codes))}")
+    caption = (
+        f"{_n(params['tasks'])} tasks in all ({_n(params['worker_tasks'])} through the worker "
+        f"kills, {_n(params['paced_tasks'])} sent at a steady pace through each Redis or "
+        f"network fault), task leases of {lease:g} s, tasks of {params['task_ms'][0]}"
+        f"{DASH}{params['task_ms'][1]} ms on pods of `taskfleet worker --pool "
+        f"{params['pool']} --concurrency {params['concurrency_per_pod']}`, seed "
+        f"{params['seed']}, {params['machine_cpus']} cores; {len(codes)} SIGTERMs in all (the "
+        f"scale-downs and the pods stopped at each phase's end), {exits}. The whole run took "
+        f"{results['seconds']:.0f} s.")
+    return "\n".join(lines) + "\n\n" + caption
+
+
+def chaos_block(results: dict[str, Any]) -> str:
+    return "\n\n".join([chaos_table(results), source_line("chaos.json")])
+
+
+def chart_lease_seconds() -> float:
+    """The Helm chart's default leader lease (``leaderLeaseSeconds``)."""
+    values = yaml.safe_load((ROOT / "charts" / "taskfleet" / "values.yaml").read_text())
+    return float(values["leaderLeaseSeconds"])
+
+
+def chaos_sentences(results: dict[str, Any]) -> list[str]:
+    params, phases = results["parameters"], results["phases"]
+    ran = [p for name, p in phases.items() if name in CHAOS_PHASES and "skipped" not in p]
+    lost = sum(p["lost"] for p in ran)
+    duplicates = sum(p["duplicates"] for p in ran)
+    bound = sum(p.get("duplicate_bound", 0) for p in ran)
+    within = all(p.get("duplicates_within_bound", True) for p in ran)
+    codes = _sigterm_codes(phases)
+    cp = phases.get("control_plane", {})
+    ticks = ("each cron tick sent once" if cp.get("schedule", {}).get("exactly_once")
+             else "cron ticks not checked or not sent exactly once")
+    sentences = [
+        f"(`make chaos`, {_n(params['tasks'])} tasks, {params['task_lease_seconds']:g} s task "
+        f"leases; each phase in *Faults, measured*)",
+        f"**{lost} tasks lost**; {duplicates} duplicates, "
+        + ("each inside the duplicate window above" if within else "NOT all inside the window")
+        + f" (bound {bound}: the tasks the killed, paused or cut-off workers held); "
+        + ("every SIGTERM exit code 0" if all(c == 0 for c in codes)
+           else f"SIGTERM exit codes {sorted(set(codes))}")
+        + f"; {ticks}.",
+    ]
+    if "leader_lease_seconds" in cp:
+        lease, chart = cp["leader_lease_seconds"], chart_lease_seconds()
+        on = ("the Helm chart's default leader lease" if lease == chart
+              else f"a {lease:g} s leader lease (the Helm chart's default is {chart:g} s)")
+        sentences.append(f"with two operators on {on} and a burst that takes a pool to "
+                         f"{cp['api_server_restart']['target']} replicas")
+    everysec = phases.get("redis_restart_everysec", {})
+    if everysec.get("lost") == 0:
+        sentences.append("A SIGKILL of Redis does not lose what it wrote under `everysec` "
+                         "either (the kernel still has it)")
+    return sentences
+
+
+# -- failover.json ------------------------------------------------------------------------
+
+
+def failover_table(results: dict[str, Any]) -> str:
+    """The README's Sentinel failover table, from bench/failover.py's JSON."""
+    settings = list(results["runs"])
+    base = settings[0]
+
+    def row(label: str, cell: Callable[[str], str]) -> str:
+        return f"| {label} | " + " | ".join(cell(s) for s in settings) + " |"
+
+    def seconds(key: str) -> Callable[[str], str]:
+        return lambda s: _span(r[key] for r in results["runs"][s])
+
+    def rate(key: str) -> Callable[[str], str]:
+        def cell(s: str) -> str:
+            value = _n(results["cost"][s][key])
+            if s == base:
+                return value
+            return f"{value} ({results['cost'][s][key] / results['cost'][base][key]:.2f}{TIMES})"
+        return cell
+
+    lines = ["| | " + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|",
+             row("acknowledged enqueues lost, each run",
+                 lambda s: ", ".join(str(r["lost"]) for r in results["runs"][s])),
+             row("kill to new master agreed", seconds("failover_seconds")),
+             row("producer without a broker", seconds("producer_without_broker_seconds")),
+             row("scheduler (`taskfleet beat`'s pass) without a broker",
+                 seconds("beat_without_broker_seconds")),
+             row("operator's queue reads without a broker",
+                 seconds("operator_without_broker_seconds")),
+             row("workers without a broker (longest gap between finished tasks)",
+                 seconds("workers_without_broker_seconds")),
+             row("single `send_task` calls/s, one producer", rate("enqueue_per_second")),
+             row("batch enqueue (`delay_many`) tasks/s", rate("batch_enqueue_per_second")),
+             row(f"no-op tasks/s, one worker, concurrency {results['parameters']['concurrency']}",
+                 rate("worker_tasks_per_second"))]
+    return "\n".join(lines)
+
+
+def failover_block(results: dict[str, Any]) -> str:
+    return "\n\n".join([failover_table(results), source_line("failover.json")])
+
+
+def failover_sentences(results: dict[str, Any]) -> list[str]:
+    p, runs = results["parameters"], [r for rs in results["runs"].values() for r in rs]
+    extra = [r["workers_without_broker_seconds"] - r["failover_seconds"] for r in runs]
+    others = ("producer_without_broker_seconds", "beat_without_broker_seconds",
+              "operator_without_broker_seconds")
+    # "as soon as": within one probe of the sentinels' agreement, in every run
+    at_once = all(r[k] <= r["failover_seconds"] + 0.25 for r in runs for k in others)
+    lost = sum(r["lost"] for r in results["runs"]["replica_acks=0"])
+    unsafe = len(results["runs"]["replica_acks=0"])
+    return [
+        f"{_n(p['tasks'])} tasks at {p['rate']:g}/s, {p['workers']} workers, the master "
+        f"SIGKILLed after {_n(p['tasks'] * p['kill_at'])}; sentinels with "
+        f"`down-after-milliseconds {p['down_after_ms']}`; {p['runs']} runs each; a scheduler "
+        f"pass and the operator's queue read tried every {p['probe_ms']:g} ms",
+        ("Everything but the workers is back as soon as the sentinels agree"
+         if at_once else "Not everything but the workers is back when the sentinels agree")
+        + f"; the workers' extra {_span(extra)} is their reconnect backoff",
+        f"losses without the opt-in are rare here ({lost} acknowledged enqueue"
+        f"{'' if lost == 1 else 's'} lost in the {unsafe} runs above)",
+    ]
+
+
+# -- cluster.json -------------------------------------------------------------------------
+
+
+def cluster_table(results: dict[str, Any]) -> str:
+    """The README's scale-out table, from bench/cluster.py's JSON."""
+    p, s, c, ratios = (results["parameters"], results["single"], results["cluster"],
+                       results["ratios"])
+    masters = c["throughput"]["masters"]
+    st, ct = s["throughput"], c["throughput"]
+    lines = [f"| | one redis-server | Redis Cluster, {len(masters)} masters | cluster / one |",
+             "|---|---|---|---|",
+             f"| no-op tasks/s ({_n(st['tasks'])} tasks on {p['queues']} queues, "
+             f"{p['workers']} workers serving {p['queues'] // p['workers']} queues each) | "
+             f"{_n(st['tasks_per_second'])} | {_n(ct['tasks_per_second'])} | "
+             f"**{ratios['cluster_vs_single_tasks_per_second']:.2f}{TIMES}** |",
+             f"| one read of {_n(s['observe']['queues'])} queues (median of "
+             f"{p['observe_passes']}) | {s['observe']['observe_wall_ms_median']:.0f} ms | "
+             f"{c['observe']['observe_wall_ms_median']:.0f} ms | "
+             f"**{ratios['cluster_vs_single_observe_ms']:.2f}{TIMES}** |",
+             f"| Redis commands per master | {_n(st['masters'][0]['commands'])} | "
+             f"{_span((m['commands'] for m in masters), 0, '')} | |",
+             f"| queues per master | {p['queues']} | "
+             f"{_span(c['queues_per_master'].values(), 0, '')} | |"]
+    return "\n".join(lines)
+
+
+def cluster_block(results: dict[str, Any]) -> str:
+    return "\n\n".join([cluster_table(results), source_line("cluster.json")])
+
+
+def cluster_sentences(results: dict[str, Any]) -> list[str]:
+    p, masters = results["parameters"], results["cluster"]["throughput"]["masters"]
+    return [f"What limits it here: {2 * len(masters)} redis-server processes, {p['workers']} "
+            f"workers and the producer on {p['machine_cpus']} cores"]
+
+
+# -- the README ---------------------------------------------------------------------------
+
+BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "throughput.json": throughput_block,
+    "pools.json": pools_block,
+    "autoscale.json": autoscale_block,
+    "chaos.json": chaos_block,
+    "failover.json": failover_block,
+    "cluster.json": cluster_block,
+}
+"""The README's tables, one block per file."""
+
+SENTENCES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "throughput.json": throughput_sentences,
+    "autoscale.json": autoscale_sentences,
+    "chaos.json": chaos_sentences,
+    "failover.json": failover_sentences,
+    "cluster.json": cluster_sentences,
+}
+"""The README's figures in prose (compared with the README's text as one line)."""
+
+
+def begin_marker(name: str) -> str:
+    return f"<!-- generated by bench/report.py from bench/results/{name}; do not edit -->"
+
+
+END_MARKER = "<!-- end of generated block -->"
+
+
+def load(name: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads((RESULTS / name).read_text())
+    return result
+
+
+def readme_block(readme: str, name: str) -> str | None:
+    """The text between a file's markers in the README, None when they are missing."""
+    found = re.search(re.escape(begin_marker(name)) + r"\n(?:(.*?)\n)?" + re.escape(END_MARKER),
+                      readme, re.DOTALL)
+    return None if found is None else found.group(1) or ""
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def differences(readme: str) -> list[str]:
+    """What the README says that its JSON files do not (empty when they agree)."""
+    out = []
+    for name, block in BLOCKS.items():
+        if readme_block(readme, name) != block(load(name)):
+            out.append(f"{name}: the README's block differs from what `python -m bench.report`"
+                       " makes")
+    flat = one_line(readme)
+    for name, sentences in SENTENCES.items():
+        out += [f"{name}: the README lacks: {s}" for s in sentences(load(name))
+                if one_line(s) not in flat]
+    return out
+
+
+def rewritten(readme: str) -> str:
+    for name, block in BLOCKS.items():
+        marked = f"{begin_marker(name)}\n{block(load(name))}\n{END_MARKER}"
+        pattern = re.escape(begin_marker(name)) + r"\n(?:.*?\n)?" + re.escape(END_MARKER)
+        readme, count = re.subn(pattern, marked.replace("\\", "\\\\"), readme,
+                                flags=re.DOTALL)
+        if count != 1:
+            raise SystemExit(f"README.md: {count} blocks marked for {name}; put one in by hand "
+                             f"between '{begin_marker(name)}' and '{END_MARKER}'")
+    return readme
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    action = parser.add_mutually_exclusive_group()
+    action.add_argument("--check", action="store_true",
+                        help="exit 1 when the README differs from bench/results/*.json")
+    action.add_argument("--write", action="store_true",
+                        help="rewrite the README's generated blocks")
+    args = parser.parse_args()
+    if args.write:
+        README.write_text(rewritten(README.read_text()))
+        print(f"rewrote the generated blocks of {README.name}")
+    if args.check or args.write:
+        problems = differences(README.read_text())
+        for problem in problems:
+            print(problem)
+        return 1 if problems else 0
+    for name, block in BLOCKS.items():
+        print(f"{begin_marker(name)}\n{block(load(name))}\n{END_MARKER}\n")
+        for sentence in SENTENCES[name](load(name)) if name in SENTENCES else []:
+            print(f"  prose: {sentence}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

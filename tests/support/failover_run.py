@@ -30,6 +30,8 @@ from .waiting import wait_for
 
 SAMPLE = "tests.integration.apps.sample:app"
 QUEUE = "failover"
+PROBE_SECONDS = 0.05
+"""How often the scheduler and operator probes try Redis."""
 
 
 @dataclass
@@ -63,7 +65,7 @@ class FailoverFigures:
 
 
 class Poller(threading.Thread):
-    """Calls ``probe`` every 50 ms until stopped; remembers the longest run of failures
+    """Calls ``probe`` every PROBE_SECONDS until stopped; remembers the longest run of failures
     (a probe returns False or raises a Redis error)."""
 
     def __init__(self, probe: Callable[[], bool]) -> None:
@@ -74,7 +76,7 @@ class Poller(threading.Thread):
 
     def run(self) -> None:
         failing_since: float | None = None
-        while not self.stop.wait(0.05):
+        while not self.stop.wait(PROBE_SECONDS):
             try:
                 ok = self.probe()
             except (redis.RedisError, OSError):

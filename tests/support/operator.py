@@ -16,10 +16,13 @@ class OperatorProcess:
     """Short, so a standby takes over within seconds in failover tests."""
 
     def __init__(self, cluster: Cluster, namespace: str, log_path: Path,
-                 lease_namespace: str | None = None) -> None:
+                 lease_namespace: str | None = None, lease_seconds: float | None = None
+                 ) -> None:
+        self.lease_seconds = self.LEADER_LEASE_SECONDS if lease_seconds is None \
+            else lease_seconds
         self.argv = [sys.executable, "-m", "taskfleet", "operator", "--namespace", namespace,
                      "--leader-lease-namespace", lease_namespace or namespace,
-                     "--leader-lease-seconds", str(self.LEADER_LEASE_SECONDS),
+                     "--leader-lease-seconds", str(self.lease_seconds),
                      "--worker-image", "taskfleet/worker:test"]
         self.env = {**cluster.env, "KUBECONFIG": str(cluster.kubeconfig)}
         self.lease_name = leader_lease_name(namespace)

@@ -20,6 +20,8 @@ from .processes import stop_all
 from .redis_server import free_port
 
 MASTER_NAME = "tfmaster"
+DOWN_AFTER_MS = 1000
+"""How long a master must be silent before the sentinels call it down."""
 
 
 class SentinelGroup:
@@ -77,7 +79,7 @@ class SentinelGroup:
             conf = self.dir / f"sentinel-{port}.conf"
             lines = [f"port {port}", "bind 127.0.0.1", f"dir {self.dir}",
                      f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2",
-                     f"sentinel down-after-milliseconds {MASTER_NAME} 1000",
+                     f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}",
                      f"sentinel failover-timeout {MASTER_NAME} 5000",
                      f"sentinel parallel-syncs {MASTER_NAME} 2"]
             if self.password:
