@@ -17,7 +17,7 @@ from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.processes import WorkerProcess
 from tests.support.redis_server import RedisServer
-from tests.support.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
+from tests.support.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue, worker_pool
 from tests.support.waiting import assert_stays, wait_for
 
 
@@ -145,6 +145,20 @@ def test_invalid_worker_pool_is_refused_by_the_api_server(crds: Cluster, namespa
         "apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue",
         "metadata": {"name": "bad"}, "spec": {"redis": {}}}), namespace=namespace, check=False)
     assert "give exactly one of redis.url and redis.urlFrom" in out.stderr
+
+
+def test_kubectl_finds_both_kinds_by_category_and_short_name(crds: Cluster,
+                                                             namespace: str) -> None:
+    apply_queue(crds, namespace, "films", "redis://127.0.0.1:6379/0")
+    crds.apply(yaml.safe_dump(worker_pool("films", ["films"])), namespace=namespace)
+
+    def listed(kind: str) -> list[str]:
+        return sorted(crds.kubectl("get", kind, "-o", "name", namespace=namespace).stdout.split())
+
+    assert listed("taskfleet") == ["taskqueue.taskfleet.dev/films",
+                                   "workerpool.taskfleet.dev/films"]
+    assert listed("tq") == ["taskqueue.taskfleet.dev/films"]
+    assert listed("wp") == ["workerpool.taskfleet.dev/films"]
 
 
 def test_missing_queue_is_reported_and_nothing_is_created(pools: Callable[[str], Pool],

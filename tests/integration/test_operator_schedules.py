@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,3 +79,45 @@ def test_schedule_fires_once_per_tick_across_a_failover(cluster: Cluster, namesp
         assert "lastTaskId" not in statuses["paused"]
     finally:
         standby.stop()
+
+
+def test_the_api_server_refuses_a_cron_of_the_wrong_shape(crds: Cluster, namespace: str
+                                                          ) -> None:
+    def apply(cron: str) -> subprocess.CompletedProcess[str]:
+        return crds.apply(yaml.safe_dump(task_queue("reports", "redis://127.0.0.1:6379/0",
+                                                    schedules=[{"name": "r", "cron": cron,
+                                                                "task": "t"}])),
+                          namespace=namespace, check=False)
+
+    for bad in ["* * * *", "* * * * * *", "", "@fortnightly", "@weekly 0"]:
+        out = apply(bad)
+        assert out.returncode != 0, f"cron {bad!r} was accepted"
+        assert "spec.schedules[0].cron" in out.stderr
+        assert "cron must have five fields" in out.stderr
+    assert crds.get("taskqueue", "reports", namespace) is None
+    for good in ["@weekly", "@monthly", "@yearly", "@annually", "@daily", "@midnight",
+                 "@hourly", "*/5 9-17 * jan-jun mon-fri", " 0  12 * * * "]:
+        out = apply(good)
+        assert out.returncode == 0, f"cron {good!r} was refused: {out.stderr}"
+
+
+def test_a_cron_value_out_of_range_is_a_condition_and_a_warning(
+        cluster: Cluster, namespace: str, operator: OperatorProcess, redis_url: str) -> None:
+    """What the API server's shape check lets through, the operator reports."""
+    cluster.apply(yaml.safe_dump(task_queue("reports", redis_url, schedules=[
+        {"name": "minute", "cron": "61 * * * *", "task": "t"},
+        {"name": "feb", "cron": "0 0 31 2 *", "task": "t"}])), namespace=namespace)
+
+    def schedules_valid() -> dict[str, Any]:
+        return next((c for c in _status(cluster, namespace, "reports").get("conditions", [])
+                     if c["type"] == "SchedulesValid"), {})
+
+    wait_for("SchedulesValid=False", lambda: schedules_valid().get("status") == "False", 30,
+             describe=operator.log)
+    message = schedules_valid()["message"]
+    assert "spec.schedules['minute'].cron: cron minute field '61': values must be within " \
+           "0-59" in message
+    assert "spec.schedules['feb'].cron: cron '0 0 31 2 *' never fires" in message
+    warnings = wait_for("a Warning event", lambda: [
+        e for e in cluster.list("events", namespace) if e["reason"] == "InvalidSchedule"], 10)
+    assert [e["type"] for e in warnings] == ["Warning"]
