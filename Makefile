@@ -4,7 +4,7 @@ VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
 
-.PHONY: setup lock deps-upgrade test test-unit test-integration test-e2e lint demo bench chaos cluster-up cluster-down clean
+.PHONY: setup lock deps-upgrade test-lowest test test-unit test-integration test-e2e lint demo bench chaos cluster-up cluster-down clean
 
 setup:
 	@hack/setup.sh
@@ -18,6 +18,10 @@ lock:
 deps-upgrade:
 	@hack/lock.sh --upgrade
 	@$(MAKE) --no-print-directory lint test-unit
+
+# The unit tests on the lowest releases pyproject.toml's ranges allow (.venv-lowest).
+test-lowest: setup
+	@hack/lowest.sh
 
 # Test processes in parallel (pytest-xdist): each owns its Redis servers and worker
 # processes, all share one control plane (a namespace per test). A test file stays on
@@ -66,7 +70,7 @@ cluster-down:
 	@hack/testenv/cluster.sh down taskfleet
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-lowest .mypy_cache .ruff_cache .hypothesis
 
 # The worker, operator and video-site images from their Dockerfiles, without a
 # Docker engine (podman's storage); SAVE=1 also writes OCI archives for containerd.

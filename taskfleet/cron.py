@@ -108,7 +108,8 @@ def _value(text: str, names: dict[str, int]) -> int:
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: some tzdata releases raise IsADirectoryError for a region ("America").
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise CronError(f"unknown time zone {name!r}: use an IANA name such as UTC or "
                         "Europe/Paris") from None
 

@@ -5,7 +5,7 @@ Tests run in parallel (pytest-xdist, ``make test``): every test process owns its
 servers and processes, and all of them share one control plane (a namespace per test),
 started by the first test that needs it and removed by the controlling process at the
 end of the run. No test is skipped silently: a skip fails the run unless an opt-out in
-``OPT_OUTS`` asked for it (see the README's Development section)."""
+``tests/support/skips.py`` asked for it."""
 
 from __future__ import annotations
 
@@ -33,14 +33,10 @@ from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_server import RedisServer
 from tests.support.resources import Pool
 from tests.support.sentinel_group import SentinelGroup
+from tests.support.skips import OPT_OUTS, allowed_skip, skip_for_opt_out
 
 RUN_DIR = "TASKFLEET_TEST_RUN_DIR"
 """Where the test processes of one run meet: the shared control plane's state."""
-
-OPT_OUTS = {"TASKFLEET_REAL_NODE": "0"}
-"""The only reasons a test may skip: a part the run was told to leave out (variable and
-the value that turns it off). Any other skip is a failure."""
-
 
 def controls_the_run(config: pytest.Config) -> bool:
     """True in the process that runs the session: pytest itself, or xdist's controller."""
@@ -66,24 +62,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def skip_for_opt_out(variable: str, what: str) -> None:
-    """Skip the calling test when ``variable`` turns ``what`` off; otherwise return."""
-    if os.environ.get(variable) == OPT_OUTS[variable]:
-        pytest.skip(f"{what} is off ({variable}={OPT_OUTS[variable]})")
-
-
-def _allowed_skip(reason: str) -> bool:
-    return any(f"({var}={value})" in reason and os.environ.get(var) == value
-               for var, value in OPT_OUTS.items())
-
-
 def _fail_silent_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
     if not report.skipped or hasattr(report, "wasxfail"):
         return
     longrepr: Any = report.longrepr
     reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)
     reason = reason.removeprefix("Skipped: ")
-    if _allowed_skip(reason):
+    if allowed_skip(reason):
         return
     report.outcome = "failed"
     report.longrepr = (f"skipped, and no opt-out asked for it: {reason}\n"

@@ -21,6 +21,7 @@ from taskfleet_operator.deployment import build_deployment
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
 from taskfleet_operator.policy import SpecError
 from taskfleet_operator.protocols import celery, rq
+from tests.support.skips import skip_for_opt_out
 
 
 class Clock:
@@ -247,6 +248,7 @@ def test_any_text_decodes_or_raises_message_error(text: str) -> None:
 def test_celery_takes_the_broker_url_from_the_environment_before_the_apps_own(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Why a runtime celery pool sets CELERY_BROKER_URL: it wins over what the app says."""
+    skip_for_opt_out("TASKFLEET_DEPS", "Celery (a benchmark peer)")
     from celery import Celery
 
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://from-the-pool:6379/0")
