@@ -308,13 +308,16 @@ down() {
     sleep 0.2
   done
   stop_pidfile "$dir/containerd.pid" 10
-  pids=$(node_pids)
-  if [ -n "$pids" ]; then
+  # Again until none is left: on a loaded machine a shim may still be starting a
+  # process into the namespace while the first ones die.
+  local deadline=$((SECONDS + 15))
+  while pids=$(node_pids) && [ -n "$pids" ] && ((SECONDS < deadline)); do
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
     # shellcheck disable=SC2086
-    wait_gone 5 $pids || log "processes still running after SIGKILL: $pids"
-  fi
+    wait_gone 2 $pids || true
+  done
+  [ -z "$pids" ] || log "processes still running after SIGKILL: $pids"
   rm -f "$dir/mntns"
   ((${#deleting[@]} == 0)) || wait "${deleting[@]}" || true
   local m
