@@ -147,13 +147,17 @@ def test_invalid_worker_pool_is_refused_by_the_api_server(crds: Cluster, namespa
     assert "give exactly one of redis.url and redis.urlFrom" in out.stderr
 
 
-def test_kubectl_finds_both_kinds_by_category_and_short_name(crds: Cluster,
-                                                             namespace: str) -> None:
+def test_kubectl_finds_both_kinds_by_category_and_short_name(crds: Cluster, namespace: str,
+                                                             tmp_path: Path) -> None:
     apply_queue(crds, namespace, "films", "redis://127.0.0.1:6379/0")
     crds.apply(yaml.safe_dump(worker_pool("films", ["films"])), namespace=namespace)
 
     def listed(kind: str) -> list[str]:
-        return sorted(crds.kubectl("get", kind, "-o", "name", namespace=namespace).stdout.split())
+        # A discovery cache of its own: what the API server says, not what kubectl kept
+        # from an earlier cluster on the same port.
+        out = crds.kubectl("--cache-dir", str(tmp_path / "kube-cache"), "get", kind, "-o",
+                           "name", namespace=namespace)
+        return sorted(out.stdout.split())
 
     assert listed("taskfleet") == ["taskqueue.taskfleet.dev/films",
                                    "workerpool.taskfleet.dev/films"]
