@@ -340,7 +340,10 @@ def test_a_long_task_never_holds_prefetched_tasks_hostage(app: App, redis_url: s
     long = app.send_task("sample.sleep_record", ["long", 4.0])
     shorts = [app.send_task("sample.record", [f"s{i}"]) for i in range(8)]
     start(workers, redis_url, pool="processes")
-    wait_for("long task started", lambda: runs(redis_client, "started") == ["long"], 20)
+    wait_for("long task started", lambda: runs(redis_client, "started") == ["long"], 20,
+             interval=0.02)
+    assert queue_stats(app.redis, ["default"])["default"].ready == 0, \
+        "the short tasks were prefetched with the long one (else nothing here is held)"
     start(workers, redis_url, pool="processes")
     for r in shorts:
         r.get(timeout=20)
