@@ -1,4 +1,9 @@
-"""The ``taskfleet`` command: worker, send, inspect, dead, health, beat, dashboard, operator."""
+"""The ``taskfleet`` command: worker, send, inspect, dead, health, beat, dashboard, operator.
+
+Light to import: redis-py and the runtime are imported by the commands that use them, so
+a worker holds stop signals (signals.hold_stop_signals) within milliseconds of its start,
+and a liveness probe (``taskfleet health``) imports nothing it does not need.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,25 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import redis
+from .signals import (
+    SUPERVISOR_PID_ENV,
+    exit_with_parent,
+    hold_stop_signals,
+    ignore_stop_signals,
+)
 
-from . import heartbeat, keys
-from .app import App
-from .celery_wire import DEFAULT_PRIORITY_STEPS
-from .connection import Client, broker_url, connect, text
-from .errors import ConfigError, MessageTooLarge, ResultTimeout, TaskFailed
-from .signals import SUPERVISOR_PID_ENV, exit_with_parent, hold_stop_signals
-from .stats import queue_stats
+if TYPE_CHECKING:
+    from .app import App
+    from .connection import Client
 
 
 def load_app(path: str) -> App:
     """Import ``package.module:attribute`` and return the App it names."""
+    from .app import App
+    from .errors import ConfigError
+
     module_name, sep, attr = path.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(f"--app {path!r} must look like package.module:app")
@@ -193,9 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command; ``argv`` None when it is the process (the signal handling is then
+    the process's own: a test's call with arguments leaves its signals alone)."""
     args = build_parser().parse_args(argv)
-    if args.command == "worker":
+    owns_signals = argv is None and args.command == "worker"
+    if owns_signals:
         hold_stop_signals()
+    import redis
+
+    from .errors import ConfigError, MessageTooLarge
+
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -206,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except redis.RedisError as exc:
         print(f"taskfleet: redis error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if owns_signals:  # drained or failed: a stop now has nothing left to stop
+            ignore_stop_signals()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -213,6 +232,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _health(Path(args.file), args.max_age)
     if args.command == "operator":
         return _operator(args)
+    from .app import App
+    from .connection import broker_url, connect
+    from .errors import ConfigError, ResultTimeout, TaskFailed
+
     url = broker_url(args.broker)
     if args.command == "worker":
         return _worker(args, url)
@@ -257,6 +280,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, url: str) -> int:
+    from .celery_wire import DEFAULT_PRIORITY_STEPS
+    from .errors import ConfigError
+
     stray = [q for q in args.celery_queues if q not in args.queues]
     if stray:
         raise ConfigError(f"--celery-queues {stray[0]}: list it in --queues too (the order "
@@ -289,7 +315,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
     from .worker import Worker, WorkerSettings
 
     supervisor = os.environ.get(SUPERVISOR_PID_ENV)
-    if supervisor and args.pool == "inline":
+    supervised = bool(supervisor) and args.pool == "inline"
+    if supervisor and supervised:
         exit_with_parent(int(supervisor))
     app = load_app(args.app)
     app.configure(url)
@@ -308,11 +335,13 @@ def _worker(args: argparse.Namespace, url: str) -> int:
     settings = WorkerSettings(queues=args.queues, concurrency=args.concurrency, pool=args.pool,
                               drain_timeout=args.drain_timeout,
                               task_lease_seconds=args.task_lease_seconds,
-                              health_file=args.health_file)
+                              health_file=args.health_file, supervised=supervised)
     return Worker(app, settings, metrics).run()
 
 
 def _dashboard(args: argparse.Namespace, client: Client) -> int:
+    from .errors import ConfigError
+
     try:
         from .dashboard import ActionSettings, RedisSource, build_app, serve
         from .dashboard.server import TOKEN_ENV
@@ -331,6 +360,8 @@ def _dashboard(args: argparse.Namespace, client: Client) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+
     try:
         from taskfleet_operator.main import run
         from taskfleet_operator.runtime import OperatorConfig
@@ -355,6 +386,10 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _inspect(client: Client, names: list[str], as_json: bool) -> int:
+    from . import heartbeat, keys
+    from .connection import text
+    from .stats import queue_stats
+
     if not names:
         names = sorted({keys.queue_of_key(text(k)) for pattern in keys.QUEUE_SCAN_PATTERNS
                         for k in client.scan_iter(match=pattern, count=1000)})

@@ -8,7 +8,8 @@ the loop.
 
 SIGTERM drains: no new tasks, running ones finish within ``drain_timeout``,
 the rest go back to the front of their queue, exit code 0. A second SIGTERM
-or the end of the drain window returns the running tasks at once.
+(for a pool child, its supervisor's signals.FORCE_STOP) or the end of the drain
+window returns the running tasks at once.
 """
 
 from __future__ import annotations
@@ -68,6 +69,10 @@ class WorkerSettings:
     """Visibility timeout of a taken task (default: the app's)."""
     health_file: str | None = None
     """Touched on each heartbeat that reached Redis (``taskfleet health``)."""
+    supervised: bool = False
+    """A child of the processes pool. It may get each stop twice (from the process
+    group and from its supervisor), so a repeated SIGTERM drains once; only the
+    supervisor's signals.FORCE_STOP returns running tasks."""
 
     def __post_init__(self) -> None:
         if not self.queues:
@@ -166,6 +171,7 @@ class Worker:
         self._lock = threading.Lock()  # guards running and the buffer against the keeper
         self.draining = False
         self.forced = False
+        self._interrupted = False  # ShutdownInterrupt raised into the task once, never twice
         self._stop = threading.Event()
         self._beat_now = threading.Event()  # asks the keeper for a heartbeat now
         self._published_busy = False
@@ -180,11 +186,15 @@ class Worker:
 
     def run(self) -> int:
         """Serve until drained; returns the process exit code."""
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        for sig in signals.STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+        signal.signal(signals.FORCE_STOP, self._on_force_stop)
         signal.signal(signals.ORPHANED, self._on_orphaned)
         for signum in signals.take_held():  # a stop that came while the app loaded
-            self._on_signal(signum, None)
+            if signum == signals.FORCE_STOP:
+                self._on_force_stop(signum, None)
+            else:
+                self._on_signal(signum, None)
         self._start_thread(self._keeper, "keeper")
         self._start_thread(self._waker, "waker")
         if not self.inline:
@@ -450,20 +460,29 @@ class Worker:
             timer.daemon = True
             timer.start()
             return
-        log.info("signal %d again: returning running tasks to their queues", signum)
-        self.stop(force=True)
-        if self._inline_busy:
-            raise ShutdownInterrupt()
+        if self.settings.supervised:  # the same stop from the group and the supervisor
+            return
+        self._on_force_stop(signum, frame)
+
+    def _on_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        if not self.forced:
+            log.info("signal %d %s: returning running tasks to their queues", signum,
+                     "again" if signum in signals.STOP_SIGNALS else "(stop now)")
+        self._return_running_now()
 
     def _on_orphaned(self, signum: int, frame: FrameType | None) -> None:
         log.warning("the pool's supervisor is gone: returning %d task(s) to their queues and "
                     "exiting", len(self.running))
+        self._return_running_now()
+
+    def _return_running_now(self) -> None:
         self.stop(force=True)
-        if self._inline_busy:
+        if self._inline_busy and not self._interrupted:
+            self._interrupted = True
             raise ShutdownInterrupt()
 
     def _drain_expired(self) -> None:
         if self.running:
             log.info("drain window of %.0fs over: returning running tasks",
                      self.settings.drain_timeout)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signals.FORCE_STOP)  # the main thread runs the handler
