@@ -37,8 +37,11 @@ class Cluster:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="taskfleet-kwok-"))
         self.kubeconfig = self.workdir / "kubeconfig"
         self.bin = binaries_dir()
+        # kubectl's discovery cache is its own: it is kept per host and port, and a
+        # later cluster on a reused port would answer from an earlier one's.
         self.env = {**os.environ, "KWOK_WORKDIR": str(self.workdir / "kwok"),
                     "KUBECONFIG": str(self.kubeconfig),
+                    "KUBECACHEDIR": str(self.workdir / "kube-cache"),
                     "PATH": f"{self.bin}:{os.environ.get('PATH', '')}"}
 
     @property
