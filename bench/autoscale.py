@@ -35,7 +35,7 @@ import redis
 import yaml
 from celery import Celery
 
-from bench.report import write_json
+from bench.report import LoadWatch, write_json
 from taskfleet import App, celery_wire, keys
 from taskfleet_operator.decide import History, Observation, decide
 from taskfleet_operator.model import RedisRef, TaskQueue
@@ -300,6 +300,7 @@ def main() -> int:
                        "poll_seconds": ScalingPolicy().poll_seconds, "pools": pools,
                        "machine_cpus": os.cpu_count()},
         "keda_documented_defaults": KEDA}
+    load = LoadWatch().start()
     try:
         crds_applied(cluster)
         cluster.kubectl("create", "namespace", "bench")
@@ -309,6 +310,7 @@ def main() -> int:
                 "reaction to a Celery burst, from zero",
                 celery_reaction(cluster, "bench", server.url, bursts))
             if args.celery_only:
+                result["parameters"]["machine"] = load.summary()
                 return _celery_table(result, args.json)
             for minimum, label in ((0, "from_zero"), (1, "from_one")):
                 times = reaction(cluster, "bench", server.url, bursts, minimum)
@@ -329,6 +331,8 @@ def main() -> int:
         result["operator"] = operator_footprint(cluster, "footprint", server.url, pools, tmp)
         print(f"operator: {result['operator']}", flush=True)
     finally:
+        load.stop()
+        result["parameters"]["machine"] = load.summary()
         cluster.down()
         server.close()
 

@@ -59,7 +59,7 @@ import redis
 import yaml
 
 from bench.peers.chaos_tasks import LEDGER_ENV, last_key, runs_key
-from bench.report import chart_lease_seconds, write_json
+from bench.report import LoadWatch, chart_lease_seconds, write_json
 from taskfleet import App, keys, live_workers, queue_stats
 from taskfleet.broker import message_json
 from taskfleet.connection import text
@@ -1143,7 +1143,8 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     print(f"chaos run: {plan.total_tasks} tasks, seed {args.seed}, logs in {logs}", flush=True)
     started = time.monotonic()
-    phases = run_phases(plan, args.seed, logs, only)
+    with LoadWatch() as load:
+        phases = run_phases(plan, args.seed, logs, only)
     if not plan.control_plane:
         phases["control_plane"] = {"skipped": "--short" if args.short else "--no-control-plane"}
     results: dict[str, Any] = {
@@ -1152,7 +1153,7 @@ def main() -> int:
                        "task_lease_seconds": LEASE_SECONDS, "task_ms": list(TASK_MS),
                        "pool": "processes", "concurrency_per_pod": CONCURRENCY,
                        **dataclasses.asdict(plan),
-                       "machine_cpus": os.cpu_count()},
+                       "machine_cpus": os.cpu_count(), "machine": load.summary()},
         "phases": phases,
         "seconds": round(time.monotonic() - started, 1)}
     results["promises"] = promises(phases)

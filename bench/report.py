@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import statistics
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,51 @@ RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 TIMES = "\N{MULTIPLICATION SIGN}"
 DASH = "\N{EN DASH}"
+
+
+class LoadWatch:
+    """The machine's 1-minute load average, sampled while a benchmark runs: the machine
+    is shared, and a figure taken while other work ran says so in its JSON."""
+
+    def __init__(self, every_seconds: float = 5.0) -> None:
+        self.every_seconds = every_seconds
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def start(self) -> LoadWatch:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __enter__(self) -> LoadWatch:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self._stop.wait(self.every_seconds):
+                return
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.samples) or [os.getloadavg()[0]]
+        return {"cpus": os.cpu_count(),
+                "load_average_median": round(statistics.median(ordered), 1),
+                "load_average_max": round(ordered[-1], 1)}
+
+
+def load_text(machine: dict[str, Any]) -> str:
+    """The machine a run had, for a caption."""
+    return (f"{machine['cpus']} cores, their 1-minute load average "
+            f"{machine['load_average_median']:g} (median) and at most "
+            f"{machine['load_average_max']:g} during the run")
 
 
 def write_json(path: Path | None, results: dict[str, Any]) -> None:
@@ -183,7 +231,8 @@ def autoscale_table(results: dict[str, Any]) -> str:
 
 
 def autoscale_block(results: dict[str, Any]) -> str:
-    return "\n\n".join([autoscale_table(results), source_line("autoscale.json")])
+    caption = f"On {load_text(results['parameters']['machine'])}."
+    return "\n\n".join([autoscale_table(results), caption, source_line("autoscale.json")])
 
 
 def autoscale_sentences(results: dict[str, Any]) -> list[str]:
@@ -193,7 +242,7 @@ def autoscale_sentences(results: dict[str, Any]) -> list[str]:
     return [
         # the demo's paragraph
         f"`make bench` times the same path, to the first task done in a new container, on a "
-        f"{p['machine_cpus']}-core machine: median {first['median_s']:.2f} s, p95 "
+        f"{p['machine']['cpus']}-core machine: median {first['median_s']:.2f} s, p95 "
         f"{first['p95_s']:.2f} s over {first['samples']} bursts; `bench/results/autoscale.json`",
         # the Celery section
         f"Reaction: a burst of {p['burst_tasks']} tasks sent by a Celery client (`send_task`, "
@@ -301,7 +350,7 @@ def chaos_table(results: dict[str, Any]) -> str:
         f"network fault), task leases of {lease:g} s, tasks of {params['task_ms'][0]}"
         f"{DASH}{params['task_ms'][1]} ms on pods of `taskfleet worker --pool "
         f"{params['pool']} --concurrency {params['concurrency_per_pod']}`, seed "
-        f"{params['seed']}, {params['machine_cpus']} cores; {len(codes)} SIGTERMs in all (the "
+        f"{params['seed']}, {load_text(params['machine'])}; {len(codes)} SIGTERMs in all (the "
         f"scale-downs and the pods stopped at each phase's end), {exits}. The whole run took "
         f"{results['seconds']:.0f} s.")
     return "\n".join(lines) + "\n\n" + caption
