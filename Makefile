@@ -62,12 +62,26 @@ chaos: setup
 	@hack/debian.sh iproute2
 	$(PY) bench/chaos.py --json bench/results/chaos.json
 
-# The local control plane for trying things by hand: context kwok-taskfleet.
+# The local control plane for trying things by hand: context kwok-taskfleet, and on its
+# real node the project's images (built here, as `make images`).
 cluster-up:
-	@hack/testenv/cluster.sh up taskfleet
+	@hack/testenv/cluster.sh up taskfleet --images
 
 cluster-down:
 	@hack/testenv/cluster.sh down taskfleet
+
+.PHONY: example-up example-down example-web
+# The video site on that cluster, by hand: the chart and examples/video-site/ with the
+# local-only values (the real node, its host network, a redis-server on 127.0.0.1).
+example-up: setup
+	@$(PY) examples/video-site/local.py up
+
+example-down:
+	@$(PY) examples/video-site/local.py down
+
+# The web tier's address (127.0.0.1:PORT), for curl.
+example-web:
+	@$(PY) examples/video-site/local.py web
 
 clean:
 	rm -rf $(VENV) .venv-lowest .mypy_cache .ruff_cache .hypothesis

@@ -4,16 +4,31 @@
 # fake nodes on which Deployments get Running, Ready pods, and one real node
 # (containerd and a kubelet, hack/testenv/node.sh) for what pods really do.
 #
-#   cluster.sh up   [NAME]   start (or restart) it; prints the kubeconfig path
-#   cluster.sh down [NAME]   remove it
+#   cluster.sh up   [NAME] [--images]   start (or restart) it; prints the kubeconfig path
+#   cluster.sh down [NAME]              remove it
+#
+# --images (what `make cluster-up` passes) also builds the project's images
+# (hack/images.sh, layer-cached) and loads them onto the real node, where pods
+# find them under their local names (localhost/taskfleet/worker:0.1.0, ...);
+# `make example-up` then runs the video-site example there.
 #
 # KUBECONFIG selects the kubeconfig that gets the context kwok-NAME (default
 # ~/.kube/config); KWOK_WORKDIR where kwokctl keeps the cluster (default ~/.kwok).
 # TASKFLEET_REAL_NODE=0 leaves the real node out (it needs root).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-action=${1:?usage: cluster.sh up|down [NAME]}
-name=${2:-taskfleet}
+root=$(cd "$here/../.." && pwd)
+usage="usage: cluster.sh up [NAME] [--images] | down [NAME]"
+action=${1:?$usage}; shift
+name=taskfleet
+images=false
+for arg in "$@"; do
+  case $arg in
+    --images) images=true ;;
+    -*) echo "cluster: unknown option '$arg'; $usage" >&2; exit 2 ;;
+    *) name=$arg ;;
+  esac
+done
 bin=$("$here/build.sh")
 export PATH="$bin:$PATH"
 kubeconfig=${KUBECONFIG:-$HOME/.kube/config}
@@ -38,13 +53,27 @@ case "$action" in
     fi
     kubectl --kubeconfig "$kubeconfig" --context "kwok-$name" apply -f "$here/nodes.yaml" >&2
     [ "$real_node" = 0 ] || "$here/node.sh" up "$name" >&2
+    if $images && [ "$real_node" != 0 ]; then
+      # Built (or found in the layer cache), saved as OCI archives, imported into the
+      # node's containerd: no registry is involved.
+      archives=$("$root/hack/images.sh" --save)
+      loaded=()
+      for archive in $archives; do
+        imported=$("$here/node.sh" load-image "$archive" "$name")
+        loaded+=($(sed -n 's/^unpacking \([^ ]*\) .*/\1/p' <<<"$imported"))
+      done
+      echo "cluster: on real-node-0 (imagePullPolicy: Never): ${loaded[*]}" >&2
+    fi
     echo "$kubeconfig"
     ;;
   down)
     # The node first: its kubelet needs the API server to stop its pods.
     "$here/node.sh" down "$name" >&2 || true
+    # And what `make example-up` started beside the cluster, its redis-server.
+    pidfile="${KWOK_WORKDIR:-$HOME/.kwok}/clusters/$name/video-site/redis.pid"
+    [ ! -f "$pidfile" ] || kill "$(cat "$pidfile")" 2>/dev/null || true
     kwokctl delete cluster --name "$name" --kubeconfig "$kubeconfig" >&2 || true
     ;;
   *)
-    echo "usage: cluster.sh up|down [NAME]" >&2; exit 2 ;;
+    echo "$usage" >&2; exit 2 ;;
 esac
