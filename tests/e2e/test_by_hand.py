@@ -81,8 +81,10 @@ def test_the_readme_by_hand_steps_run_the_example_on_the_real_node(tmp_path: Pat
     commands = [line for line in lines if not line.startswith("export ")]
     assert commands[0].startswith("make cluster-up"), commands
     assert commands[-1].startswith("make example-down"), commands
-    shell = Shell({"KUBECONFIG": str(tmp_path / "config"),
-                   "KWOK_WORKDIR": str(tmp_path / "kwok")}, exports)
+    # A user's home, as far as the cluster goes: its kubeconfig, kwokctl's files, and
+    # kubectl's discovery cache (kept per host and port, which an earlier cluster used).
+    shell = Shell({"KUBECONFIG": str(tmp_path / "config"), "KWOK_WORKDIR": str(tmp_path / "kwok"),
+                   "KUBECACHEDIR": str(tmp_path / "kube-cache")}, exports)
     redis_pidfile = tmp_path / "kwok" / "clusters" / "taskfleet" / NAMESPACE / "redis.pid"
     redis_pid = None
     try:
