@@ -326,7 +326,7 @@ def chaos_table(results: dict[str, Any]) -> str:
             f" | | | | the Deployment at its target ({a['target']} replicas) "
             f"{_s(a['replicas_at_target_after_api_back_s'])} after the API server answered "
             f"again; {a['target']} pods Ready (on kwok's fake nodes) "
-            f"{_s(a['ready_replicas_at_target_after_api_back_s'], 1)} after |")
+            f"{_s(a['ready_replicas_at_target_after_api_back_s'])} after |")
         lines.append(
             f"| operator failover | the active operator SIGKILLed mid scale-up (at "
             f"{b['replicas_when_killed']} of {b['target']} replicas), a standby running; "
