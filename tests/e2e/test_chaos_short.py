@@ -15,9 +15,12 @@ import pytest
 from tests.support.netns import VethNamespace, netns_available
 from tests.support.processes import ROOT, run_to_the_end
 
-NOTHING_LOST = ("worker_kills", "redis_restart_always", "redis_pause", "partition")
-"""Phases where the README promises no loss (with appendfsync everysec, Redis itself may
-drop a second of acknowledged writes; that phase is reported, not asserted)."""
+NOTHING_LOST = ("worker_kills", "redis_restart_always", "redis_restart_everysec",
+                "redis_pause", "partition")
+"""Phases where the README promises no loss. With appendfsync everysec too: a SIGKILL of
+Redis leaves what it wrote in the kernel's page cache (only a machine crash can cost the
+last second), so that phase loses nothing either. The control-plane phase is not in the
+short run (the README says so); `make chaos` runs it."""
 
 
 def run_short_chaos(tmp_path: Path, timeout: float = 240.0) -> dict[str, Any]:
@@ -56,6 +59,7 @@ def test_short_chaos_run_loses_nothing_it_promises(tmp_path: Path) -> None:
     assert results["parameters"]["tasks"] >= 1000, results["parameters"]
     for name in NOTHING_LOST:
         phase = phases[name]
+        assert "skipped" not in phase or name == "partition", f"{name}: {phase}"
         if "skipped" in phase:
             continue
         assert phase["drained"], f"{name}: the backlog did not drain\n{output}"
