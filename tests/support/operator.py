@@ -10,6 +10,24 @@ from taskfleet_operator.runtime import leader_lease_name
 from tests.support.cluster import Cluster
 from tests.support.processes import ROOT, terminate
 
+IN_CLUSTER_ENV = ("KUBERNETES_SERVICE_", "KUBERNETES_PORT")
+"""Prefixes of the variables a pod gets for the ``kubernetes`` Service. With
+KUBERNETES_SERVICE_HOST/PORT set (and a service account token mounted) the client
+prefers in-cluster credentials over any kubeconfig: a test runner in a pod would run
+its operators as that pod's service account, against that pod's cluster."""
+
+
+def operator_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for an operator started by a test: never the in-cluster variables, and a
+    kubeconfig named explicitly (a missing one is an error here, not a fall back to
+    ~/.kube/config or to a service account)."""
+    kept = {k: v for k, v in env.items() if not k.startswith(IN_CLUSTER_ENV)}
+    kubeconfig = kept.get("KUBECONFIG", "")
+    if not kubeconfig or not Path(kubeconfig).is_file():
+        raise ValueError(f"an operator needs the test's kubeconfig in KUBECONFIG, got "
+                         f"{kubeconfig!r}")
+    return kept
+
 
 class OperatorProcess:
     LEADER_LEASE_SECONDS = 2.0
@@ -31,8 +49,9 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
+        env = operator_env(self.env)  # also when a test replaced self.env
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log,
+            self.process = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
@@ -55,4 +74,4 @@ def crds_applied(cluster: Cluster) -> None:
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
 
 
-__all__ = ["OperatorProcess", "crds_applied"]
+__all__ = ["OperatorProcess", "crds_applied", "operator_env"]
