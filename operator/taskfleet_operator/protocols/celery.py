@@ -100,15 +100,31 @@ def heartbeat_channel_pattern(db: int) -> str:
     return f"/{db}.celeryev/worker.*"
 
 
+MAX_EVENT_BYTES = 64 * 1024
+"""A worker-heartbeat is a few hundred bytes; a published payload over this is skipped
+undecoded (and counted)."""
+
+
 def decode_event(payload: str | bytes) -> dict[str, Any] | None:
-    """The Celery event in a kombu fanout message, or None when it is not one."""
+    """The Celery event in a kombu fanout message, or None when it is not one: anything
+    published on the channel (too large, not JSON, nested past the parser's depth, an
+    envelope that is not an object) is None, never an exception."""
+    if not isinstance(payload, str | bytes) or len(payload) > MAX_EVENT_BYTES:
+        return None
     try:
         envelope = json.loads(payload)
-        body = envelope["body"]
-        if (envelope.get("properties") or {}).get("body_encoding") == "base64":
+        if not isinstance(envelope, dict):
+            return None
+        body = envelope.get("body")
+        properties = envelope.get("properties")
+        if isinstance(properties, dict) and properties.get("body_encoding") == "base64":
+            if not isinstance(body, str | bytes):
+                return None
             body = base64.b64decode(body)
+        if not isinstance(body, str | bytes):
+            return None
         event = json.loads(body)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, RecursionError):
         return None
     return event if isinstance(event, dict) else None
 
@@ -142,6 +158,8 @@ class WorkerEvents:
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[float, int, float]] = {}
         """hostname -> (when heard, active, freq)."""
+        self.skipped: dict[str, int] = {}
+        """Published payloads that were not worker events, by reason."""
         self._up_since: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"celery-events-{self.db}",
@@ -172,19 +190,44 @@ class WorkerEvents:
         with self._lock:
             self._up_since = self.clock() if up else None
 
-    def heard(self, event: dict[str, Any]) -> None:
-        """Record one event (the subscription thread calls this)."""
+    def heard(self, event: dict[str, Any]) -> bool:
+        """Record one event (the subscription thread calls this); False, and nothing
+        changed, when it is not a worker event of the right shape (an ``active`` that is
+        not a count, a ``freq`` that is not a positive finite number of seconds)."""
         hostname, kind = event.get("hostname"), event.get("type")
-        if not isinstance(hostname, str):
-            return
+        if not isinstance(hostname, str) or kind not in (
+                "worker-offline", "worker-heartbeat", "worker-online"):
+            return False
+        active, freq = event.get("active", 0), event.get("freq", HEARTBEAT_SECONDS)
+        if kind != "worker-offline" and not (
+                type(active) is int and 0 <= active < 1 << 31
+                and type(freq) in (int, float) and 0 < freq <= 3600):
+            return False
         with self._lock:
             if kind == "worker-offline":
                 self._latest.pop(hostname, None)
-            elif kind in ("worker-heartbeat", "worker-online"):
-                active, freq = event.get("active", 0), event.get("freq", HEARTBEAT_SECONDS)
-                self._latest[hostname] = (
-                    self.clock(), active if isinstance(active, int) else 0,
-                    float(freq) if isinstance(freq, int | float) else HEARTBEAT_SECONDS)
+            else:
+                self._latest[hostname] = (self.clock(), active, float(freq))
+        return True
+
+    def skip(self, reason: str) -> None:
+        """Count a published payload that is not a worker event (logged the first time)."""
+        with self._lock:
+            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+            first = self.skipped[reason] == 1
+        if first:
+            log.warning("celery worker events on db %d: skipped a payload (%s); later ones "
+                        "are counted only", self.db, reason)
+
+    def _take(self, message: dict[str, Any]) -> None:
+        try:
+            event = decode_event(message.get("data", b""))
+            if event is None:
+                self.skip("not a kombu event message")
+            elif not self.heard(event):
+                self.skip("not a worker event of the right shape")
+        except Exception as exc:  # nothing published may end the reader
+            self.skip(f"{type(exc).__name__}")
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -195,9 +238,7 @@ class WorkerEvents:
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "pmessage":
-                        event = decode_event(message["data"])
-                        if event is not None:
-                            self.heard(event)
+                        self._take(message)
             except (redis.RedisError, OSError) as exc:
                 log.warning("celery worker events on db %d: %s; resubscribing", self.db, exc)
                 self.subscribed(False)
