@@ -22,9 +22,11 @@ acknowledged enqueue survives a failover.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -58,6 +60,19 @@ _OWN_OPTIONS = ("replica_acks", "replica_ack_timeout_ms", "sentinel_password",
                 "sentinel_username")
 DEFAULT_SENTINEL_PORT = 26379
 DEFAULT_PORT = 6379
+_ENCODE = ("a password with / @ : ? # or % in it must be percent-encoded (%2F %40 %3A %3F "
+           "%23 %25), or given apart in $TASKFLEET_BROKER_PASSWORD")
+"""The fix for a URL whose password broke its form."""
+
+
+class BrokerURLError(ConfigError):
+    """A broker URL that cannot be used. ``problem`` says what is wrong and the fix and
+    holds no part of the URL (no host, no user, no password), so that it may be shown
+    for a URL that came from a Secret."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"broker URL: {problem}")
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,11 @@ def broker_url(explicit: str | None = None) -> str:
     url = explicit or os.environ.get(BROKER_ENV)
     if not url:
         raise ConfigError(f"no broker URL: pass --broker redis://HOST:6379/0 or set {BROKER_ENV}")
-    parse_broker_url(url)
+    where = "--broker" if explicit else f"${BROKER_ENV}"
+    try:
+        parse_broker_url(url)
+    except BrokerURLError as exc:
+        raise ConfigError(f"{where} is not a usable broker URL: {exc.problem}") from None
     return url
 
 
@@ -100,38 +119,67 @@ def _int_option(options: dict[str, str], name: str, default: int, url: str) -> i
     except ValueError:
         value = -1
     if value < 0:
-        raise ConfigError(f"broker URL option {name} must be a whole number >= 0, got {raw!r}")
+        raise BrokerURLError(f"option {name} must be a whole number >= 0")
     return value
+
+
+def _ordinal(n: int) -> str:
+    return {1: "first", 2: "second", 3: "third"}.get(n, f"{n}th")
 
 
 def _hosts(netloc: str, default_port: int, what: str) -> tuple[tuple[str, int], ...]:
     out = []
-    for item in netloc.split(","):
+    for n, item in enumerate(netloc.split(","), 1):
         host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
         host = host.strip("[]")
         if not host:
-            raise ConfigError(f"broker URL: {what} {item!r} needs a host (HOST:PORT)")
+            raise BrokerURLError(f"the {_ordinal(n)} {what} needs a host (HOST:PORT)")
         try:
             number = int(port) if port else default_port
         except ValueError:
-            raise ConfigError(f"broker URL: {what} {item!r} has a bad port") from None
+            number = -1
         if not 0 < number < 65536:
-            raise ConfigError(f"broker URL: {what} {item!r} has a bad port")
+            raise BrokerURLError(f"the {_ordinal(n)} {what} has a bad port (HOST:PORT, a "
+                                 f"number up to 65535); {_ENCODE}")
         out.append((host, number))
     return tuple(out)
+
+
+def _check_single(scheme: str, rest: str) -> None:
+    """What redis-py would refuse at connect time, or misread (a password cut at an
+    unencoded / taken for a host), refused here with a message that holds none of it."""
+    if scheme.lower() == "unix":
+        return
+    netloc, _, path = rest.partition("/")
+    if netloc.count("@") > 1 or "@" in path:
+        raise BrokerURLError(f"a / or a second @ before the host; {_ENCODE}")
+    try:
+        parts = urlsplit(f"{scheme}://{rest}")
+        parts.port  # noqa: B018 - parsed for its ValueError
+    except ValueError:
+        raise BrokerURLError(f"the port must be a number up to 65535 (HOST:6379); "
+                             f"{_ENCODE}") from None
+    if not parts.hostname:
+        raise BrokerURLError(f"it names no host: {_FORMS}")
+    db = unquote(parts.path).strip("/")
+    if db and not db.isdigit():
+        raise BrokerURLError("the database must be a number (redis://HOST:6379/0); " + _ENCODE)
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
     """Parse any broker URL form (module doc); ConfigError says what is wrong and the forms."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
-        raise ConfigError(f"broker URL {_redacted(url)!r} must be one of: {_FORMS}")
+        raise BrokerURLError(f"it must be one of: {_FORMS}")
     mode, tls = SCHEMES[scheme.lower()]
+    if "@" in rest.partition("?")[2] and "@" not in rest.partition("?")[0]:
+        raise BrokerURLError(f"an @ after a ?; {_ENCODE}")
     rest, _, query = rest.partition("?")
     options = dict(parse_qsl(query, keep_blank_values=True))
     replica_acks = _int_option(options, "replica_acks", 0, url)
     ack_timeout = _int_option(options, "replica_ack_timeout_ms", 1000, url)
     if mode == "single":
+        _check_single(scheme, rest)
         single = f"{scheme}://{rest}" + (f"?{urlencode(options)}" if options else "")
         return BrokerAddress(mode="single", url=single, tls=tls, options=options,
                              replica_acks=replica_acks, replica_ack_timeout_ms=ack_timeout)
@@ -146,25 +194,25 @@ def parse_broker_url(url: str) -> BrokerAddress:
         password = unquote(pw) if colon else None
         if not colon:  # redis://PASSWORD@ is how a bare password is often written
             username, password = None, unquote(user)
+    if netloc.count("@") > 1 or "@" in path:
+        raise BrokerURLError(f"a / or a second @ before the host; {_ENCODE}")
     if not hostlist:
-        raise ConfigError(f"broker URL {_redacted(url)!r} names no host: {_FORMS}")
+        raise BrokerURLError(f"it names no host: {_FORMS}")
     parts = [p for p in path.split("/") if p]
     master, db = "", 0
     if mode == "sentinel":
         if not parts:
-            raise ConfigError(f"broker URL {_redacted(url)!r}: a Sentinel URL needs the master "
-                              "name after the hosts: redis+sentinel://HOST:26379/MASTER_NAME/0")
+            raise BrokerURLError("a Sentinel URL needs the master name after the hosts: "
+                                 "redis+sentinel://HOST:26379/MASTER_NAME/0")
         master, parts = unquote(parts[0]), parts[1:]
     if len(parts) > 1:
-        raise ConfigError(f"broker URL {_redacted(url)!r} has too many path parts: {_FORMS}")
+        raise BrokerURLError(f"it has too many path parts: {_FORMS}; {_ENCODE}")
     if parts:
         if not parts[0].isdigit():
-            raise ConfigError(f"broker URL {_redacted(url)!r}: the database must be a number, "
-                              f"got {parts[0]!r}")
+            raise BrokerURLError(f"the database must be a number; {_ENCODE}")
         db = int(parts[0])
     if mode == "cluster" and db != 0:
-        raise ConfigError(f"broker URL {_redacted(url)!r}: a Redis Cluster has only database "
-                          "0; drop the /N")
+        raise BrokerURLError("a Redis Cluster has only database 0; drop the /N")
     hosts = _hosts(hostlist, DEFAULT_SENTINEL_PORT if mode == "sentinel" else DEFAULT_PORT,
                    "sentinel" if mode == "sentinel" else "cluster node")
     return BrokerAddress(
@@ -175,14 +223,84 @@ def parse_broker_url(url: str) -> BrokerAddress:
         options=options, replica_acks=replica_acks, replica_ack_timeout_ms=ack_timeout)
 
 
-def _redacted(url: str) -> str:
-    """The URL without its password, for error messages."""
+def has_password(url: str) -> bool:
+    """Whether a broker URL (one :func:`parse_broker_url` accepts) holds a password: in
+    its userinfo, or as ``?password=`` or ``?sentinel_password=``."""
+    address = parse_broker_url(url)
+    if address.password or address.sentinel_password:
+        return True
+    if address.mode != "single":
+        return False
+    return bool(urlsplit(address.url).password or address.options.get("password"))
+
+
+HIDDEN = "***"
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_URL_END = re.compile(r"[\s'\"]")
+_SECRET_OPTION = re.compile(r"([?&;][^=&\s]*(?:pass|secret|token|auth)[^=&\s]*=)", re.IGNORECASE)
+
+
+def _redact_url(url: str) -> str:
+    """The URL with its userinfo's password (up to the last @: an unencoded @ may be part
+    of it) and everything after a password option hidden; each hidden run is one ***."""
     scheme, sep, rest = url.partition("://")
-    userinfo, at, tail = rest.partition("@")
-    if not at or "/" in userinfo:
-        return url
-    user = userinfo.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{tail}"
+    hidden = [False] * len(rest)
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        start = len(user) + 1 if colon and "/" not in user else 0
+        hidden[start:at] = [True] * (at - start)
+    option = _SECRET_OPTION.search(rest)
+    if option:  # to the end: an unencoded & or @ in the value stays hidden
+        hidden[option.end():] = [True] * (len(rest) - option.end())
+    out: list[str] = []
+    for i, char in enumerate(rest):
+        if not hidden[i]:
+            out.append(char)
+        elif i == 0 or not hidden[i - 1]:
+            out.append(HIDDEN)
+    return f"{scheme}{sep}{''.join(out)}"
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` (a URL, an error message, a log line) without a password in it: the
+    password of every URL's userinfo (up to its last @, so an unencoded @ or / in it
+    is covered), everything after a password option (``?password=``,
+    ``?sentinel_password=``), and every one of ``secrets`` (values read from Secrets or
+    the environment) wherever it stands. The one redaction of the project: errors, logs,
+    status and the CLI all use it."""
+    values = sorted({s for s in secrets if s}, key=len, reverse=True)
+    text = _without(text, values)
+    out: list[str] = []
+    pos = 0
+    for found in _URL.finditer(text):
+        if found.start() < pos:
+            continue
+        out.append(text[pos:found.start()])
+        # a URL ends at white space or a quote after its last @ (a password may hold
+        # either; what stands between is hidden with it)
+        at = text.rfind("@", found.end())
+        stop = _URL_END.search(text, at if at >= 0 else found.end())
+        end = stop.start() if stop else len(text)
+        if _SECRET_OPTION.search(text, found.end(), end):
+            end = len(text)  # the value of ?password= may hold a space or a quote
+        out.append(_redact_url(text[found.start():end]))
+        pos = end
+    out.append(text[pos:])
+    return _without("".join(out), values)
+
+
+def _without(text: str, values: list[str]) -> str:
+    """``text`` with each of ``values`` replaced, until none is left (a replacement next
+    to a character may form one again); all of it hidden if that does not end."""
+    for _ in range(8):
+        if not any(v in text for v in values):
+            return text
+        for value in values:
+            text = text.replace(value, HIDDEN if value not in HIDDEN else "[hidden]")
+    if not any(v in text for v in values):
+        return text
+    return next(m for m in (HIDDEN, "[hidden]", "") if not any(v in m for v in values))
 
 
 _TIMEOUTS: dict[str, object] = {
@@ -218,7 +336,10 @@ def connect(url: str, *, password: str | None = None, tls: str | None = None,
             single = "rediss://" + single[len("redis://"):]
         if tls == "insecure":
             options["ssl_cert_reqs"] = "none"
-        client: redis.Redis = redis.Redis.from_url(single, **options)
+        try:
+            client: redis.Redis = redis.Redis.from_url(single, **options)
+        except ValueError:  # its message may quote the URL, so it is not shown
+            raise BrokerURLError(f"redis-py cannot read it: {_FORMS}; {_ENCODE}") from None
         return client
     if address.username:
         options["username"] = address.username

@@ -14,7 +14,7 @@ import redis
 
 from taskfleet import QueueStats, WorkerInfo, live_workers
 from taskfleet.batch import Batch
-from taskfleet.connection import Client, connect
+from taskfleet.connection import BrokerURLError, Client, connect, parse_broker_url, redact
 
 from .model import RedisRef, SecretKey, TaskQueue
 from .protocols import READERS, celery, rq
@@ -23,6 +23,63 @@ log = logging.getLogger("taskfleet.operator")
 
 SecretReader = Callable[[str, SecretKey], str]
 """(namespace, secret key) -> value; the operator reads Secrets through the API."""
+
+CREDENTIALS_LABEL = "taskfleet.dev/redis-credentials"
+"""The label (value "true") a Secret must carry for the operator to read it: its owner
+opts in. A TaskQueue may name any Secret of its namespace in urlFrom, passwordFrom or
+sentinelPasswordFrom; without the opt-in, whoever may write a TaskQueue could have the
+operator send any Secret's value to a host of their choice as a Redis password."""
+
+
+class SecretRefError(Exception):
+    """A Secret a TaskQueue names cannot be used. The message names the field, the Secret
+    and the key, says what is wrong and the fix, and holds nothing of the Secret's value."""
+
+
+def _secret_of(namespace: str, ref: SecretKey) -> str:
+    return f"Secret {namespace}/{ref.name} (key {ref.key!r})"
+
+
+def secret_value(namespace: str, ref: SecretKey, labels: dict[str, str] | None,
+                 data: dict[str, str] | None) -> str:
+    """The value of one key of a Secret (its labels and base64 data as the API returns
+    them), once the Secret has opted in; SecretRefError otherwise."""
+    name = f"Secret {namespace}/{ref.name}"
+    if (labels or {}).get(CREDENTIALS_LABEL) != "true":
+        raise SecretRefError(
+            f"{name} lacks the label {CREDENTIALS_LABEL}=\"true\"; the operator reads only "
+            f"Secrets that opt in: kubectl label secret -n {namespace} {ref.name} "
+            f"{CREDENTIALS_LABEL}=true")
+    raw = (data or {}).get(ref.key)
+    if raw is None:
+        raise SecretRefError(f"{name} has no key {ref.key!r}; add it or fix secretKeyRef.key")
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise SecretRefError(f"{_secret_of(namespace, ref)} is not UTF-8 text") from None
+
+
+def _parts(url: str) -> set[str]:
+    """What a URL read from a Secret holds that no message may repeat: the URL, its
+    user, password, hosts and master name."""
+    found = {url}
+    try:
+        address = parse_broker_url(url)
+    except BrokerURLError:
+        return found
+    found.update(x for x in (address.username, address.password, address.sentinel_password,
+                             address.sentinel_username, address.master_name) if x)
+    for host, port in address.hosts:
+        found.update((host, f"{host}:{port}"))
+    if address.mode == "single":
+        from urllib.parse import urlsplit
+        try:
+            parts = urlsplit(address.url)
+            found.update(x for x in (parts.hostname, parts.username, parts.password,
+                                     parts.netloc, parts.path) if x and x != "/")
+        except ValueError:
+            pass
+    return found
 
 _RESOLVE_TTL_SECONDS = 60.0
 Settings = tuple[str, str | None, str, str | None]
@@ -44,7 +101,35 @@ class RedisDirectory:
         self.read_secret = read_secret
         self._clients: dict[Settings, Client] = {}
         self._resolved: dict[tuple[str, RedisRef], tuple[float, Settings]] = {}
+        self._secrets: set[str] = set()
+        """Every value read from a Secret (and the parts of a URL read from one): no
+        error, log line, Event or status may repeat them (:meth:`redact`)."""
         self._lock = threading.Lock()
+
+    def redact(self, text: str) -> str:
+        """``text`` without any password or any value read from a Secret."""
+        with self._lock:
+            secrets = list(self._secrets)
+        return redact(text, secrets)
+
+    def _read(self, namespace: str, ref: SecretKey, field: str) -> str:
+        try:
+            value = self.read_secret(namespace, ref)
+        except SecretRefError as exc:
+            raise SecretRefError(f"spec.redis.{field}: {exc}") from None
+        except Exception as exc:  # the API's answer: not found, forbidden, unreachable
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            status = getattr(exc, "status", None)
+            what = {404: "not found; create it or fix secretKeyRef.name",
+                    403: "not readable by the operator (its RBAC allows get on secrets)"}.get(
+                status or 0, f"cannot be read ({reason})")
+            raise SecretRefError(f"spec.redis.{field}: Secret {namespace}/{ref.name} "
+                                 f"{what}") from None
+        with self._lock:
+            self._secrets.add(value)
+            if field == "urlFrom":
+                self._secrets.update(_parts(value))
+        return value
 
     def settings(self, namespace: str, ref: RedisRef) -> Settings:
         """(url, password, tls mode, sentinels' password), Secrets resolved and cached for
@@ -55,10 +140,21 @@ class RedisDirectory:
             hit = self._resolved.get(cache_key)
             if hit and now - hit[0] < _RESOLVE_TTL_SECONDS:
                 return hit[1]
-        url = ref.url or self.read_secret(namespace, ref.url_from)  # type: ignore[arg-type]
-        password = self.read_secret(namespace, ref.password_from) if ref.password_from else None
+        if ref.url_from is not None:
+            url = self._read(namespace, ref.url_from, "urlFrom")
+            try:
+                parse_broker_url(url)
+            except BrokerURLError as exc:
+                raise SecretRefError(
+                    f"spec.redis.urlFrom: the value of {_secret_of(namespace, ref.url_from)} "
+                    f"is not a usable broker URL (not shown): {exc.problem}") from None
+        else:
+            url = ref.url or ""
+        password = self._read(namespace, ref.password_from, "passwordFrom") \
+            if ref.password_from else None
         tls = "insecure" if ref.tls_insecure else ("true" if ref.tls else "")
-        sentinel_password = self.read_secret(namespace, ref.sentinel_password_from) \
+        sentinel_password = self._read(namespace, ref.sentinel_password_from,
+                                       "sentinelPasswordFrom") \
             if ref.sentinel_password_from else None
         value = (url, password, tls, sentinel_password)
         with self._lock:
@@ -71,8 +167,15 @@ class RedisDirectory:
             found = self._clients.get(key)
             if found is None:
                 url, password, tls, sentinel_password = key
-                found = connect(url, password=password or "", tls=tls,
-                                sentinel_password=sentinel_password or "")
+                try:
+                    found = connect(url, password=password or "", tls=tls,
+                                    sentinel_password=sentinel_password or "")
+                except BrokerURLError as exc:
+                    where = "the URL of spec.redis.urlFrom" if ref.url_from else \
+                        "spec.redis.url"
+                    raise SecretRefError(f"{where}: {exc.problem}") from None
+                except redis.RedisError as exc:  # a cluster client reads its nodes at once
+                    raise SecretRefError(self.redact(f"redis: {exc}")) from None
                 self._clients[key] = found
             return found
 
@@ -89,8 +192,12 @@ def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
     for tq in queues:
         try:
             client = directory.client(tq.namespace, tq.redis)
-        except Exception as exc:  # a missing Secret must not stop the other queues
+        except SecretRefError as exc:  # a missing Secret must not stop the other queues
             out[tq.key] = QueueReading(None, f"cannot resolve spec.redis: {exc}")
+            continue
+        except Exception as exc:
+            out[tq.key] = QueueReading(None, directory.redact(
+                f"cannot resolve spec.redis: {type(exc).__name__}: {exc}"))
             continue
         groups.setdefault(id(client), (client, []))[1].append(tq)
     for client, members in groups.values():
@@ -104,24 +211,25 @@ def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
             replies = batch.execute(raise_on_error=False)
         except redis.RedisError as exc:
             for tq in members:
-                out[tq.key] = QueueReading(None, f"redis: {exc}")
+                out[tq.key] = QueueReading(None, directory.redact(f"redis: {exc}"))
             continue
         for tqs, read in figures:
             for tq, found in zip(tqs, read(replies), strict=True):
                 if isinstance(found, redis.RedisError):
-                    out[tq.key] = QueueReading(None, f"redis: {found}")
+                    out[tq.key] = QueueReading(None, directory.redact(f"redis: {found}"))
                 elif isinstance(found, Exception):
-                    out[tq.key] = QueueReading(None, f"{found} (a {tq.protocol} queue)")
+                    out[tq.key] = QueueReading(None, directory.redact(
+                        f"{found} (a {tq.protocol} queue)"))
                 else:
                     out[tq.key] = QueueReading(found)
     return out
 
 
-def read_workers(client: Client) -> list[WorkerInfo]:
+def read_workers(client: Client, scrub: Callable[[str], str] = redact) -> list[WorkerInfo]:
     try:
         return live_workers(client)
     except redis.RedisError as exc:
-        log.warning("cannot read worker heartbeats: %s", exc)
+        log.warning("cannot read worker heartbeats: %s", scrub(str(exc)))
         return []
 
 
@@ -172,10 +280,11 @@ class RedisObserver:
             try:
                 return rq.busy_by_pod(client, queue.queue_name)
             except redis.RedisError as exc:
-                log.warning("cannot read RQ workers of %s: %s", queue.queue_name, exc)
+                log.warning("cannot read RQ workers of %s: %s", queue.queue_name,
+                            self.directory.redact(str(exc)))
                 return None
         busy: dict[str, int] = {}
-        for w in read_workers(client):
+        for w in read_workers(client, self.directory.redact):
             busy[w.pod] = busy.get(w.pod, 0) + w.busy
         return busy
 
@@ -204,9 +313,6 @@ def secret_reader(core_api: Any) -> SecretReader:
 
     def read(namespace: str, ref: SecretKey) -> str:
         secret = core_api.read_namespaced_secret(ref.name, namespace)
-        data = secret.data or {}
-        if ref.key not in data:
-            raise KeyError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
-        return base64.b64decode(data[ref.key]).decode()
+        return secret_value(namespace, ref, secret.metadata.labels, secret.data)
 
     return read

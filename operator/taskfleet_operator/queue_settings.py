@@ -48,7 +48,8 @@ class QueueSettingsWriter:
             try:
                 client = self.directory.client(tq.namespace, tq.redis)
             except Exception as exc:  # a missing Secret must not stop the other queues
-                log.debug("queue %s/%s: settings not written: %s", *tq.key, exc)
+                log.debug("queue %s/%s: settings not written: %s", *tq.key,
+                          self.directory.redact(str(exc)))
                 continue
             due.setdefault(id(client), (client, []))[1].append(tq)
         for client, members in due.values():
@@ -63,7 +64,8 @@ class QueueSettingsWriter:
                 pipe.execute()
             except redis.RedisError as exc:
                 # The queues' MetricsAvailable condition already says Redis is unreachable.
-                log.debug("settings of %d queue(s) not written: %s", len(members), exc)
+                log.debug("settings of %d queue(s) not written: %s", len(members),
+                          self.directory.redact(str(exc)))
                 continue
             for tq in members:
                 self.written[tq.key] = (now, tq.dead_letter_limit)

@@ -13,7 +13,7 @@ from .act import Actions
 from .conditions import rfc3339
 from .metrics import OperatorMetrics
 from .model import TaskQueue
-from .observe import RedisDirectory
+from .observe import RedisDirectory, SecretRefError
 from .registry import Key
 
 
@@ -45,7 +45,11 @@ class ScheduleRunner:
                 problems.append(str(exc))
                 entries.append({"name": str(raw.get("name", "")), "message": str(exc)})
                 continue
-            result = self._scheduler(tq).run_due(schedule, when)
+            try:
+                result = self._scheduler(tq).run_due(schedule, when)
+            except SecretRefError as exc:  # the queue's MetricsAvailable condition says it too
+                entries.append({"name": schedule.name, "message": f"not sent: {exc}"})
+                continue
             self._report(tq, schedule, result)
             entries.append(_entry(schedule, result))
         if problems and problems != self.reported.get(tq.key):

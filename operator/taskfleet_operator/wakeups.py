@@ -60,7 +60,7 @@ class WakeListener:
                     if message is not None:
                         self.queues_woken([keys.queue_of_key(_text(message["channel"]))])
             except redis.RedisError as exc:
-                log.debug("wake subscription lost (%s); retrying", exc)
+                log.debug("wake subscription lost (%s); retrying", self.directory.redact(str(exc)))
                 stop.wait(1.0)
             finally:
                 with contextlib.suppress(redis.RedisError):

@@ -250,6 +250,8 @@ def test_deployment_shape(pools: Callable[[str], Pool], cluster: Cluster, namesp
                           redis_url: str) -> None:
     cluster.kubectl("create", "secret", "generic", "redis-auth", "--from-literal=password=pw",
                     namespace=namespace)
+    cluster.kubectl("label", "secret", "redis-auth", "taskfleet.dev/redis-credentials=true",
+                    namespace=namespace)
     apply_queue(cluster, namespace, "hi", redis_url,
                 redis={"url": redis_url, "passwordFrom": {"secretKeyRef": {
                     "name": "redis-auth", "key": "password"}}})

@@ -44,6 +44,8 @@ def test_a_pool_behind_sentinel_holds_its_size_through_a_failover(
         killable_sentinel_group: SentinelGroup) -> None:
     cluster.kubectl("create", "secret", "generic", "redis", "--from-literal=password=data-secret",
                     "--from-literal=sentinel=sentinel-secret", namespace=namespace)
+    cluster.kubectl("label", "secret", "redis", "taskfleet.dev/redis-credentials=true",
+                    namespace=namespace)
     hosts = ",".join(f"127.0.0.1:{p}" for p in killable_sentinel_group.sentinel_ports)
     url = f"redis+sentinel://{hosts}/tfmaster/0"  # no password in the URL: both from a Secret
     cluster.apply(yaml.safe_dump(task_queue("ha", url, redis={
