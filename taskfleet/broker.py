@@ -219,7 +219,7 @@ class Broker:
                 batch.script(self._adopt, [*keys.QueueKeys(queue).all_keys(),
                                            *celery_wire.priority_lists(
                                                queue, self.celery_queues[queue])],
-                             [count, queue])
+                             [count, queue, self.max_message_bytes, self.dead_letter_limit])
             batch.script(self._fetch, keys.QueueKeys(queue).all_keys(),
                          self._fetch_args(queue, count, lease_ms))
         replies = batch.execute()
@@ -294,19 +294,25 @@ class Broker:
         """Send dead-lettered tasks back to their queue as new attempts (retries reset).
 
         Each record is enqueued before it is removed, so a crash in between
-        duplicates it rather than loses it. Undecodable records stay.
+        duplicates it rather than loses it. Undecodable records stay, and so do messages
+        over ``max_message_bytes`` (never decoded: a worker would refuse them again).
         """
         qk = keys.QueueKeys(queue)
         moved = 0
         for record in reversed(self.redis.lrange(qk.dead, 0, -1)):
             if limit is not None and moved >= limit:
                 break
+            if len(record) > 4 * self.max_message_bytes:
+                continue
             try:
                 message = Message.decode(json.loads(record)["body"])
             except Exception:
                 continue
             message.retries = 0
-            self.enqueue([(message, 0)])
+            try:
+                self.enqueue([(message, 0)])
+            except MessageTooLarge:
+                continue
             self.redis.lrem(qk.dead, 1, text(record))
             moved += 1
         return moved

@@ -35,6 +35,7 @@ from typing import Any
 
 from .errors import MessageError
 from .message import Message
+from .scripts import _DEAD_LETTER, _QUEUE_KEYS
 
 PRIORITY_SEPARATOR = "\x06\x16"
 """kombu's ``Channel.sep`` between a queue's name and a priority step."""
@@ -66,13 +67,16 @@ def result_key(task_id: str) -> str:
 
 # ADOPT. KEYS: the taskfleet queue's all_keys() (keys.QueueKeys), then the Celery
 # queue's priority lists in serving order (priority_lists). ARGV: how many, the queue's
-# name. Moves up to `want` messages (oldest first: the right end) into the taskfleet
+# name, and optionally the largest message taken (bytes) and the dead-letter limit.
+# Moves up to `want` messages (oldest first: the right end) into the taskfleet
 # queue: body into `messages` under the Celery task id (headers.id; a message without
 # one gets `celery-<time>-<n>` and is dead-lettered by the worker's decoder), id onto
-# the normal band. An id already stored is not stored twice. Returns how many moved.
-ADOPT = """
+# the normal band. An id already stored is not stored twice. A message over the
+# largest size is not decoded: it goes to the dead-letter list whole, with the reason.
+# Returns how many moved.
+ADOPT = _QUEUE_KEYS + _DEAD_LETTER + """
 local want, queue = tonumber(ARGV[1]), ARGV[2]
-local messages, normal = KEYS[4], KEYS[2]
+local max_bytes, dead_limit = tonumber(ARGV[3] or ''), ARGV[4] or '0'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local moved = 0
@@ -80,16 +84,23 @@ for i = 11, #KEYS do
   while moved < want do
     local raw = redis.call('RPOP', KEYS[i])
     if not raw then break end
-    local ok, envelope = pcall(cjson.decode, raw)
-    local id = nil
-    if ok and type(envelope) == 'table' and type(envelope.headers) == 'table'
-       and type(envelope.headers.id) == 'string' and envelope.headers.id ~= '' then
-      id = envelope.headers.id
+    if max_bytes and #raw > max_bytes then
+      push_dead(cjson.encode({id = 'celery-' .. now .. '-' .. moved, queue = queue,
+        reason = 'Celery message of ' .. #raw .. ' bytes, over the limit of ' .. max_bytes
+          .. ' (max_message_bytes): refused undecoded',
+        failed_at = now / 1000, body = raw}), dead_limit)
     else
-      id = 'celery-' .. now .. '-' .. moved
-    end
-    if redis.call('HSETNX', messages, id, '1' .. raw) == 1 then
-      redis.call('RPUSH', normal, now .. ':' .. id)
+      local ok, envelope = pcall(cjson.decode, raw)
+      local id = nil
+      if ok and type(envelope) == 'table' and type(envelope.headers) == 'table'
+         and type(envelope.headers.id) == 'string' and envelope.headers.id ~= '' then
+        id = envelope.headers.id
+      else
+        id = 'celery-' .. now .. '-' .. moved
+      end
+      if redis.call('HSETNX', messages, id, '1' .. raw) == 1 then
+        redis.call('RPUSH', normal, now .. ':' .. id)
+      end
     end
     moved = moved + 1
   end

@@ -40,6 +40,10 @@ class ShutdownInterrupt(BaseException):
 def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | DeadLetter:
     """Decode the message and find its task, or say why it cannot run (arguments that do
     not fit the task are found when the call raises: see _bad_arguments)."""
+    if delivery.message is None and (size := body_bytes(delivery.body)) > app.max_message_bytes:
+        return DeadLetter(delivery, f"message of {size:,} bytes, over the limit of "
+                                    f"{app.max_message_bytes:,} (max_message_bytes): refused "
+                                    "undecoded")
     try:
         message = delivery.message or decode_body(message_json(delivery.body))
     except MessageError as exc:
@@ -65,10 +69,18 @@ def _bad_arguments(delivery: Delivery, task: Task[Any, Any], message: Message
     return None
 
 
-def task_name(delivery: Delivery) -> str:
+def body_bytes(body: str) -> int:
+    """The size of a stored body in bytes (a producer's JSON is ASCII: one byte a char)."""
+    return len(body) if body.isascii() else len(body.encode("utf-8", "surrogatepass"))
+
+
+def task_name(delivery: Delivery, max_bytes: int = 1 << 20) -> str:
     """The delivery's task name, its message decoded once here for :func:`run` too; '?'
-    when the message cannot be decoded (:func:`run` dead-letters it)."""
+    when the message cannot be decoded or is over ``max_bytes`` (:func:`run`
+    dead-letters it)."""
     if delivery.message is None:
+        if body_bytes(delivery.body) > max_bytes:
+            return "?"
         try:
             delivery.message = decode_body(message_json(delivery.body))
         except MessageError:

@@ -330,7 +330,7 @@ class Worker:
 
     def _execute(self, delivery: Delivery) -> _Finished:
         started = time.monotonic()
-        name = task_name(delivery)
+        name = task_name(delivery, self.app.max_message_bytes)
         self.metrics.started(name)
         try:
             outcome = run(self.app, delivery)

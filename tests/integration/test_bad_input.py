@@ -16,7 +16,7 @@ import redis
 import yaml
 
 from taskfleet import App, queue_stats
-from taskfleet.keys import QueueKeys
+from taskfleet.keys import QueueKeys, result_key
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.processes import WorkerProcess
@@ -161,3 +161,26 @@ def _condition(cluster: Cluster, namespace: str, queue: str, type_: str) -> dict
                                   if c["type"] == type_), {})
     return found
 
+
+
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_a_message_over_the_limit_is_dead_lettered_undecoded(
+        redis_url: str, redis_client: redis.Redis, workers: list[WorkerProcess],
+        pool: str) -> None:
+    """A producer that skips taskfleet's API stores a message over the 1 MiB limit (one
+    that would run fine): the worker refuses it with the reason, keeps it whole in the
+    dead-letter list, and goes on."""
+    big = message(task="sample.add", id="too-big", args=["x" * (1 << 20), "y"])
+    push_raw(redis_client, "too-big", big)
+    app = App(redis_url)
+    worker = WorkerProcess(redis_url, SAMPLE_APP, [QUEUE], pool=pool).start()
+    workers.append(worker)
+    assert app.send_task("sample.add", [20, 22]).get(timeout=30) == 42
+    assert worker.process is not None and worker.process.poll() is None, "worker still runs"
+    [dead] = app.broker.dead_list(QUEUE)
+    assert dead["id"] == "too-big"
+    assert f"message of {len(big) + 1:,} bytes, over the limit of 1,048,576" in dead["reason"]
+    assert dead["body"] == big, "kept whole"
+    assert redis_client.exists(result_key("too-big")) == 0, "never run"
+    st = queue_stats(app.redis, [QUEUE])[QUEUE]
+    assert (st.ready, st.in_flight, st.dead) == (0, 0, 1)

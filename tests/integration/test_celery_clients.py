@@ -3,6 +3,7 @@ serving the queue (``--celery-queues``), on a real redis-server."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -112,3 +113,19 @@ def test_the_processes_pool_passes_celery_queues_to_its_children(
     workers.append(WorkerProcess(redis_url, MOVED_APP, ["films"], concurrency=2,
                                  pool="processes", extra=["--celery-queues", "films"]).start())
     assert sorted(r.get(timeout=60) for r in results) == ["p0", "p1", "p2", "p3"]
+
+
+def test_a_celery_message_over_the_limit_is_dead_lettered_by_adopt_undecoded(
+        redis_url: str, redis_client: redis.Redis, celery_client: Celery,
+        workers: list[WorkerProcess]) -> None:
+    """Celery checks no size: a message over taskfleet's 1 MiB limit (one that would run
+    fine) is moved by ADOPT straight to the dead-letter list, whole, with the reason."""
+    big = celery_client.send_task("video.sleep", args=["x" * (1 << 20), 0], queue="films")
+    fine = celery_client.send_task("video.sleep", args=["fine", 0], queue="films")
+    workers.append(worker(redis_url).start())
+    assert fine.get(timeout=60) == "fine"
+    [dead] = App(redis_url).broker.dead_list("films")
+    assert dead["reason"].startswith("Celery message of "), dead["reason"]
+    assert "over the limit of 1048576 (max_message_bytes): refused undecoded" in dead["reason"]
+    assert json.loads(dead["body"])["headers"]["id"] == big.id, "kept whole"
+    assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]
