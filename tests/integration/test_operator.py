@@ -36,8 +36,8 @@ def test_burst_scales_out_to_max_then_in_and_to_zero(pools: Callable[[str], Pool
     pool.wait_replicas(0)
     App(redis_url).send_many("sample.add", [[i, i] for i in range(400)], queue="burst")
     pool.wait_replicas(4)
-    status = pool.status()
-    assert status["desiredReplicas"] == 4
+    # The status follows the Deployment: it is written at most once per 2 s.
+    pool.wait("the status shows 4 desired", lambda: pool.status().get("desiredReplicas") == 4)
     assert pool.condition("MetricsAvailable")["status"] == "True"
     # the queue is drained by real workers; the pool comes in, then goes to zero
     workers.append(WorkerProcess(redis_url, SAMPLE_APP, ["burst"], concurrency=4).start())
