@@ -166,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
                                            "workers, dead letters and tasks")
     web.add_argument("--port", type=_number(int, 1, 65535), default=8089)
     web.add_argument("--address", default="127.0.0.1",
-                     help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+                     help="address to bind (default 127.0.0.1; any other needs the token in "
+                          "$TASKFLEET_DASHBOARD_TOKEN, which every read then needs)")
+    web.add_argument("--allowed-host", action="append", default=[], dest="allowed_hosts",
+                     help="a host name the dashboard answers to besides 127.0.0.1, localhost "
+                          "and ::1 (the Host header; repeat for more)")
     web.add_argument("--queues", type=lambda v: [q for q in v.split(",") if q], default=[],
                      help="queues to show, comma-separated (default: every queue found)")
     web.add_argument("--actions", action="store_true",
@@ -193,8 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--dashboard-port", type=_number(int, 1, 65535), default=None,
                    help="serve the web dashboard on this port (reach it with kubectl "
                         "port-forward)")
-    o.add_argument("--dashboard-address", default="0.0.0.0",
-                   help="address the dashboard binds (default all; 127.0.0.1 locally)")
+    o.add_argument("--dashboard-address", default="127.0.0.1",
+                   help="address the dashboard binds (default 127.0.0.1: reach it with "
+                        "kubectl port-forward; any other needs $TASKFLEET_DASHBOARD_TOKEN, "
+                        "which every read then needs)")
+    o.add_argument("--dashboard-allowed-host", action="append", default=[],
+                   dest="dashboard_allowed_hosts",
+                   help="a host name the dashboard answers to besides 127.0.0.1, localhost "
+                        "and ::1 (the Host header; repeat for more)")
     o.add_argument("--dashboard-actions", action="store_true",
                    help="allow requeue and purge of dead letters from the dashboard, with the "
                         "token in $TASKFLEET_DASHBOARD_TOKEN and a confirmation")
@@ -344,7 +354,7 @@ def _dashboard(args: argparse.Namespace, client: Client) -> int:
 
     try:
         from .dashboard import ActionSettings, RedisSource, build_app, serve
-        from .dashboard.server import TOKEN_ENV
+        from .dashboard.server import TOKEN_ENV, AccessSettings
     except ImportError as exc:
         raise ConfigError(f"the dashboard needs aiohttp: pip install 'taskfleet[dashboard]' "
                           f"({exc})") from exc
@@ -352,9 +362,15 @@ def _dashboard(args: argparse.Namespace, client: Client) -> int:
     if args.actions and len(token) < 16:
         raise ConfigError(f"--actions needs a token of at least 16 characters in ${TOKEN_ENV} "
                           "(for example: export TASKFLEET_DASHBOARD_TOKEN=$(openssl rand -hex 16))")
-    app = build_app(RedisSource(client, args.queues), ActionSettings(args.actions, token))
+    access = AccessSettings(token, frozenset(args.allowed_hosts))
+    try:
+        access.check_address(args.address)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    app = build_app(RedisSource(client, args.queues), ActionSettings(args.actions, token), access)
     print(f"taskfleet dashboard on http://{args.address}:{args.port}/ "
-          f"({'actions enabled' if args.actions else 'read-only'})", flush=True)
+          f"({'actions enabled' if args.actions else 'read-only'}"
+          f"{', token needed' if token else ''})", flush=True)
     serve(app, args.address, args.port)
     return 0
 
@@ -376,7 +392,8 @@ def _operator(args: argparse.Namespace) -> int:
                             metrics_address=args.metrics_address,
                             dashboard_port=args.dashboard_port,
                             dashboard_address=args.dashboard_address,
-                            dashboard_actions=args.dashboard_actions)
+                            dashboard_actions=args.dashboard_actions,
+                            dashboard_allowed_hosts=tuple(args.dashboard_allowed_hosts))
     if args.dashboard_actions and len(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")) < 16:
         raise ConfigError("--dashboard-actions needs a token of at least 16 characters in "
                           "$TASKFLEET_DASHBOARD_TOKEN")
@@ -396,6 +413,14 @@ def _inspect(client: Client, names: list[str], as_json: bool) -> int:
     stats = queue_stats(client, names)
     workers = heartbeat.live_workers(client)
     if as_json:
+    if args.dashboard_port is not None:
+        from taskfleet.dashboard.server import AccessSettings
+
+        try:
+            AccessSettings(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")).check_address(
+                args.dashboard_address)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         print(json.dumps({
             "queues": {n: s.as_dict() for n, s in stats.items()},
             "workers": [{"id": w.id, "pod": w.pod, "queues": w.queues, "busy": w.busy,

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 
 from taskfleet.dashboard import ActionSettings, PoolView, QueueSource, build_app
-from taskfleet.dashboard.server import serve_in_thread
+from taskfleet.dashboard.server import AccessSettings, serve_in_thread
 
 from .observe import RedisDirectory
 from .registry import Registry
@@ -50,6 +50,7 @@ class RegistrySource:
 
 
 def start_dashboard(registry: Registry, directory: RedisDirectory, address: str, port: int,
-                    actions: ActionSettings, stop: threading.Event) -> threading.Thread:
-    app = build_app(RegistrySource(registry, directory), actions)
+                    actions: ActionSettings, access: AccessSettings,
+                    stop: threading.Event) -> threading.Thread:
+    app = build_app(RegistrySource(registry, directory), actions, access)
     return serve_in_thread(app, address, port, stop)

@@ -45,7 +45,8 @@ class OperatorConfig:
     metrics_address: str = "0.0.0.0"
     dashboard_port: int | None = None
     """Serve the web dashboard on this port; None: not at all."""
-    dashboard_address: str = "0.0.0.0"
+    dashboard_address: str = "127.0.0.1"
+    """Loopback: reached with kubectl port-forward. Any other address needs the token."""
     dashboard_actions: bool = False
     """Allow requeue and purge from the dashboard (with $TASKFLEET_DASHBOARD_TOKEN)."""
 
@@ -58,6 +59,8 @@ def api_client() -> k8s.ApiClient:
         k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
     return k8s.ApiClient()
 
+    dashboard_allowed_hosts: tuple[str, ...] = ()
+    """Host names the dashboard answers to besides 127.0.0.1, localhost and ::1."""
 
 class OperatorRuntime:
     def __init__(self, config: OperatorConfig, registry: Registry) -> None:
@@ -87,15 +90,17 @@ class OperatorRuntime:
             self.controller.metrics.serve(self.config.metrics_port, self.config.metrics_address)
         if self.config.dashboard_port is not None:
             from taskfleet.dashboard import ActionSettings
-            from taskfleet.dashboard.server import TOKEN_ENV
+            from taskfleet.dashboard.server import TOKEN_ENV, AccessSettings
 
             from .dashboard import start_dashboard
 
-            actions = ActionSettings(self.config.dashboard_actions,
-                                     os.environ.get(TOKEN_ENV, ""))
+            token = os.environ.get(TOKEN_ENV, "")
+            actions = ActionSettings(self.config.dashboard_actions, token)
+            access = AccessSettings(token, frozenset(self.config.dashboard_allowed_hosts))
+            access.check_address(self.config.dashboard_address)
             self._threads.append(start_dashboard(
                 self.registry, self.directory, self.config.dashboard_address,
-                self.config.dashboard_port, actions, self.stop))
+                self.config.dashboard_port, actions, access, self.stop))
         for name, target in (("leader", self.elector.run), ("controller", self.controller.run),
                              ("wakeups", self.wakeups.run)):
             t = threading.Thread(target=target, args=(self.stop,), daemon=True,

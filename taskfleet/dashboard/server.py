@@ -1,5 +1,12 @@
 """The dashboard's HTTP server (aiohttp): one static page and a small JSON API.
 
+Every request must name an allowed host (127.0.0.1, localhost, ::1 and the names it was
+given) in its Host header, and in its Origin header when it sends one: a DNS-rebinding
+page on another name is refused. With a token set ($TASKFLEET_DASHBOARD_TOKEN) every API
+read needs it too, as ``Authorization: Bearer <token>`` or in the ``X-Taskfleet-Token``
+header; without one the dashboard serves on loopback only (reached with
+``kubectl port-forward``, which the API server authorizes).
+
 Reads run on a thread (the Redis client blocks). Actions (requeue, purge) answer 403
 unless the server was started with actions enabled, and then need the token in the
 ``X-Taskfleet-Token`` header and ``{"confirm": "<queue label>"}`` in the body.
@@ -9,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 import threading
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -32,6 +41,84 @@ STATIC = ("index.html", "app.js", "style.css")
 _CONTENT_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MIN_TOKEN = 16
+MAX_REQUEST_BYTES = 64 * 1024
+"""An action's body is a queue name and its confirmation: a bigger one is refused (413)."""
+
+
+def _token_matches(given: str, token: str) -> bool:
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def host_name(value: str) -> str:
+    """The host of a Host header or of an Origin's authority, lower case, without its port
+    or IPv6 brackets ("" when it cannot be read)."""
+    try:
+        parsed = urllib.parse.urlsplit(f"//{value.strip()}")
+        return (parsed.hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def is_loopback(address: str) -> bool:
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Who may read: the token (none: anyone who reaches a loopback port), and the host
+    names the dashboard answers to besides 127.0.0.1, localhost and ::1."""
+
+    token: str = ""
+    hosts: frozenset[str] = frozenset()
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        return LOCAL_HOSTS | {h.lower().strip("[]") for h in self.hosts}
+
+    def check_address(self, address: str) -> None:
+        """Refuse to serve reads without a token anywhere but on loopback."""
+        if self.token and len(self.token) < MIN_TOKEN:
+            raise ValueError(f"the dashboard token in {TOKEN_ENV} needs at least "
+                             f"{MIN_TOKEN} characters")
+        if not self.token and not is_loopback(address):
+            raise ValueError(
+                f"the dashboard would serve every queue, worker and result without "
+                f"credentials on {address}: set a token of {MIN_TOKEN}+ characters in "
+                f"{TOKEN_ENV} (then every read needs it), or bind 127.0.0.1 and reach it "
+                "with kubectl port-forward")
+
+    def host_refusal(self, request: web.Request) -> str | None:
+        allowed = self.allowed_hosts
+        if host_name(request.headers.get("Host", "")) not in allowed:
+            return ("this dashboard does not answer to that Host name (allowed: "
+                    f"{', '.join(sorted(allowed))})")
+        origin = request.headers.get("Origin")
+        if origin is not None:
+            try:
+                origin_host = (urllib.parse.urlsplit(origin).hostname or "").lower()
+            except ValueError:
+                origin_host = ""
+            if origin_host not in allowed:
+                return "requests from another site's pages are refused (Origin)"
+        return None
+
+    def read_refusal(self, request: web.Request) -> str | None:
+        if not self.token:
+            return None
+        bearer = request.headers.get("Authorization", "")
+        given = bearer[7:].strip() if bearer[:7].lower() == "bearer " else ""
+        if _token_matches(given, self.token) or _token_matches(
+                request.headers.get(TOKEN_HEADER, ""), self.token):
+            return None
+        return (f"the dashboard token is needed: Authorization: Bearer <token> or the "
+                f"{TOKEN_HEADER} header")
 
 
 @dataclass(frozen=True)
@@ -44,8 +131,7 @@ class ActionSettings:
         if not self.enabled:
             return ("actions are off: this dashboard is read-only (start it with actions "
                     f"enabled and {TOKEN_ENV} set)")
-        given = request.headers.get(TOKEN_HEADER, "")
-        if not given or not hmac.compare_digest(given.encode(), self.token.encode()):
+        if not _token_matches(request.headers.get(TOKEN_HEADER, ""), self.token):
             return f"a valid token is needed in the {TOKEN_HEADER} header"
         return None
 
@@ -54,11 +140,15 @@ def _static(name: str) -> bytes:
     return resources.files("taskfleet.dashboard").joinpath("static", name).read_bytes()
 
 
-def build_app(source: DashboardSource, actions: ActionSettings | None = None) -> web.Application:
+def build_app(source: DashboardSource, actions: ActionSettings | None = None,
+              access: AccessSettings | None = None) -> web.Application:
     actions = actions or ActionSettings()
-    if actions.enabled and len(actions.token) < 16:
-        raise ValueError(f"dashboard actions need a token of at least 16 characters in "
-                         f"{TOKEN_ENV}")
+    access = access or AccessSettings(token=actions.token if actions.enabled else "")
+    if actions.enabled and len(actions.token) < MIN_TOKEN:
+        raise ValueError(f"dashboard actions need a token of at least {MIN_TOKEN} characters "
+                         f"in {TOKEN_ENV}")
+    if actions.enabled and access.token != actions.token:
+        raise ValueError("dashboard reads and actions take the same token")
     history = PoolHistory()
     lock = threading.Lock()
     pages = {name: _static(name) for name in STATIC}
@@ -120,7 +210,20 @@ def build_app(source: DashboardSource, actions: ActionSettings | None = None) ->
             return web.json_response({"queue": label, kind: count})
         return handler
 
-    app = web.Application()
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = access.host_refusal(request)
+        if refused is not None:
+            log.warning("dashboard: %s %s refused: %s", request.method, request.path, refused)
+            return _error(403, refused)
+        if request.path.startswith("/api/"):
+            refused = access.read_refusal(request)
+            if refused is not None:
+                return web.json_response({"error": refused}, status=401,
+                                         headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    app = web.Application(middlewares=[guard], client_max_size=MAX_REQUEST_BYTES)
     app.router.add_get("/", page("index.html"))
     for name in STATIC:
         app.router.add_get(f"/{name}", page(name))

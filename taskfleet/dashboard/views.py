@@ -12,7 +12,6 @@ from typing import Any
 import redis
 
 from .. import keys
-from ..broker import Broker
 from ..connection import Client
 from ..heartbeat import live_workers
 from ..stats import queue_stats
@@ -21,6 +20,9 @@ from .sources import DashboardSource, PoolView, QueueSource
 HISTORY_POINTS = 900
 """Replica samples kept per pool: 15 minutes at one a second."""
 REASONS_KEPT = 10
+MAX_RECORD_BYTES = 4 << 20
+"""A dead letter or result over this (four times the default message limit: a record
+carries its message escaped) is not decoded: the page says its size instead."""
 
 
 def distinct_clients(queues: Sequence[QueueSource]) -> list[Client]:
@@ -63,14 +65,48 @@ def find_queue(source: DashboardSource, label: str) -> QueueSource | None:
     return next((q for q in source.queues() if q.label == label), None)
 
 
-def dead_rows(queue: QueueSource, limit: int = 100) -> list[dict[str, Any]]:
+def dead_rows(queue: QueueSource, limit: int = 100,
+              max_bytes: int = MAX_RECORD_BYTES) -> list[dict[str, Any]]:
+    """The newest dead letters; a record over ``max_bytes`` or unreadable is a row saying
+    so (its size or fault), never decoded whole nor a failure of the page."""
     rows = []
-    for record in Broker(queue.client).dead_list(queue.queue, limit):
+    for raw in queue.client.lrange(keys.QueueKeys(queue.queue).dead, 0, limit - 1):
+        record = _record(raw, max_bytes)
+        if "error" in record:
+            rows.append({"id": None, "task": None, "reason": record["error"],
+                         "failed_at": None})
+            continue
         body = record.get("body")
+        if isinstance(body, str) and len(body) <= max_bytes:
+            try:
+                body = json.loads(body)
+            except (ValueError, RecursionError):
+                body = None
         task = body.get("task") if isinstance(body, dict) else None
-        rows.append({"id": record.get("id"), "task": task, "reason": record.get("reason"),
-                     "failed_at": record.get("failed_at")})
+        rows.append({"id": _scalar(record.get("id")), "task": _scalar(task),
+                     "reason": _scalar(record.get("reason")),
+                     "failed_at": record.get("failed_at")
+                     if isinstance(record.get("failed_at"), int | float) else None})
     return rows
+
+
+def _scalar(value: Any) -> str | None:
+    return value if isinstance(value, str) else None if value is None else str(value)[:200]
+
+
+def _record(raw: bytes | str, max_bytes: int) -> dict[str, Any]:
+    """A JSON object stored by taskfleet, or {"error": why it is not shown}."""
+    size = len(raw)
+    if size > max_bytes:
+        return {"error": f"record of {size:,} bytes, over the dashboard's limit of "
+                         f"{max_bytes:,}: not shown"}
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        return {"error": f"unreadable record: {str(exc)[:200]}"}
+    if not isinstance(record, dict):
+        return {"error": "unreadable record: not a JSON object"}
+    return record
 
 
 def task_view(queues: Sequence[QueueSource], task_id: str) -> dict[str, Any]:
@@ -78,8 +114,7 @@ def task_view(queues: Sequence[QueueSource], task_id: str) -> dict[str, Any]:
     for client in distinct_clients(queues):
         raw = client.lindex(keys.result_key(task_id), 0)
         if raw:
-            record: dict[str, Any] = json.loads(raw)
-            return {"id": task_id, **record}
+            return {**_record(raw, MAX_RECORD_BYTES), "id": task_id}
         state = client.get(keys.state_key(task_id))
         if state:
             return {"id": task_id, "status": state.decode() if isinstance(state, bytes)

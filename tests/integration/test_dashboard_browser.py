@@ -1,7 +1,7 @@
 """The web dashboard served by a real operator (real API server, real Redis), in headless
-Chromium: it shows what Redis and the API server hold, follows a burst, requeues a dead
-letter onto its queue with the token and a confirmation, refuses without the token, and
-purges.
+Chromium: it shows nothing until given the token, then what Redis and the API server
+hold, follows a burst, requeues a dead letter onto its queue with the token and a
+confirmation, refuses without the token, and purges.
 Screenshots go to demo-output/."""
 
 from __future__ import annotations
@@ -88,7 +88,15 @@ def test_dashboard_in_a_real_browser(dashboard: tuple[str, Pool], page: Page, cl
         page, f'tr[data-queue="{label}"] td[data-field="{field}"]')
     figures = lambda: text_of(page, f'div.pool[data-pool="{namespace}/jobs-pool"] .figures')  # noqa: E731
 
+    # Reads need the token: without it the API answers 401 and the page asks for it.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}api/overview", timeout=10)
+    assert refused.value.code == 401
     page.goto(url)
+    wait_for("the page asking for the token",
+             lambda: text_of(page, "#updated").startswith("token needed"), timeout=30)
+    assert text_of(page, "#queues tbody") == ""
+    page.fill("#token", TOKEN)
     wait_for("the queue and the pool on the page",
              lambda: cell("ready") == "0" and figures().startswith("desired 0"),
              timeout=60, describe=lambda: page.inner_text("main"))
@@ -136,6 +144,7 @@ def test_dashboard_in_a_real_browser(dashboard: tuple[str, Pool], page: Page, cl
     page.click("#dead-form button[type=submit]")
     wait_for("the dead letter listed", lambda: "sample.nowhere" in text_of(page, "#dead tbody"))
     assert "unknown task" in text_of(page, "#dead tbody").lower()
+    page.fill("#token", "")
     page.click("#requeue")
     wait_for("the refusal shown", lambda: text_of(page, "#dead-message").startswith("Refused"))
     assert "token" in text_of(page, "#dead-message")

@@ -1,8 +1,18 @@
 // The dashboard page: polls /api/overview every second and draws it; no build step.
+// Every API call carries the token typed in the header (when the dashboard has one, reads
+// need it too); it stays in this page, never stored.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
 let actionsEnabled = false;
+
+function api(path, options) {
+  const opts = options || {};
+  const headers = Object.assign({}, opts.headers || {});
+  const token = $("#token").value;
+  if (token) headers["X-Taskfleet-Token"] = token;
+  return fetch(path, Object.assign({cache: "no-store"}, opts, {headers: headers}));
+}
 
 function cell(text, cls) {
   const td = document.createElement("td");
@@ -129,8 +139,13 @@ function drawWorkers(workers) {
 
 async function refresh() {
   try {
-    const r = await fetch("api/overview", {cache: "no-store"});
+    const r = await api("api/overview");
     const data = await r.json();
+    if (r.status === 401) {
+      $("#updated").textContent = "token needed: type it in the Token field";
+      return;
+    }
+    if (!r.ok) { $("#updated").textContent = "refused: " + data.error; return; }
     actionsEnabled = data.actions;
     $("#mode").textContent = data.actions ? "actions enabled (token needed)" : "read-only";
     document.querySelectorAll(".actions button").forEach((b) => { b.disabled = !data.actions; });
@@ -146,7 +161,7 @@ async function refresh() {
 async function showDead() {
   const queue = $("#dead-queue").value;
   if (!queue) return;
-  const r = await fetch("api/dead?queue=" + encodeURIComponent(queue), {cache: "no-store"});
+  const r = await api("api/dead?queue=" + encodeURIComponent(queue));
   const data = await r.json();
   $("#dead-message").textContent = "";
   if (!r.ok) { $("#dead-message").textContent = data.error; return; }
@@ -161,9 +176,9 @@ async function act(kind) {
   if (!queue) return;
   const what = kind === "requeue" ? "Requeue every dead letter of " : "Delete every dead letter of ";
   if (!window.confirm(what + queue + "?")) return;
-  const r = await fetch("api/dead/" + kind, {
+  const r = await api("api/dead/" + kind, {
     method: "POST",
-    headers: {"Content-Type": "application/json", "X-Taskfleet-Token": $("#token").value},
+    headers: {"Content-Type": "application/json"},
     body: JSON.stringify({queue: queue, confirm: queue}),
   });
   const data = await r.json();
@@ -177,7 +192,7 @@ async function act(kind) {
 async function lookUp() {
   const id = $("#task-id").value.trim();
   if (!id) return;
-  const r = await fetch("api/task/" + encodeURIComponent(id), {cache: "no-store"});
+  const r = await api("api/task/" + encodeURIComponent(id));
   $("#task").textContent = JSON.stringify(await r.json(), null, 2);
 }
 
