@@ -397,6 +397,14 @@ def _operator(args: argparse.Namespace) -> int:
     if args.dashboard_actions and len(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")) < 16:
         raise ConfigError("--dashboard-actions needs a token of at least 16 characters in "
                           "$TASKFLEET_DASHBOARD_TOKEN")
+    if args.dashboard_port is not None:
+        from taskfleet.dashboard.server import AccessSettings
+
+        try:
+            AccessSettings(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")).check_address(
+                args.dashboard_address)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
     if args.worker_image:
         config.worker_image = args.worker_image
     return run(config, args.liveness_port)
@@ -413,14 +421,6 @@ def _inspect(client: Client, names: list[str], as_json: bool) -> int:
     stats = queue_stats(client, names)
     workers = heartbeat.live_workers(client)
     if as_json:
-    if args.dashboard_port is not None:
-        from taskfleet.dashboard.server import AccessSettings
-
-        try:
-            AccessSettings(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")).check_address(
-                args.dashboard_address)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
         print(json.dumps({
             "queues": {n: s.as_dict() for n, s in stats.items()},
             "workers": [{"id": w.id, "pod": w.pod, "queues": w.queues, "busy": w.busy,

@@ -49,6 +49,8 @@ class OperatorConfig:
     """Loopback: reached with kubectl port-forward. Any other address needs the token."""
     dashboard_actions: bool = False
     """Allow requeue and purge from the dashboard (with $TASKFLEET_DASHBOARD_TOKEN)."""
+    dashboard_allowed_hosts: tuple[str, ...] = ()
+    """Host names the dashboard answers to besides 127.0.0.1, localhost and ::1."""
 
 
 def api_client() -> k8s.ApiClient:
@@ -59,8 +61,6 @@ def api_client() -> k8s.ApiClient:
         k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
     return k8s.ApiClient()
 
-    dashboard_allowed_hosts: tuple[str, ...] = ()
-    """Host names the dashboard answers to besides 127.0.0.1, localhost and ::1."""
 
 class OperatorRuntime:
     def __init__(self, config: OperatorConfig, registry: Registry) -> None:
