@@ -49,18 +49,22 @@ lint: setup
 demo: setup
 	$(PY) examples/video-site/demo.py
 
+# Every bench/results/*.json the README quotes but chaos.json (`make chaos`); then what in
+# the README no longer matches them (`python -m bench.report --write` updates its tables).
 bench: setup
 	$(PY) bench/throughput.py --json bench/results/throughput.json
 	$(PY) bench/autoscale.py --json bench/results/autoscale.json
 	$(PY) bench/pools.py --json bench/results/pools.json
 	$(PY) bench/failover.py --json bench/results/failover.json
 	$(PY) bench/cluster.py --json bench/results/cluster.json
+	-@$(PY) -m bench.report --check
 
 # Faults with figures: worker pods killed and scaled down, Redis crashed, paused and
 # cut off (a network namespace: root and iproute2), the control plane restarted.
 chaos: setup
 	@hack/debian.sh iproute2
 	$(PY) bench/chaos.py --json bench/results/chaos.json
+	-@$(PY) -m bench.report --check
 
 # The local control plane for trying things by hand: context kwok-taskfleet, and on its
 # real node the project's images (built here, as `make images`).
