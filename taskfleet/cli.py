@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -55,6 +56,19 @@ def _queues(value: str) -> list[str]:
     names = [q.strip() for q in value.split(",") if q.strip()]
     if not names:
         raise argparse.ArgumentTypeError("--queues needs at least one queue name, e.g. default")
+    return names
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _namespaces(value: str) -> list[str]:
+    """An argparse type: namespace names, comma-separated, each a DNS label."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    bad = [n for n in names if not _DNS_LABEL.match(n)]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give namespace names (lowercase DNS labels), comma-separated")
     return names
 
 
@@ -178,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "$TASKFLEET_DASHBOARD_TOKEN and a confirmation")
 
     o = sub.add_parser("operator", help="run the Kubernetes operator (needs taskfleet[operator])")
-    o.add_argument("--namespace", default=None, help="watch one namespace (default: all)")
+    o.add_argument("--namespace", action="append", default=[], type=_namespaces,
+                   help="watch these namespaces, comma-separated or repeated (default: all)")
     o.add_argument("--worker-image", default=os.environ.get("TASKFLEET_WORKER_IMAGE"),
                    help="image of WorkerPools that name none")
     o.add_argument("--leader-lease-namespace",
@@ -227,14 +242,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except (ConfigError, MessageTooLarge) as exc:
-        print(f"taskfleet: {exc}", file=sys.stderr)
+        print(f"taskfleet: {_redacted(str(exc), args)}", file=sys.stderr)
         return 2
     except redis.RedisError as exc:
-        print(f"taskfleet: redis error: {exc}", file=sys.stderr)
+        print(f"taskfleet: redis error: {_redacted(str(exc), args)}", file=sys.stderr)
         return 1
     finally:
         if owns_signals:  # drained or failed: a stop now has nothing left to stop
             ignore_stop_signals()
+
+
+def _redacted(text: str, args: argparse.Namespace) -> str:
+    """An error line without the passwords of the broker settings (taskfleet.connection's
+    one redaction)."""
+    from .connection import BROKER_ENV, PASSWORD_ENV, SENTINEL_PASSWORD_ENV, redact
+
+    return redact(text, [os.environ.get(PASSWORD_ENV), os.environ.get(SENTINEL_PASSWORD_ENV),
+                         *_url_passwords(getattr(args, "broker", None)),
+                         *_url_passwords(os.environ.get(BROKER_ENV))])
+
+
+def _url_passwords(url: str | None) -> list[str]:
+    from .connection import url_passwords
+    from .errors import ConfigError
+
+    try:
+        return url_passwords(url) if url else []
+    except ConfigError:
+        return []  # its errors hold no part of the URL
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -384,7 +419,8 @@ def _operator(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError(f"the operator needs its extras: pip install 'taskfleet[operator]' "
                           f"({exc})") from exc
-    config = OperatorConfig(namespace=args.namespace,
+    config = OperatorConfig(namespaces=tuple(dict.fromkeys(
+                                n for names in args.namespace for n in names)),
                             leader_lease_namespace=args.leader_lease_namespace,
                             leader_lease_name=args.leader_lease_name,
                             leader_lease_seconds=args.leader_lease_seconds,

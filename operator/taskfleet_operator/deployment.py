@@ -179,6 +179,10 @@ def build_deployment(pool: WorkerPool, queues: list[TaskQueue], replicas: int,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
         "volumes": volumes,
+        # Workers talk to Redis, not to the API server: no token and no Service
+        # variables unless the pool asks (podTemplate.spec may still set either).
+        "automountServiceAccountToken": bool(spec.get("automountServiceAccountToken", False)),
+        "enableServiceLinks": bool(spec.get("enableServiceLinks", False)),
     }
     for key in ("nodeSelector", "tolerations", "affinity", "serviceAccountName"):
         if spec.get(key):

@@ -14,7 +14,7 @@ from .runtime import OperatorConfig
 def run(config: OperatorConfig, liveness_port: int | None = None) -> int:
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    namespaces = [config.namespace] if config.namespace else []
+    namespaces = list(config.namespaces)
     kopf.run(
         standalone=True,
         clusterwide=not namespaces,

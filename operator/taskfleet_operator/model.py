@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskfleet.connection import parse_broker_url
+from taskfleet.connection import has_password, parse_broker_url
 from taskfleet.errors import ConfigError
 
 from .policy import ScalingPolicy, SpecError, _int, parse_policy
@@ -121,6 +121,14 @@ def parse_task_queue(body: dict[str, Any]) -> TaskQueue:
             parse_broker_url(r["url"])
         except ConfigError as exc:
             raise SpecError(f"spec.redis.url: {exc}") from None
+        if has_password(r["url"]):
+            raise SpecError(
+                "spec.redis.url must not hold a password (user:PASSWORD@, ?password= or "
+                "?sentinel_password=): a TaskQueue is no Secret, and the URL would reach the "
+                "workers' Deployment as plain text. Put the password in a Secret labelled "
+                "taskfleet.dev/redis-credentials=true and name it in spec.redis.passwordFrom "
+                "(sentinelPasswordFrom for the sentinels'), or the whole URL in "
+                "spec.redis.urlFrom")
     tls = _object(r.get("tls"), "spec.redis.tls")
     ref = RedisRef(url=r.get("url"), url_from=_secret_key(r.get("urlFrom"), "spec.redis.urlFrom"),
                    password_from=_secret_key(r.get("passwordFrom"), "spec.redis.passwordFrom"),
@@ -171,6 +179,8 @@ def _check_pod_fields(spec: dict[str, Any]) -> None:
     for key in ("image", "imagePullPolicy", "serviceAccountName"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise SpecError(f"spec.{key} must be a string")
+    for key in ("automountServiceAccountToken", "enableServiceLinks"):
+        _flag(spec, key, "spec")
     _int(spec, "concurrency", "spec", 1, 1)
     _int(spec, "terminationGracePeriodSeconds", "spec", 600, 1)
     health = _object(spec.get("healthCheck"), "spec.healthCheck")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kubernetes import client as k8s
@@ -21,22 +23,30 @@ from .schedules import ScheduleRunner
 from .wakeups import WakeListener
 
 
-def leader_lease_name(namespace: str | None) -> str:
+def leader_lease_name(namespaces: str | Sequence[str] | None) -> str:
     """One Lease per watched scope: operators that watch different namespaces (or one the
     whole cluster) must not elect a single leader between them, or all but one scope
-    would go unreconciled."""
-    return f"taskfleet-operator-ns-{namespace}" if namespace else "taskfleet-operator"
+    would go unreconciled. Several namespaces: a digest of their sorted names."""
+    if isinstance(namespaces, str):
+        namespaces = [namespaces]
+    names = sorted(set(namespaces or ()))
+    if not names:
+        return "taskfleet-operator"
+    if len(names) == 1:
+        return f"taskfleet-operator-ns-{names[0]}"
+    digest = hashlib.sha256(",".join(names).encode()).hexdigest()[:16]
+    return f"taskfleet-operator-nss-{digest}"
 
 
 @dataclass
 class OperatorConfig:
-    namespace: str | None = None
-    """Watch only this namespace; None: all namespaces."""
+    namespaces: tuple[str, ...] = ()
+    """Watch only these namespaces; empty: all namespaces."""
     worker_image: str = DEFAULT_IMAGE
     leader_lease_namespace: str = field(default_factory=lambda: os.environ.get(
         "POD_NAMESPACE", "default"))
     leader_lease_name: str = ""
-    """Default: leader_lease_name(namespace), one per watched scope."""
+    """Default: leader_lease_name(namespaces), one per watched scope."""
     leader_lease_seconds: float = 15.0
     identity: str = field(default_factory=lambda: os.environ.get(
         "TASKFLEET_OPERATOR_IDENTITY", f"{socket.gethostname()}-{os.getpid()}"))
@@ -71,7 +81,7 @@ class OperatorRuntime:
         self.directory = RedisDirectory(secret_reader(k8s.CoreV1Api(client)))
         self.elector = LeaseElector(client, config.leader_lease_namespace,
                                     config.leader_lease_name
-                                    or leader_lease_name(config.namespace),
+                                    or leader_lease_name(config.namespaces),
                                     config.identity, config.leader_lease_seconds)
         self.elector.on_change = [registry.wake_all, registry.wake]
         actuator = Actuator(client)
