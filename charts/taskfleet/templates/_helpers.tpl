@@ -29,3 +29,14 @@ cluster-wide one) never elect a single leader between them. RBAC names it too. *
 {{- define "taskfleet.leaseName" -}}
 {{- printf "%s-leader" (include "taskfleet.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{- /* The namespaces a namespaced operator watches: .Values.namespaces, or the release's. */ -}}
+{{- define "taskfleet.watchedNamespaces" -}}
+{{- $names := .Values.namespaces | default (list .Release.Namespace) -}}
+{{- join "," (uniq $names) -}}
+{{- end -}}
+
+{{- /* The operator's ServiceAccount as the API server names it in a request. */ -}}
+{{- define "taskfleet.serviceAccountUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "taskfleet.serviceAccountName" .) -}}
+{{- end -}}
