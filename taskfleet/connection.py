@@ -223,15 +223,20 @@ def parse_broker_url(url: str) -> BrokerAddress:
         options=options, replica_acks=replica_acks, replica_ack_timeout_ms=ack_timeout)
 
 
-def has_password(url: str) -> bool:
-    """Whether a broker URL (one :func:`parse_broker_url` accepts) holds a password: in
-    its userinfo, or as ``?password=`` or ``?sentinel_password=``."""
+def url_passwords(url: str) -> list[str]:
+    """The passwords a broker URL (one :func:`parse_broker_url` accepts) holds: in its
+    userinfo, or as ``?password=`` or ``?sentinel_password=``."""
     address = parse_broker_url(url)
-    if address.password or address.sentinel_password:
-        return True
-    if address.mode != "single":
-        return False
-    return bool(urlsplit(address.url).password or address.options.get("password"))
+    found = [address.password, address.sentinel_password]
+    if address.mode == "single":
+        found += [urlsplit(address.url).password, address.options.get("password")]
+        found = [unquote(p) if p else p for p in found] + found
+    return [p for p in dict.fromkeys(found) if p]
+
+
+def has_password(url: str) -> bool:
+    """Whether a broker URL holds a password (:func:`url_passwords`)."""
+    return bool(url_passwords(url))
 
 
 HIDDEN = "***"

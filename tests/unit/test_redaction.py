@@ -7,17 +7,19 @@ URL, a malformed URL, a Secret without the opt-in label) up to the status messag
 
 from __future__ import annotations
 
+import argparse
 import base64
 import inspect
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from taskfleet import connection
-from taskfleet.cli import main
+from taskfleet.cli import _redacted, main
 from taskfleet.connection import (
     BrokerURLError,
     broker_url,
@@ -79,8 +81,8 @@ def texts_of(url: str, monkeypatch: pytest.MonkeyPatch,
     the command line and from $TASKFLEET_BROKER_URL), connect's (one server: redis-py
     parses the URL without connecting) and the ``taskfleet`` command's stderr."""
     out: list[str] = []
-    for call in (lambda: parse_broker_url(url), lambda: broker_url(url),
-                 lambda: (monkeypatch.setenv("TASKFLEET_BROKER_URL", url), broker_url())):
+    monkeypatch.setenv("TASKFLEET_BROKER_URL", url)
+    for call in (lambda: parse_broker_url(url), lambda: broker_url(url), broker_url):
         try:
             call()
         except problems as exc:
@@ -92,7 +94,6 @@ def texts_of(url: str, monkeypatch: pytest.MonkeyPatch,
         out.append(str(exc))
     if not any("broker URL" in t for t in out):
         return out  # a URL that parses: the command would go on and connect
-    monkeypatch.setenv("TASKFLEET_BROKER_URL", url)
     code = main(["inspect"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
@@ -100,7 +101,8 @@ def texts_of(url: str, monkeypatch: pytest.MonkeyPatch,
     return out
 
 
-@settings(max_examples=250, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=250, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shape=st.sampled_from(SHAPES), user=users, password=passwords)
 def test_no_error_of_the_runtime_repeats_any_part_of_a_password(
         shape: str, user: str, password: str, monkeypatch: pytest.MonkeyPatch,
@@ -127,6 +129,7 @@ def test_the_port_error_of_a_password_with_a_slash_names_the_variable_and_the_fi
         assert "s3cr" not in str(found.value) and "et@" not in str(found.value)
 
 
+@settings(deadline=None)
 @given(before=st.text(max_size=20), after=st.text(max_size=20),
        secrets=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=3))
 def test_redact_hides_every_secret_wherever_it_stands(before: str, after: str,
@@ -179,12 +182,23 @@ def labelled(value: str, label: str | None = "true") -> Any:
     return read
 
 
+class Records(logging.Handler):
+    """Every log record, of every logger, while it is added to the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 def queue(ref: RedisRef) -> TaskQueue:
     return TaskQueue(namespace="ns", name="jobs", uid="u", generation=1, queue_name="jobs",
                      redis=ref)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(shape=st.sampled_from(SHAPES), user=users, password=passwords)
 def test_a_url_secret_that_cannot_be_used_is_never_repeated(shape: str, user: str,
                                                             password: str) -> None:
@@ -195,17 +209,19 @@ def test_a_url_secret_that_cannot_be_used_is_never_repeated(shape: str, user: st
         pass
     else:
         assume(False)  # a usable URL: the operator connects (the integration tests)
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = Records()
+    records = handler.records
     root = logging.getLogger()
+    level = root.level
     root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
     try:
         directory = RedisDirectory(labelled(value))
         tq = queue(RedisRef(url_from=URL_KEY))
         error = read_queues(directory, [tq])[tq.key].error
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
     assert error is not None
     assert "spec.redis.urlFrom" in error and "Secret ns/redis (key 'url')" in error, error
     for text in [error, directory.redact(f"redis: {value} failed"),
@@ -213,7 +229,7 @@ def test_a_url_secret_that_cannot_be_used_is_never_repeated(shape: str, user: st
         assert value not in text and password not in text, text
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(password=passwords)
 def test_a_password_secret_is_hidden_from_every_text_of_the_directory(password: str) -> None:
     directory = RedisDirectory(labelled(password))
@@ -244,3 +260,20 @@ def test_a_missing_key_or_a_value_that_is_not_text_names_the_secret_and_key() ->
     with pytest.raises(SecretRefError, match=r"Secret ns/redis \(key 'url'\) is not UTF-8"):
         secret_value("ns", URL_KEY, {CREDENTIALS_LABEL: "true"},
                      {"url": base64.b64encode(b"\xff\xfe").decode()})
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(password=passwords)
+def test_the_command_hides_the_passwords_of_its_broker_settings(
+        password: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded_url = f"redis://app:{quote(password, safe='')}@127.0.0.1:6379/0"
+    for env, broker in ((None, encoded_url), (encoded_url, None)):
+        monkeypatch.delenv("TASKFLEET_BROKER_URL", raising=False)
+        if env:
+            monkeypatch.setenv("TASKFLEET_BROKER_URL", env)
+        line = _redacted(f"failed: {password!s} and {password!r}",
+                         argparse.Namespace(broker=broker))
+        assert password not in line, line
+    monkeypatch.setenv("TASKFLEET_BROKER_PASSWORD", password)
+    assert password not in _redacted(f"AUTH {password}", argparse.Namespace(broker=None))
