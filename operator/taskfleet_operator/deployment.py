@@ -207,7 +207,9 @@ def build_deployment(pool: WorkerPool, queues: list[TaskQueue], replicas: int,
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": {**labels, **(meta.get("labels") or {})},
+                # the operator's labels win: the selector and the admission policy's
+                # "pods it manages" (app.kubernetes.io/managed-by) rest on them
+                "metadata": {"labels": {**(meta.get("labels") or {}), **labels},
                              "annotations": dict(meta.get("annotations") or {})},
                 "spec": pod_spec,
             },

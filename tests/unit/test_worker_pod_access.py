@@ -58,3 +58,14 @@ def test_one_lease_per_watched_scope() -> None:
     assert leader_lease_name(["a", "b"]) == leader_lease_name(["b", "a", "a"])
     assert leader_lease_name(["a", "b"]) != leader_lease_name(["a", "c"])
     assert leader_lease_name(["a", "b"]).startswith("taskfleet-operator-nss-")
+
+
+def test_a_pool_cannot_relabel_its_pods_away_from_the_operator() -> None:
+    pool = parse_worker_pool({"metadata": {"namespace": "v", "name": "p"}, "spec": {
+        "queues": ["q"], "app": "video.tasks:app", "podTemplate": {"metadata": {"labels": {
+            "app.kubernetes.io/managed-by": "me", "app.kubernetes.io/instance": "x",
+            "team": "video"}}}}})
+    labels = build_deployment(pool, [QUEUE], 1)["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/managed-by"] == "taskfleet-operator"
+    assert labels["app.kubernetes.io/instance"] == "p"
+    assert labels["team"] == "video"
