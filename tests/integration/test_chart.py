@@ -119,6 +119,8 @@ def test_install_runs_the_operator_with_least_privilege(crds: Cluster, namespace
     try:
         crds.kubectl("create", "secret", "generic", "redis", f"--from-literal=url={redis_url}",
                      namespace=namespace)
+        crds.kubectl("label", "secret", "redis", "taskfleet.dev/redis-credentials=true",
+                     namespace=namespace)
         crds.apply(yaml.safe_dump_all([
             {"apiVersion": "taskfleet.dev/v1alpha1", "kind": "TaskQueue",
              "metadata": {"name": "jobs"},

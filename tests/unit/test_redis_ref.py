@@ -42,3 +42,15 @@ def test_a_cluster_url_is_accepted() -> None:
 def test_a_bad_url_is_a_spec_error_naming_the_field(url: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse_task_queue(queue({"url": url}))
+
+
+@pytest.mark.parametrize("url", ["redis://:hunter2@redis:6379/0",
+                                 "redis://redis:6379/0?password=hunter2",
+                                 "redis+sentinel://s1/m?sentinel_password=hunter2"])
+def test_a_password_in_spec_redis_url_is_refused_pointing_to_password_from(url: str) -> None:
+    with pytest.raises(SpecError) as found:
+        parse_task_queue({"metadata": {"name": "q", "namespace": "ns"},
+                          "spec": {"redis": {"url": url}}})
+    message = str(found.value)
+    assert "hunter2" not in message
+    assert "spec.redis.url" in message and "passwordFrom" in message and "urlFrom" in message
