@@ -15,6 +15,8 @@
 # KUBECONFIG selects the kubeconfig that gets the context kwok-NAME (default
 # ~/.kube/config); KWOK_WORKDIR where kwokctl keeps the cluster (default ~/.kwok).
 # TASKFLEET_REAL_NODE=0 leaves the real node out (it needs root).
+# TASKFLEET_SERVICE_CIDR gives a new cluster's Services that range instead of the
+# API server's default (the real node blackholes it, see node.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -34,11 +36,19 @@ export PATH="$bin:$PATH"
 kubeconfig=${KUBECONFIG:-$HOME/.kube/config}
 pki="${KWOK_WORKDIR:-$HOME/.kwok}/clusters/$name/pki"
 real_node=${TASKFLEET_REAL_NODE:-1}
+service_range=()
+[ -z "${TASKFLEET_SERVICE_CIDR:-}" ] \
+  || service_range=(--extra-args "kube-apiserver=service-cluster-ip-range=$TASKFLEET_SERVICE_CIDR")
 
 case "$action" in
   up)
+    # One control plane starts at a time on this machine: kwokctl picks its
+    # components' ports by looking for free ones, and two clusters created at
+    # once picked the same ports and never came up. Held until it serves.
+    exec 9>"${TMPDIR:-/tmp}/taskfleet-testenv-kwokctl.lock"
+    flock 9
     if kwokctl get clusters 2>/dev/null | grep -qx "$name"; then
-      kwokctl start cluster --name "$name" >&2
+      kwokctl start cluster --name "$name" >&2 9>&-
     else
       kwokctl create cluster --name "$name" --config "$here/kwokctl.yaml" \
         --kubeconfig "$kubeconfig" \
@@ -49,8 +59,21 @@ case "$action" in
         --kwok-controller-binary "$bin/kwok" \
         --extra-args "kube-apiserver=kubelet-client-certificate=$pki/admin.crt" \
         --extra-args "kube-apiserver=kubelet-client-key=$pki/admin.key" \
-        --wait 120s >&2
+        "${service_range[@]}" \
+        --wait 120s >&2 9>&-  # its components must not hold the lock
     fi
+    # ...and until each component listens: the next cluster's kwokctl counts a port
+    # as free until it is bound, and a loaded machine binds some after the API is up.
+    ports=$(sed -n 's/^ *\(etcdPeerPort\|etcdPort\|kubeApiserverPort\|kubeControllerManagerPort\|kubeSchedulerPort\|kwokControllerPort\): *\([0-9][0-9]*\)$/\2/p' \
+      "${KWOK_WORKDIR:-$HOME/.kwok}/clusters/$name/kwok.yaml" 2>/dev/null || true)
+    deadline=$((SECONDS + 60))
+    for port in $ports; do
+      until ! command -v ss >/dev/null || ss -Hltn "sport = :$port" | grep -q . \
+          || ((SECONDS >= deadline)); do
+        sleep 0.2
+      done
+    done
+    exec 9>&-
     kubectl --kubeconfig "$kubeconfig" --context "kwok-$name" apply -f "$here/nodes.yaml" >&2
     [ "$real_node" = 0 ] || "$here/node.sh" up "$name" >&2
     if $images && [ "$real_node" != 0 ]; then

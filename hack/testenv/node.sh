@@ -29,6 +29,10 @@
 # - The Service CIDR is blackholed: there is no kube-proxy, and the Service
 #   range leads off this machine. Pods use the host network and reach the API
 #   server at 127.0.0.1 (KUBERNETES_SERVICE_HOST/PORT, see tests/support/node.py).
+#   Nodes of several clusters share a route (the same range) through a registry
+#   under a host-wide lock, and every 'up' puts a missing route back.
+# - No registry: containerd resolves every registry to a closed port on loopback
+#   (certs.d/_default), so a missing image fails at once and no pull leaves here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 self="$here/node.sh"
@@ -36,6 +40,8 @@ self="$here/node.sh"
 NODE=real-node-0
 LABEL=taskfleet.dev/real-node
 PAUSE_IMAGE=localhost/taskfleet-testenv/pause:1
+# Where containerd is told every registry is: loopback, a port nothing serves.
+NO_REGISTRY=http://127.0.0.1:1
 
 fail() { echo "node: $*" >&2; exit 1; }
 log() { echo "node: $*" >&2; }
@@ -172,35 +178,55 @@ service_cidrs() {
   echo "${cidrs:-10.0.0.0/24}"
 }
 
-add_blackholes() {
-  local cidr family
+# The registry of blackhole routes: one file per running node listing the ranges
+# it relies on. A route goes when the last node that lists it stops. Every read
+# and change of the registry and the routes happens under one host-wide lock,
+# so a node starting while another stops can never be left without its route.
+registry_locked() {  # CMD...: run CMD holding the registry's lock
   mkdir -p "$registry"
-  : >"$registry/$id"
-  for cidr in $(service_cidrs); do
+  exec 7>"$registry.lock"
+  flock 7
+  "$@"  # a failure exits the script, which releases the lock
+  exec 7>&-
+}
+
+# The ranges are read before taking the lock: the API server may be slow to answer.
+add_blackholes() { registry_locked add_blackholes_locked $(service_cidrs); }
+remove_blackholes() { registry_locked remove_blackholes_locked; }
+
+# Also what an already running node does on every 'up': a route that went
+# missing (deleted by hand, or by an older node.sh without the lock) comes back.
+add_blackholes_locked() {  # CIDR...
+  local cidr family
+  : >"$registry/$id.new"
+  for cidr in "$@"; do
     family=-4; [[ $cidr == *:* ]] && family=-6
-    echo "$cidr" >>"$registry/$id"
+    echo "$cidr" >>"$registry/$id.new"
     if ip "$family" route show exact "$cidr" type blackhole | grep -q .; then continue; fi
     # 'add', not 'replace': never overwrite a real route of the host's own.
-    ip "$family" route add blackhole "$cidr" \
-      || fail "could not add a blackhole route for the Service range $cidr (is there a route for it already? 'ip route show $cidr')"
+    ip "$family" route add blackhole "$cidr" || {
+      rm -f "$registry/$id.new"
+      fail "could not add a blackhole route for the Service range $cidr (is there a route for it already? 'ip route show $cidr')"
+    }
+    log "blackhole route for the Service range $cidr added"
   done
+  mv "$registry/$id.new" "$registry/$id"
   cp "$registry/$id" "$dir/blackholes"
 }
 
-remove_blackholes() {
+remove_blackholes_locked() {
   [ -f "$registry/$id" ] || return 0
   local cidr family other f
-  rm -f "$registry/$id.tmp"; mv "$registry/$id" "$registry/$id.tmp"
   while read -r cidr; do
     other=""
     for f in "$registry"/*; do
-      [ -e "$f" ] && [[ $f != *.tmp ]] && grep -qxF "$cidr" "$f" && other=1
+      [ -e "$f" ] && [ "$f" != "$registry/$id" ] && [[ $f != *.new ]] && grep -qxF "$cidr" "$f" && other=1
     done
     [ -n "$other" ] && continue  # another node still relies on it
     family=-4; [[ $cidr == *:* ]] && family=-6
     ip "$family" route del blackhole "$cidr" 2>/dev/null || true
-  done <"$registry/$id.tmp"
-  rm -f "$registry/$id.tmp"
+  done <"$registry/$id"
+  rm -f "$registry/$id"
 }
 
 write_configs() {
@@ -220,6 +246,17 @@ write_configs() {
 
   sed -e "s#@DIR@#$dir#g" -e "s#@SOCK@#$sock#g" -e "s#@PAUSE@#$PAUSE_IMAGE#g" -e "s#@RUNC@#$runc_bin#g" \
     "$here/node/containerd.toml.in" >"$dir/containerd.toml"
+  # The catch-all registry host: _default applies to every registry without a
+  # directory of its own (there is none), and 'server' is set too, else
+  # containerd would fall back to the registry named in the image reference.
+  rm -rf "$dir/certs.d"; mkdir -p "$dir/certs.d/_default"
+  cat >"$dir/certs.d/_default/hosts.toml" <<EOF
+# Written by hack/testenv/node.sh: no registry is reachable from the test node.
+server = "$NO_REGISTRY"
+
+[host."$NO_REGISTRY"]
+  capabilities = ["pull", "resolve"]
+EOF
   sed -e "s#@DIR@#$dir#g" -e "s#@BRIDGE@#tfn$id#g" \
     "$here/node/cni.conflist.in" >"$dir/cni/net.d/10-taskfleet.conflist"
   sed -e "s#@DIR@#$dir#g" -e "s#@SOCK@#$sock#g" -e "s#@PORT@#$kport#g" -e "s#@CA@#$cdir/pki/ca.crt#g" \
@@ -258,11 +295,28 @@ node_pids() {
   for m in $(cgroup_mounts); do
     [ ! -d "$m/$cgroup_name" ] || find "$m/$cgroup_name" -name cgroup.procs -exec cat {} + 2>/dev/null || true
   done
-  if [ -f "$dir/mntns" ]; then  # "mnt:[INODE]", as a find pattern
+  if [ -n "$pinned" ] && [ -f "$dir/mntns" ]; then  # "mnt:[INODE]", as a find pattern
     find /proc/[0-9]*/ns/mnt -maxdepth 0 -lname "$(sed 's/[][*?\\]/\\&/g' "$dir/mntns")" 2>/dev/null | cut -d/ -f3
   fi
   true
 }
+
+# The number of a mount namespace is reused as soon as the namespace is gone: a
+# node starting while this one stops may get it. So down() finds processes by it
+# only while it holds the namespace open (fd 6), pinned through containerd or the
+# kubelet while they still run in it; else by the node's cgroups alone.
+pinned=""
+pin_namespace() {
+  local p want
+  want=$(cat "$dir/mntns" 2>/dev/null) || return 0
+  for p in $(cat "$dir/containerd.pid" "$dir/kubelet.pid" 2>/dev/null); do
+    [ "$(readlink "/proc/$p/ns/mnt" 2>/dev/null)" = "$want" ] || continue
+    exec 6<"/proc/$p/ns/mnt" 2>/dev/null || continue
+    if [ "$(readlink /dev/fd/6)" = "$want" ]; then pinned=1; return 0; fi
+    exec 6<&-
+  done
+}
+unpin_namespace() { [ -z "$pinned" ] || exec 6<&-; pinned=""; }
 
 wait_gone() {  # SECONDS PID...: true once none of the pids lives
   local deadline=$((SECONDS + $1)) p; shift
@@ -284,6 +338,7 @@ stop_pidfile() {  # PIDFILE SECONDS: SIGTERM, then SIGKILL after SECONDS
 }
 
 down() {
+  pin_namespace
   if alive "$dir/kubelet.pid" && [ -f "$cdir/kubeconfig.yaml" ]; then
     # Pods first, while the kubelet can still stop their containers.
     kctl delete pods --all-namespaces --field-selector "spec.nodeName=$NODE" \
@@ -295,8 +350,8 @@ down() {
     # Node and Lease together, once the kubelet cannot register it again: a
     # Node without a live Lease holder is fair game for kwok (were it to manage
     # all nodes), and a Lease alone is litter. Raw paths skip API discovery.
-    kctl delete --raw "/api/v1/nodes/$NODE" >/dev/null 2>&1 & deleting+=($!)
-    kctl delete --raw "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/$NODE" >/dev/null 2>&1 & deleting+=($!)
+    kctl delete --raw "/api/v1/nodes/$NODE" >/dev/null 2>&1 6<&- & deleting+=($!)
+    kctl delete --raw "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/$NODE" >/dev/null 2>&1 6<&- & deleting+=($!)
   fi
   # What the kubelet left running (containers, sandboxes), then containerd and its shims.
   local pids _
@@ -318,6 +373,7 @@ down() {
     wait_gone 2 $pids || true
   done
   [ -z "$pids" ] || log "processes still running after SIGKILL: $pids"
+  unpin_namespace
   rm -f "$dir/mntns"
   ((${#deleting[@]} == 0)) || wait "${deleting[@]}" || true
   local m
@@ -359,6 +415,7 @@ up() {
   grep -q 'manage-nodes-with-annotation-selector' "$cdir/kwok.yaml" \
     || fail "cluster '$name' was made before kwok was limited to its fake nodes and would take over the real node; recreate it: cluster.sh down $name && cluster.sh up $name"
   if alive "$dir/containerd.pid" && alive "$dir/kubelet.pid" && ready; then
+    add_blackholes  # the route may have gone while it ran: check it, restore it
     log "$NODE is up already"; return 0
   fi
   ensure_prerequisites
@@ -406,6 +463,7 @@ status() {
   echo "run_dir=$run"
   echo "containerd_socket=$sock"
   echo "pause_image=$PAUSE_IMAGE"
+  echo "registry=$NO_REGISTRY"
   echo "pause_archive=$(pause_archive)"
   [ -f "$cdir/kubeconfig.yaml" ] && echo "apiserver_port=$(apiserver_port)"
   [ -f "$dir/kubelet.yaml" ] && echo "kubelet_port=$(sed -n 's/^port: *//p' "$dir/kubelet.yaml")"

@@ -6,18 +6,24 @@ and a second cluster with its node to come up and go away.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
+import re
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from tests.support.cluster import TESTENV, Cluster
 from tests.support.node import LABEL_KEY, TAINT, RealNode
 from tests.support.resources import tolerate_kwok
+from tests.support.skips import skip_for_opt_out
 from tests.support.waiting import wait_for
 
 
@@ -343,3 +349,204 @@ def _cmdline(proc: Path) -> str:
         return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_a_missing_image_fails_at_once_and_no_pull_leaves_the_machine(
+        cluster: Cluster, real_node: RealNode, namespace: str) -> None:
+    """containerd sends every registry to a closed port on loopback (node.sh's catch-all
+    registry host): a pull of an image the node lacks fails at once, and the only addresses
+    it tried, as containerd's log shows them, are on loopback."""
+    status = real_node.status()
+    registry = urlsplit(status.get("registry") or "")
+    assert registry.hostname == "127.0.0.1", status.values
+    tag = f"missing-{os.getpid()}-{time.monotonic_ns()}"
+    images = {
+        "short": f"taskfleet-test/{tag}:1",  # a short name: the default registry's
+        "named": f"example.invalid/taskfleet-test/{tag}:1",  # a registry named in it
+    }
+    spec = real_node.place({"containers": [
+        {"name": name, "image": image, "imagePullPolicy": "Always"}
+        for name, image in images.items()]})
+    start = time.monotonic()
+    cluster.apply(yaml.safe_dump({"apiVersion": "v1", "kind": "Pod",
+                                  "metadata": {"name": "missing"}, "spec": spec}),
+                  namespace=namespace)
+
+    def pull_failed() -> dict[str, str]:
+        p = cluster.get("pod", "missing", namespace) or {}
+        reasons = {c["name"]: (c.get("state", {}).get("waiting") or {}).get("reason", "")
+                   for c in p.get("status", {}).get("containerStatuses", [])}
+        failed = {"ErrImagePull", "ImagePullBackOff"}
+        return reasons if set(reasons) == set(images) and set(reasons.values()) <= failed \
+            else {}
+
+    reasons = wait_for("both pulls failed", pull_failed, 60, interval=0.1, describe=lambda:
+                       cluster.kubectl("describe", "pod", "missing",
+                                       namespace=namespace).stdout)
+    seconds = time.monotonic() - start
+    print(f"\nmissing images failed to pull in {seconds:.2f}s: {reasons}")
+    assert seconds < 20, f"the pulls took {seconds:.1f}s to fail"
+
+    node_dir = status.get("dir")
+    assert node_dir
+    log = Path(node_dir, "containerd.log").read_text(errors="replace")
+    lines = [line for line in log.splitlines() if tag in line]
+    assert lines, "containerd logged no pull of the missing images"
+    urls = {m.group(1) for line in lines
+            for m in re.finditer(r"https?://([^/\"\\\s]+)", line)}
+    dialed = {m.group(1) for line in lines
+              for m in re.finditer(r"dial tcp ([^\s\"\\]+):\d+", line)}
+    assert urls, f"no request of containerd's is in its log: {lines[:3]}"
+    assert urls <= {registry.netloc}, f"containerd tried more than the loopback host: {urls}"
+    assert dialed <= {"127.0.0.1"}, f"containerd dialled {dialed}"
+    for name, image in images.items():  # each image was tried, at the loopback host only
+        assert any(f"/v2/taskfleet-test/{tag}/manifests/1" in line and
+                   f"{registry.netloc}/v2/" in line for line in lines), (name, image, lines[:3])
+
+
+TEST_SERVICE_CIDR = "10.0.232.0/24"
+"""The Service range of the clusters of the route test: not the shared cluster's, so
+that its route can be seen to go when both of them stop."""
+REGISTRY = Path("/run/taskfleet-testenv/blackholes")
+
+
+def _blackholed(cidr: str) -> bool:
+    return bool(subprocess.run(["ip", "route", "show", "exact", cidr, "type", "blackhole"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+
+
+def _node_runs(cluster: Cluster) -> bool:
+    """containerd or the kubelet of the cluster's node is alive (by its pidfile)."""
+    node_dir = cluster.workdir / "kwok" / "clusters" / cluster.name / "node"
+    for pidfile in (node_dir / "containerd.pid", node_dir / "kubelet.pid"):
+        try:
+            os.kill(int(pidfile.read_text().strip()), 0)
+            return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _node_sh(cluster: Cluster, action: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(TESTENV / "node.sh"), action, cluster.name], env=cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finished(*runs: subprocess.Popen[str]) -> list[str]:
+    """Waits for the runs to succeed; their standard errors."""
+    errors = []
+    for run in runs:
+        _, err = run.communicate(timeout=180)
+        assert run.returncode == 0, f"{run.args!r} failed:\n{err[-3000:]}"
+        errors.append(err)
+    return errors
+
+
+def _waits_for_the_lock(run: subprocess.Popen[str]) -> bool:
+    """``run`` (node.sh) has a child blocked in flock on the registry's lock."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == run.pid and argv[:1] == [b"flock"]:
+            return True
+    return False
+
+
+class _RouteWatch:
+    """Checks, every 20 ms in a thread, that the route exists whenever a node runs."""
+
+    def __init__(self, clusters: list[Cluster], cidr: str) -> None:
+        self.clusters, self.cidr = clusters, cidr
+        self.missing: list[str] = []
+        self.paused = threading.Event()
+        self.stop = threading.Event()
+        self.checks = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(0.02):
+            if self.paused.is_set():
+                continue
+            running = [c.name for c in self.clusters if _node_runs(c)]
+            if running and not _blackholed(self.cidr) and not self.paused.is_set():
+                self.missing.append(f"{time.strftime('%H:%M:%S')}: {running} ran without "
+                                    f"the route")
+            self.checks += 1
+
+    def __enter__(self) -> _RouteWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_two_nodes_starting_and_stopping_together_keep_the_route_while_either_runs() -> None:
+    """The registry of node.sh's blackhole routes is read and changed under one lock: two
+    clusters of one Service range, their nodes started and stopped together (one starting
+    while the other stops), never run a node without the route, and the route goes with
+    the last of them. An 'up' of a running node puts a deleted route back."""
+    skip_for_opt_out("TASKFLEET_REAL_NODE", "the real node")
+    cidr = TEST_SERVICE_CIDR
+    assert not _blackholed(cidr) or any(
+        cidr in f.read_text().split() for f in REGISTRY.glob("*") if f.is_file()), \
+        f"a blackhole route for {cidr} that no node registered: left by an earlier run?"
+    clusters = [Cluster(name=f"tf-route-{os.getpid()}-{i}") for i in range(2)]
+    for c in clusters:
+        c.env["TASKFLEET_SERVICE_CIDR"] = cidr
+    a, b = clusters
+    try:
+        with _RouteWatch(clusters, cidr) as watch:
+            start = time.monotonic()
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(Cluster.up, clusters))
+            print(f"\ntwo clusters with real nodes up together in "
+                  f"{time.monotonic() - start:.1f}s")
+            for c in clusters:
+                status = RealNode(c).status()
+                assert status.running and status.get("blackholes") == cidr, status.values
+            assert _blackholed(cidr)
+
+            # One node starts while the other stops, both ways round.
+            _finished(_node_sh(b, "down"))
+            assert _blackholed(cidr), "the route went while the other node runs"
+            for starting, stopping in ((b, a), (a, b)):
+                _finished(_node_sh(starting, "up"), _node_sh(stopping, "down"))
+                assert _node_runs(starting) and not _node_runs(stopping)
+                assert _blackholed(cidr)
+
+            # A route deleted while a node (a's) runs comes back on its next 'up', which
+            # takes the registry's lock first: held here, the 'up' waits and changes nothing.
+            watch.paused.set()
+            subprocess.run(["ip", "route", "del", "blackhole", cidr], check=True)
+            REGISTRY.mkdir(parents=True, exist_ok=True)
+            with open(REGISTRY.parent / "blackholes.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                again = _node_sh(a, "up")
+                wait_for("node.sh up waiting for the registry's lock",
+                         lambda: _waits_for_the_lock(again) or again.poll() is not None, 30)
+                assert again.poll() is None, "node.sh up did not wait for the lock"
+                assert not _blackholed(cidr)
+            [said] = _finished(again)
+            assert "is up already" in said, said
+            assert _blackholed(cidr), "'up' of a running node did not restore its route"
+            watch.paused.clear()
+
+            _finished(_node_sh(b, "up"))  # both run, then both stop together
+            start = time.monotonic()
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(Cluster.down, clusters))
+            print(f"both down together in {time.monotonic() - start:.1f}s")
+        assert watch.checks > 100, watch.checks
+        assert not watch.missing, watch.missing
+        assert not any(_node_runs(c) for c in clusters)
+        assert not _blackholed(cidr), "the route outlived both nodes"
+    finally:
+        for c in clusters:
+            c.down()
