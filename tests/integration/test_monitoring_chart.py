@@ -77,9 +77,12 @@ def test_the_pod_monitor_selects_worker_pods_with_metrics_on() -> None:
     ports = {p["name"] for p in template["spec"]["containers"][0]["ports"]}
     assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
     assert "metrics" in ports
-    assert monitor["spec"]["namespaceSelector"] == {"any": True}
-    namespaced = render(ALL_ON, "clusterWide=false")["PodMonitor"]
-    assert namespaced["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    # namespaced by default: the release namespace, or the ones it watches
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    several = render(ALL_ON, "namespaces={ops,video}")["PodMonitor"]
+    assert several["spec"]["namespaceSelector"] == {"matchNames": ["ops", "video"]}
+    cluster_wide = render(ALL_ON, "clusterWide=true")["PodMonitor"]
+    assert cluster_wide["spec"]["namespaceSelector"] == {"any": True}
 
 
 def test_the_dashboard_is_served_read_only_unless_actions_with_a_token_secret() -> None:
