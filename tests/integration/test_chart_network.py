@@ -97,6 +97,8 @@ def test_the_bundled_redis_has_a_password_a_new_image_and_a_network_policy(
                   "redis.clientsFrom[0].podSelector.matchLabels.app=web")
     secret = find(docs, "Secret", "tf-taskfleet-redis")
     assert secret is not None
+    assert secret["metadata"]["labels"]["taskfleet.dev/redis-credentials"] == "true", \
+        "a TaskQueue's urlFrom may name it: the operator reads only labelled Secrets"
     data = secret["stringData"]
     password = data["password"]
     assert len(password) == 32 and password.isalnum()
