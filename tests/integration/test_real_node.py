@@ -404,9 +404,10 @@ def test_a_missing_image_fails_at_once_and_no_pull_leaves_the_machine(
                    f"{registry.netloc}/v2/" in line for line in lines), (name, image, lines[:3])
 
 
-TEST_SERVICE_CIDR = "10.0.232.0/24"
-"""The Service range of the clusters of the route test: not the shared cluster's, so
-that its route can be seen to go when both of them stop."""
+TEST_SERVICE_CIDR = f"10.0.{200 + os.getpid() % 50}.0/24"
+"""The Service range of the clusters of the route test: not the shared cluster's (nor,
+by the test process's PID, that of the same test in another run), so that its route can
+be seen to go when both of them stop."""
 REGISTRY = Path("/run/taskfleet-testenv/blackholes")
 
 
