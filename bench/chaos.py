@@ -214,6 +214,12 @@ class Pod:
             self.kill()
             return None
 
+    def serving(self) -> bool:
+        """A worker process of the pod has logged that it serves (its supervisor holds the
+        stop signals by then)."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return " serving " in text
+
     def children_drained(self) -> bool:
         """Every worker process that started serving also logged its clean stop."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -486,7 +492,11 @@ def inject_pod_faults(plan: Plan, rng: random.Random, fleet: Fleet, ledger: Ledg
         time.sleep(rng.uniform(*plan.fault_gap_seconds))
         live = sorted(fleet.live, key=lambda p: p.name)
         victim = live[rng.randrange(len(live))]
-        if rng.random() < 0.5:
+        # A scale-down's SIGTERM goes to a pod that has started serving: one still starting
+        # its interpreter has no handler yet (the README's first ~30 ms), and a container's
+        # PID 1 would not even receive it; a SIGKILL may hit any pod.
+        serving = [p for p in live if p.serving()]
+        if rng.random() < 0.5 or not serving:
             busy = heartbeat_busy(client, victim)
             children = victim.children()
             victim.kill()
@@ -495,6 +505,7 @@ def inject_pod_faults(plan: Plan, rng: random.Random, fleet: Fleet, ledger: Ledg
             held["at_s"] = round(time.monotonic() - started, 2)
             kills.append(held)
         else:
+            victim = serving[rng.randrange(len(serving))]
             fleet.scale_down(victim, f"scale-down at {time.monotonic() - started:.2f}s")
         last_fault = time.monotonic()
         fleet.add()  # the replacement, as the ReplicaSet would start one
