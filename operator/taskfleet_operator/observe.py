@@ -120,9 +120,10 @@ class RedisDirectory:
         except Exception as exc:  # the API's answer: not found, forbidden, unreachable
             reason = getattr(exc, "reason", None) or type(exc).__name__
             status = getattr(exc, "status", None)
-            what = {404: "not found; create it or fix secretKeyRef.name",
-                    403: "not readable by the operator (its RBAC allows get on secrets)"}.get(
-                status or 0, f"cannot be read ({reason})")
+            what = {404: "is not found; create it or fix secretKeyRef.name",
+                    403: "is forbidden to the operator: its RBAC needs get on secrets in "
+                         "this namespace (the chart's namespaces or clusterWide)"}.get(
+                status or 0, f"cannot be read ({reason}); the operator tries again")
             raise SecretRefError(f"spec.redis.{field}: Secret {namespace}/{ref.name} "
                                  f"{what}") from None
         with self._lock:

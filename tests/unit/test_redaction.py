@@ -277,3 +277,17 @@ def test_the_command_hides_the_passwords_of_its_broker_settings(
         assert password not in line, line
     monkeypatch.setenv("TASKFLEET_BROKER_PASSWORD", password)
     assert password not in _redacted(f"AUTH {password}", argparse.Namespace(broker=None))
+
+
+@pytest.mark.parametrize(("status", "said"), [(404, "is not found; create it"),
+                                              (403, "is forbidden to the operator"),
+                                              (500, "cannot be read (boom)")])
+def test_an_unreadable_secret_is_named_with_what_to_do(status: int, said: str) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    def read(namespace: str, ref: SecretKey) -> str:
+        raise ApiException(status=status, reason="boom")
+
+    tq = queue(RedisRef(url="redis://127.0.0.1:1/0", password_from=PASSWORD_KEY))
+    error = read_queues(RedisDirectory(read), [tq])[tq.key].error or ""
+    assert f"spec.redis.passwordFrom: Secret ns/redis-auth {said}" in error, error
