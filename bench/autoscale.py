@@ -16,7 +16,9 @@ interval for activation from zero, then the HPA's 15 s sync period.
                               [--celery-only]
 
 `make bench` runs it in full and writes bench/results/autoscale.json, which the
-README quotes (bench/report.py); --celery-only runs the Celery reaction alone.
+README quotes (bench/report.py); --celery-only runs the Celery reaction alone. A full
+run takes about 8 minutes on 2 cores (the first on a machine builds the images, about
+2 minutes more); the JSON keeps the machine's load average during the run.
 """
 
 from __future__ import annotations
