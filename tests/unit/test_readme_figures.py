@@ -3,24 +3,48 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
+from typing import Any
 
-from bench.report import pools_table, ratios_table, throughput_table
+import pytest
+
+from bench.chaos import SHORT
+from bench.report import (
+    BLOCKS,
+    RESULTS,
+    SENTENCES,
+    SOURCES,
+    begin_marker,
+    differences,
+    load,
+    one_line,
+    pools_table,
+    ratios_table,
+    readme_block,
+    source_line,
+    throughput_table,
+)
 from bench.throughput import OURS
 from tests.support.processes import ROOT
 
 
+def readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
 def test_the_readme_quotes_the_throughput_results() -> None:
     results = json.loads((ROOT / "bench" / "results" / "throughput.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    assert throughput_table(results) in readme
-    assert ratios_table(results) in readme
+    text = readme()
+    assert throughput_table(results) in text
+    assert ratios_table(results) in text
     for row in results["systems"].values():
-        assert row["settings"] in readme, "each system's settings are given"
+        assert row["settings"] in text, "each system's settings are given"
 
 
 def test_the_readme_summary_of_the_throughput_results_holds() -> None:
     results = json.loads((ROOT / "bench" / "results" / "throughput.json").read_text())
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    text = one_line(readme())
     systems = results["systems"]
     peers = [name for name in systems if name not in OURS]
 
@@ -37,7 +61,7 @@ def test_the_readme_summary_of_the_throughput_results_holds() -> None:
     times = "\N{MULTIPLICATION SIGN}"
     assert (f"did {one:.1f}{times} the tasks/s of the fastest peer here ({fastest.capitalize()}, "
             f"also {systems[fastest]['guarantee']}) with one worker process and {two:.1f}{times} "
-            "with two") in readme
+            "with two") in text
     for width in ("1", "2"):
         assert cpu("taskfleet", width) < 0.5 * min(cpu(p, width) for p in peers), \
             "under half the CPU per task of any peer"
@@ -45,17 +69,101 @@ def test_the_readme_summary_of_the_throughput_results_holds() -> None:
 
 def test_the_readme_quotes_the_pools_results() -> None:
     results = json.loads((ROOT / "bench" / "results" / "pools.json").read_text())
-    readme = (ROOT / "README.md").read_text()
     assert results["operator"]["pools"] == 10_000, "the committed run is the 10,000-pool one"
-    assert pools_table(results) in readme
+    assert pools_table(results) in readme()
 
 
 def test_the_readme_says_the_threads_pool_is_slower_for_short_tasks_and_it_is() -> None:
     results = json.loads((ROOT / "bench" / "results" / "throughput.json").read_text())
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    text = one_line(readme())
     rows = results["systems"]
     assert "Its threads pool, at Dramatiq's eight threads, is slower than the inline pool" \
-        in readme
+        in text
     for width in ("1", "2"):
         assert rows["taskfleet-threads"]["processes"][width]["median"] \
             < rows["taskfleet"]["processes"][width]["median"]
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_each_table_in_the_readme_is_the_one_its_json_makes(name: str) -> None:
+    assert readme().count(begin_marker(name)) == 1, f"one block for {name}"
+    block = readme_block(readme(), name)
+    assert block is not None, f"the README has no block marked for {name}"
+    assert block == BLOCKS[name](load(name)), \
+        f"README differs from bench/results/{name}: run `python -m bench.report --write`"
+    assert block.endswith(source_line(name)), "each table says which make target wrote it"
+
+
+@pytest.mark.parametrize("name", sorted(SENTENCES))
+def test_each_figure_in_the_readme_prose_is_its_json_figure(name: str) -> None:
+    text = one_line(readme())
+    for sentence in SENTENCES[name](load(name)):
+        assert one_line(sentence) in text, f"from bench/results/{name}"
+
+
+def test_the_report_finds_no_difference() -> None:
+    assert differences(readme()) == []
+
+
+def test_the_readme_quotes_only_result_files_a_make_target_writes() -> None:
+    quoted = set(re.findall(r"bench/results/([\w.-]+\.json)", readme()))
+    on_disk = {p.name for p in RESULTS.glob("*.json")}
+    assert quoted <= on_disk, "every quoted file is committed"
+    assert on_disk == set(SOURCES), "every committed file has its make target in bench/report.py"
+    assert set(BLOCKS) <= quoted
+
+
+def make_recipe(target: str) -> str:
+    """The recipe lines of one Makefile target."""
+    lines = (ROOT / "Makefile").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"{target}:", line))
+    recipe = []
+    for line in lines[start + 1:]:
+        if not line.startswith("\t"):
+            break
+        recipe.append(line)
+    return "\n".join(recipe)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_the_make_target_the_readme_names_writes_the_file(name: str) -> None:
+    target, script = SOURCES[name]
+    assert re.search(rf"{re.escape(script)} .*--json bench/results/{re.escape(name)}\b",
+                     make_recipe(target)), f"`make {target}` runs {script} into {name}"
+
+
+def absolute_paths(value: Any) -> list[str]:
+    """Strings (keys or values) in a JSON document that name a file by an absolute path."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in absolute_paths(k) + absolute_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in absolute_paths(v)]
+    if isinstance(value, str):
+        return re.findall(r"(?<![\w.])(?:~|[A-Za-z]:)?[/\\][\w.-]+(?:[/\\][\w.-]*)+", value)
+    return []
+
+
+@pytest.mark.parametrize("path", sorted(RESULTS.glob("*.json")), ids=lambda p: p.name)
+def test_no_result_file_holds_a_machine_path(path: Path) -> None:
+    assert absolute_paths(json.loads(path.read_text())) == []
+
+
+def test_the_path_check_sees_machine_paths() -> None:
+    assert absolute_paths({"logs": "/tmp/taskfleet-chaos-4ji2py4z"}) == \
+        ["/tmp/taskfleet-chaos-4ji2py4z"]
+    assert absolute_paths(["at /root/.cache/x", {"/home/a/b": 1}]) == \
+        ["/root/.cache/x", "/home/a/b"]
+    assert absolute_paths({"ratio": "1/2", "rate": "tasks/s", "down": "0.5/1"}) == []
+
+
+def test_the_readme_says_what_the_short_chaos_run_is() -> None:
+    assert f"A short form ({SHORT.total_tasks:,} tasks) runs in `make test`" \
+        in one_line(readme())
+
+
+def test_a_celery_burst_is_slower_than_a_native_one_as_the_readme_says() -> None:
+    results = load("autoscale.json")
+    assert "It is slower than a burst on a native queue because Celery clients do not wake " \
+           "the operator" in one_line(readme())
+    assert results["reaction_celery_burst_from_zero"]["p95_s"] \
+        > results["reaction_from_zero"]["p95_s"]
