@@ -210,6 +210,9 @@ class _EmptyQueues:
                     ) -> dict[str, int] | None:
         return {}
 
+    def redact(self, text: str) -> str:
+        return text
+
 
 def build_like_deployment(pool: dict[str, Any], queue: dict[str, Any]) -> dict[str, Any]:
     """The Deployment the operator applies for ``pool``, as the watch delivers it."""

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -132,6 +133,11 @@ class Controller:
         self.metrics = OperatorMetrics(is_leader)
         """Prometheus figures of each pass (served by the runtime when asked)."""
 
+    def _described(self, exc: BaseException) -> str:
+        """An unexpected error's traceback for the log, through the observer's redaction:
+        a Redis error may quote a host, a user or a password read from a Secret."""
+        return self.observer.redact("".join(traceback.format_exception(exc)).rstrip())
+
     # -- loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
@@ -144,8 +150,8 @@ class Controller:
                 continue
             try:
                 self.reconcile(everything=everything)
-            except Exception:
-                log.exception("reconcile pass failed; retrying")
+            except Exception as exc:
+                log.error("reconcile pass failed; retrying\n%s", self._described(exc))
                 stop.wait(1.0)
 
     def _next_due(self) -> float:
@@ -243,8 +249,8 @@ class Controller:
                 return
             try:
                 self.reconcile_pool(pool, snap, readings, now)
-            except Exception:
-                log.exception("pool %s/%s: reconcile failed", *pool.key)
+            except Exception as exc:
+                log.error("pool %s/%s: reconcile failed\n%s", *pool.key, self._described(exc))
             state = self.states.get(pool.key)
             if state is not None:
                 self._schedule_pool(pool, state, now)

@@ -249,6 +249,11 @@ class Observer(Protocol):
         Redis cannot be resolved or read, or no Celery heartbeats heard yet)."""
         ...
 
+    def redact(self, text: str) -> str:
+        """``text`` without a password or any value read from a Secret: for what the
+        controller logs of an error it did not expect (a traceback may quote either)."""
+        ...
+
 
 class RedisObserver:
     """The Observer of a running operator: real Redis servers through a directory."""
@@ -257,6 +262,9 @@ class RedisObserver:
         self.directory = directory
         self._celery_events: dict[int, celery.WorkerEvents] = {}
         self._lock = threading.Lock()
+
+    def redact(self, text: str) -> str:
+        return self.directory.redact(text)
 
     def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
         queues = list(queues)

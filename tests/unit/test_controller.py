@@ -4,6 +4,7 @@ behaviour against a real API server and Redis is in tests/integration/test_opera
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -32,7 +33,8 @@ class RecordingActuator:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     costs: dict[str, int] = field(default_factory=dict)
     pods: list[Any] = field(default_factory=list)
-    refuse: ApiException | None = None
+    refuse: Exception | None = None
+    """Raised by apply_deployment: the API's refusal, or an error nobody expected."""
     generations: dict[str, tuple[int, Any]] = field(default_factory=dict)
     """Per Deployment: its generation and spec, moved as the API moves it (spec changes)."""
 
@@ -91,6 +93,13 @@ class GivenReadings:
     def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
                     ) -> dict[str, int] | None:
         return self.busy
+
+    def redact(self, text: str) -> str:
+        return text.replace(SECRET_HOST, "***")
+
+
+SECRET_HOST = "redis-from-a-secret.internal"
+"""A value the test's observer treats as read from a Secret."""
 
 
 class Clock:
@@ -530,3 +539,19 @@ def test_the_due_heap_gives_each_key_once_at_its_latest_time() -> None:
     for i in range(1000):  # stale entries do not pile up
         heap.schedule(("ns", "d"), float(i))
     assert len(heap._heap) < 200
+
+
+def test_an_unexpected_error_is_logged_without_a_secret_value(
+        setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    """A pool's reconcile that fails on an error nobody expected logs its traceback, but
+    through the observer's redaction: a Redis error may quote what came from a Secret."""
+    setup.queue("transcode")
+    setup.pool("transcoder", ["transcode"])
+    setup.work("transcode", ready=12)
+    setup.actuator.refuse = ConnectionError(f"Error connecting to {SECRET_HOST}:6379.")
+    with caplog.at_level(logging.ERROR, logger="taskfleet.operator"):
+        setup.reconcile()
+    [record] = [r for r in caplog.records if "reconcile failed" in r.getMessage()]
+    text = record.getMessage() + (record.exc_text or "")
+    assert "ConnectionError: Error connecting to ***:6379." in text
+    assert SECRET_HOST not in text and record.exc_info is None
