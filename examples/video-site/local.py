@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ import yaml
 from tests.support.cluster import Cluster
 from tests.support.images import EXAMPLE_IMAGE, OPERATOR_IMAGE, WORKER_IMAGE
 from tests.support.node import RealNode
-from tests.support.redis_server import free_port
+from tests.support.redis_server import free_port, port_is_free
 from tests.support.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
@@ -102,20 +101,11 @@ class State:
         return pid
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def ports(state: State) -> dict[str, int]:
     """The ports of this site on the host: chosen once, kept for the next ``up``."""
     chosen = state.load()
     if not chosen:
-        chosen = {"redis": free_port(), "web": WEB_PORT if port_free(WEB_PORT) else free_port(),
+        chosen = {"redis": free_port(), "web": WEB_PORT if port_is_free(WEB_PORT) else free_port(),
                   "liveness": free_port(), "metrics": free_port(), "dashboard": free_port()}
         state.save(chosen)
     return chosen

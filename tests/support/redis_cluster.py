@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,22 +16,14 @@ from pathlib import Path
 import redis
 
 from .processes import stop_all
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+from .redis_server import port_is_free
 
 
 def free_cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free and valid too."""
     while True:
         port = random.randrange(20000, 40000)
-        if _bindable(port) and _bindable(port + 10000):
+        if port_is_free(port) and port_is_free(port + 10000):
             return port
 
 
