@@ -94,6 +94,9 @@ class _Wake:
 
 
 _WAKE = _Wake()
+
+# What a signal handler tells the relay thread (taskfleet.worker.Worker._relay_signals).
+_DRAINING, _FORCED, _ORPHANED = 1, 2, 3
 Notice = _Finished | _Wake
 """What the loop thread is told: a task finished, or there may be work."""
 
@@ -175,7 +178,9 @@ class Worker:
         self._stop = threading.Event()
         self._beat_now = threading.Event()  # asks the keeper for a heartbeat now
         self._published_busy = False
-        self._inline_busy = False
+        self._inline_busy = False  # the main thread runs a task body: a forced stop interrupts it
+        self._signal_pipe: int | None = None
+        """Write end of the pipe the signal handlers tell the relay thread through."""
         self._work: queue_mod.Queue[Delivery] = queue_mod.Queue()
 
     @property
@@ -186,6 +191,9 @@ class Worker:
 
     def run(self) -> int:
         """Serve until drained; returns the process exit code."""
+        read_end, self._signal_pipe = os.pipe()
+        os.set_blocking(self._signal_pipe, False)  # a handler must never block
+        self._start_thread(lambda: self._relay_signals(read_end), "signals")
         for sig in signals.STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
         signal.signal(signals.FORCE_STOP, self._on_force_stop)
@@ -207,6 +215,9 @@ class Worker:
         finally:
             self._stop.set()
             self._beat_now.set()
+            pipe, self._signal_pipe = self._signal_pipe, None  # a late signal writes nowhere
+            if pipe is not None:
+                os.close(pipe)  # ends the relay thread
             with contextlib.suppress(redis.RedisError):
                 heartbeat.withdraw(self.app.redis, self.id)
         log.info("worker %s stopped", self.id)
@@ -269,12 +280,8 @@ class Worker:
             delivery = self.prefetch.buffer.popleft() if self.prefetch.buffer else None
         if delivery is None:
             return False
-        self._inline_busy = True
         self.prefetch.task_started()
-        try:
-            done = self._execute(delivery)
-        finally:
-            self._inline_busy = False
+        done = self._execute(delivery, interruptible=True)
         self.prefetch.task_finished(done.duration)
         self._collect(pending, [done])
         return bool(self.prefetch.buffer) and self.prefetch.fast and \
@@ -328,13 +335,20 @@ class Worker:
             log.info("task running long: %d prefetched task(s) back to the queue", len(taken))
             self.app.broker.settle([Return(d) for d in taken])
 
-    def _execute(self, delivery: Delivery) -> _Finished:
+    def _execute(self, delivery: Delivery, interruptible: bool = False) -> _Finished:
+        """Run one task; ``interruptible`` (the inline pool's main thread) lets a forced
+        stop raise ShutdownInterrupt into it."""
         started = time.monotonic()
         name = task_name(delivery, self.app.max_message_bytes)
         self.metrics.started(name)
+        outcome: Outcome
         try:
+            # Inside the try on both ends: wherever the interrupt lands, it is caught here.
+            self._inline_busy = interruptible
             outcome = run(self.app, delivery)
+            self._inline_busy = False
         except ShutdownInterrupt:
+            self._inline_busy = False
             outcome = Return(delivery)
         duration = time.monotonic() - started
         self.metrics.finished(name, outcome, duration)
@@ -450,36 +464,68 @@ class Worker:
                     pubsub.close()
 
     # -- signals ----------------------------------------------------------------------
+    #
+    # A handler runs in the main thread between two of its bytecodes, also while that
+    # thread holds a lock that is not reentrant (an Event's, the notices queue's). So the
+    # handlers only set flags, raise ShutdownInterrupt into an inline task, and write one
+    # event to a pipe; the relay thread does what takes a lock (logging, waking the loop
+    # and the keeper, the drain timer). A handler that woke the loop itself deadlocked
+    # the worker when the signal came while the loop was inside Event.set.
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if not self.draining:
-            log.info("signal %d: draining (%d running, up to %.0fs)", signum, len(self.running),
-                     self.settings.drain_timeout)
-            self.stop()
-            timer = threading.Timer(self.settings.drain_timeout, self._drain_expired)
-            timer.daemon = True
-            timer.start()
-            return
-        if self.settings.supervised:  # the same stop from the group and the supervisor
-            return
-        self._on_force_stop(signum, frame)
+            self.draining = True
+            self._tell_relay(_DRAINING, signum)
+        elif not self.settings.supervised:  # a supervised child gets each stop twice
+            self._on_force_stop(signum, frame)
 
     def _on_force_stop(self, signum: int, frame: FrameType | None) -> None:
-        if not self.forced:
-            log.info("signal %d %s: returning running tasks to their queues", signum,
-                     "again" if signum in signals.STOP_SIGNALS else "(stop now)")
-        self._return_running_now()
+        self._force(_FORCED, signum)
 
     def _on_orphaned(self, signum: int, frame: FrameType | None) -> None:
-        log.warning("the pool's supervisor is gone: returning %d task(s) to their queues and "
-                    "exiting", len(self.running))
-        self._return_running_now()
+        self._force(_ORPHANED, signum)
 
-    def _return_running_now(self) -> None:
-        self.stop(force=True)
+    def _force(self, event: int, signum: int) -> None:
+        if not self.forced:
+            self.draining = self.forced = True
+            self._tell_relay(event, signum)
         if self._inline_busy and not self._interrupted:
             self._interrupted = True
             raise ShutdownInterrupt()
+
+    def _tell_relay(self, event: int, signum: int) -> None:
+        if self._signal_pipe is None:
+            return
+        with contextlib.suppress(OSError):  # full (the relay is behind) or closed
+            os.write(self._signal_pipe, bytes((event, signum)))  # atomic: under PIPE_BUF
+
+    def _relay_signals(self, read_end: int) -> None:
+        """Acts on what the handlers told, outside of them; ends when the pipe closes."""
+        unread = b""
+        try:
+            while data := os.read(read_end, 64):
+                unread += data
+                while len(unread) >= 2:
+                    self._on_stop_event(unread[0], unread[1])
+                    unread = unread[2:]
+        finally:
+            os.close(read_end)
+
+    def _on_stop_event(self, event: int, signum: int) -> None:
+        if event == _DRAINING:
+            log.info("signal %d: draining (%d running, up to %.0fs)", signum,
+                     len(self.running), self.settings.drain_timeout)
+            timer = threading.Timer(self.settings.drain_timeout, self._drain_expired)
+            timer.daemon = True
+            timer.start()
+        elif event == _ORPHANED:
+            log.warning("the pool's supervisor is gone: returning %d task(s) to their queues "
+                        "and exiting", len(self.running))
+        else:
+            log.info("signal %d %s: returning running tasks to their queues", signum,
+                     "again" if signum in signals.STOP_SIGNALS else "(stop now)")
+        self._beat_now.set()
+        self.notices.put(_WAKE)
 
     def _drain_expired(self) -> None:
         if self.running:

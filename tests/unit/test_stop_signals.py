@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from taskfleet import signals
 from tests.support.processes import ROOT
 
@@ -42,6 +44,8 @@ def test_a_stop_sent_while_a_child_starts_python_waits_for_its_hold() -> None:
     # SIGTERM sent before the child has any handler is held by it, not its death.
     code = """
 import time
+
+import pytest
 time.sleep(0.5)  # the interpreter's start and imports, long
 from taskfleet import signals
 signals.hold_stop_signals()
@@ -80,3 +84,44 @@ time.sleep(0.1)
     done = subprocess.run(python(code), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, (done.returncode, done.stderr)
     assert time.monotonic() - started < 30
+
+
+LOCKS_OF_THE_LOOP = {
+    "the keeper's wake-up event": "worker._beat_now._cond",
+    "the notices queue": "worker.notices.mutex",
+    "the worker's own lock": "worker._lock",
+}
+
+
+@pytest.mark.parametrize("signals_sent", [["SIGTERM"], ["SIGTERM", "FORCE_STOP"],
+                                          ["SIGTERM", "SIGTERM"]])
+@pytest.mark.parametrize("lock", sorted(LOCKS_OF_THE_LOOP))
+def test_a_stop_that_lands_while_the_loop_holds_a_lock_does_not_deadlock_the_worker(
+        lock: str, signals_sent: list[str]) -> None:
+    # A handler runs in the main thread between two of its bytecodes, also while that
+    # thread is inside Event.set or a queue's get: a handler that takes the same lock
+    # waits for itself forever (a pool child stopped twice within milliseconds hung so,
+    # its task leased until the lease expired). SIGALRM's default action ends a hung
+    # child with -14.
+    by_name = {"SIGTERM": int(signal.SIGTERM), "FORCE_STOP": int(signals.FORCE_STOP)}
+    code = f"""
+import os, signal
+from taskfleet import App, signals
+from taskfleet.worker import Worker, WorkerSettings
+worker = Worker(App("redis://127.0.0.1:1/0"), WorkerSettings(queues=["q"], pool="inline"))
+read_end, worker._signal_pipe = os.pipe()
+signal.signal(signal.SIGTERM, worker._on_signal)
+signal.signal(signals.FORCE_STOP, worker._on_force_stop)
+signal.alarm(10)
+with {LOCKS_OF_THE_LOOP[lock]}:
+    for name in {signals_sent!r}:
+        os.kill(os.getpid(), {by_name}[name])
+        sum(range(1000))  # bytecodes: the handler runs here, with the lock held
+signal.alarm(0)
+print(worker.draining, worker.forced, list(os.read(read_end, 64)))
+"""
+    done = subprocess.run(python(code), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"exit code {done.returncode} (-14: deadlocked)\n{done.stderr}"
+    forced = len(signals_sent) == 2  # a second SIGTERM of an unsupervised worker forces too
+    events = [1, by_name[signals_sent[0]]] + ([2, by_name[signals_sent[1]]] if forced else [])
+    assert done.stdout.split(" ", 2) == ["True", str(forced), f"{events}\n"], done.stdout
