@@ -6,9 +6,11 @@ exactly once, by whichever claims it first (see schedule.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import signal
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -53,15 +55,22 @@ def load_schedules(path: Path) -> list[Schedule]:
 def run_beat(url: str, path: Path, interval: float) -> int:
     schedules = load_schedules(path)
     scheduler = Scheduler(Broker(connect(url)))
-    stop = threading.Event()
+    # The handler only writes to a pipe: it runs between two bytecodes of the loop, also
+    # inside a lock the loop holds, so setting a threading.Event there could deadlock.
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        with contextlib.suppress(OSError):
+            os.write(wake_write, b"s")
+
+    def stopped(timeout: float) -> bool:
+        return bool(select.select([wake_read], [], [], timeout)[0])
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("beat: %d schedule(s) from %s", len(schedules), path)
-    while not stop.is_set():
+    while not stopped(0):
         now = datetime.now(UTC)
         for s in schedules:
             try:
@@ -75,5 +84,6 @@ def run_beat(url: str, path: Path, interval: float) -> int:
             for tick in result.skipped:
                 log.warning("schedule %s: tick %s skipped (past startingDeadlineSeconds)",
                             s.name, tick.isoformat())
-        stop.wait(interval)
+        if stopped(interval):
+            break
     return 0
