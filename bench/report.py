@@ -1,14 +1,14 @@
-"""What every benchmark does with its figures at the end, and the README's figures made
-from them.
+"""What every benchmark does with its figures at the end, and the documentation's figures
+made from them.
 
-Each table the README quotes is a block between two markers, made here from one
-JSON file in bench/results/; each figure the README quotes in prose is a sentence
-made here too. tests/unit/test_readme_figures.py fails when the README and the
-JSON files differ.
+Each table the documentation quotes is a block between two markers, made here from one
+JSON file in bench/results/, on the page PAGES names (README.md or a page of docs/);
+each figure quoted in prose is a sentence made here too, with the page it is on.
+tests/unit/test_readme_figures.py fails when a page and the JSON files differ.
 
-    python -m bench.report            # print every block and sentence
-    python -m bench.report --check    # exit 1 when the README differs from the JSON files
-    python -m bench.report --write    # rewrite the README's blocks from the JSON files
+    python -m bench.report            # print every block and sentence, with its page
+    python -m bench.report --check    # exit 1 when a page differs from the JSON files
+    python -m bench.report --write    # rewrite the pages' blocks from the JSON files
                                       # (sentences are printed for a hand edit)
 """
 
@@ -22,15 +22,27 @@ import statistics
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-README = ROOT / "README.md"
+README = "README.md"
+BENCHMARKS = "docs/benchmarks.md"
+GUARANTEES = "docs/guarantees-and-chaos.md"
+REDIS_MODES = "docs/redis-modes.md"
+CELERY_AND_RQ = "docs/celery-and-rq.md"
+DEVELOPMENT = "docs/development.md"
 TIMES = "\N{MULTIPLICATION SIGN}"
 DASH = "\N{EN DASH}"
+
+
+class Prose(NamedTuple):
+    """A sentence with a figure, and the page that quotes it."""
+
+    page: str
+    text: str
 
 
 class LoadWatch:
@@ -125,7 +137,7 @@ def source_line(name: str) -> str:
 
 
 def throughput_table(results: dict[str, Any]) -> str:
-    """The README's peer table, from bench/throughput.py's JSON (a test keeps them equal)."""
+    """The peer table of docs/benchmarks.md, from bench/throughput.py's JSON."""
     widths = sorted(int(w) for w in next(iter(results["systems"].values()))["processes"])
     head = " | ".join(f"{w} process{'es' if w > 1 else ''}: tasks/s (range), CPU/task"
                       for w in widths)
@@ -143,7 +155,7 @@ def throughput_table(results: dict[str, Any]) -> str:
 
 
 def ratios_table(results: dict[str, Any]) -> str:
-    """The README's list of ratios, from the same JSON."""
+    """The list of ratios under it, from the same JSON."""
     lines = ["| ratio (medians) | |", "|---|---|"]
     lines += [f"| {name} | {value:.2f}x |" for name, value in results["ratios"].items()]
     return "\n".join(lines)
@@ -154,16 +166,16 @@ def throughput_block(results: dict[str, Any]) -> str:
                         source_line("throughput.json")])
 
 
-def throughput_sentences(results: dict[str, Any]) -> list[str]:
-    return [f"enqueues N tasks ({_n(results['tasks'])} here) and times until a shared counter "
-            f"says every body ran; the {results['rounds']} rounds are interleaved"]
+def throughput_sentences(results: dict[str, Any]) -> list[Prose]:
+    return [Prose(BENCHMARKS, f"enqueues N tasks ({_n(results['tasks'])} here) and times until a shared counter "
+            f"says every body ran; the {results['rounds']} rounds are interleaved")]
 
 
 # -- pools.json ---------------------------------------------------------------------------
 
 
 def pools_table(results: dict[str, Any]) -> str:
-    """The README's table of one operator managing many pools, from bench/pools.py's JSON."""
+    """The table of one operator managing many pools, from bench/pools.py's JSON."""
     c, o, m = results["cycle"], results["operator"], results["memory"]
     r = o["reaction_among_all"]
     rows = [
@@ -197,7 +209,7 @@ def pools_block(results: dict[str, Any]) -> str:
 
 
 def autoscale_table(results: dict[str, Any]) -> str:
-    """The README's comparison with KEDA, from bench/autoscale.py's JSON."""
+    """The comparison with KEDA (the README's), from bench/autoscale.py's JSON."""
     p, keda = results["parameters"], results["keda_documented_defaults"]
     poll, sync = keda["activation_poll_seconds"], keda["hpa_sync_seconds"]
     zero, one = results["reaction_from_zero"], results["reaction_from_one"]
@@ -235,22 +247,23 @@ def autoscale_block(results: dict[str, Any]) -> str:
     return "\n\n".join([autoscale_table(results), caption, source_line("autoscale.json")])
 
 
-def autoscale_sentences(results: dict[str, Any]) -> list[str]:
+def autoscale_sentences(results: dict[str, Any]) -> list[Prose]:
     p, keda = results["parameters"], results["keda_documented_defaults"]
     first, rc = results["from_zero_first_task_in_new_container"], \
         results["reaction_celery_burst_from_zero"]
     return [
-        # the demo's paragraph
-        f"`make bench` times the same path, to the first task done in a new container, on a "
+        Prose(DEVELOPMENT,  # the demo's paragraph
+              f"`make bench` times the same path, to the first task done in a new container, on a "
         f"{p['machine']['cpus']}-core machine: median {first['median_s']:.2f} s, p95 "
-        f"{first['p95_s']:.2f} s over {first['samples']} bursts; `bench/results/autoscale.json`",
-        # the Celery section
-        f"Reaction: a burst of {p['burst_tasks']} tasks sent by a Celery client (`send_task`, "
+              f"{first['p95_s']:.2f} s over {first['samples']} bursts; "
+              "`bench/results/autoscale.json`"),
+        Prose(CELERY_AND_RQ,
+              f"Reaction: a burst of {p['burst_tasks']} tasks sent by a Celery client (`send_task`, "
         f"priorities 0-9) takes a `runtime: celery` pool's Deployment from zero replicas to "
         f"one in p95 **{rc['p95_s']:.2f} s** (median {rc['median_s']:.2f} s, {rc['samples']} "
         f"bursts, default {p['poll_seconds']:g} s poll; `make bench`, "
         f"`bench/results/autoscale.json`), where KEDA's documented defaults allow up to "
-        f"{keda['activation_poll_seconds']} s.",
+              f"{keda['activation_poll_seconds']} s."),
     ]
 
 
@@ -300,7 +313,7 @@ def _sigterm_codes(phases: dict[str, Any]) -> list[int]:
 
 
 def chaos_table(results: dict[str, Any]) -> str:
-    """The README's table of faults, from bench/chaos.py's JSON."""
+    """The table of faults, from bench/chaos.py's JSON."""
     params, phases = results["parameters"], results["phases"]
     lease = params["task_lease_seconds"]
     lines = ["| phase | fault | tasks | lost | duplicates (bound) | then |",
@@ -366,7 +379,7 @@ def chart_lease_seconds() -> float:
     return float(values["leaderLeaseSeconds"])
 
 
-def chaos_sentences(results: dict[str, Any]) -> list[str]:
+def chaos_sentences(results: dict[str, Any]) -> list[Prose]:
     params, phases = results["parameters"], results["phases"]
     ran = [p for name, p in phases.items() if name in CHAOS_PHASES and "skipped" not in p]
     lost = sum(p["lost"] for p in ran)
@@ -379,7 +392,7 @@ def chaos_sentences(results: dict[str, Any]) -> list[str]:
              else "cron ticks not checked or not sent exactly once")
     sentences = [
         f"(`make chaos`, {_n(params['tasks'])} tasks, {params['task_lease_seconds']:g} s task "
-        f"leases; each phase in *Faults, measured*)",
+        f"leases; each phase in [Faults, measured](#faults-measured))",
         f"**{lost} tasks lost**; {duplicates} duplicates, "
         + ("each inside the duplicate window above" if within else "NOT all inside the window")
         + f" (bound {bound}: the tasks the killed, paused or cut-off workers held); "
@@ -397,14 +410,14 @@ def chaos_sentences(results: dict[str, Any]) -> list[str]:
     if everysec.get("lost") == 0:
         sentences.append("A SIGKILL of Redis does not lose what it wrote under `everysec` "
                          "either (the kernel still has it)")
-    return sentences
+    return [Prose(GUARANTEES, s) for s in sentences]
 
 
 # -- failover.json ------------------------------------------------------------------------
 
 
 def failover_table(results: dict[str, Any]) -> str:
-    """The README's Sentinel failover table, from bench/failover.py's JSON."""
+    """The Sentinel failover table, from bench/failover.py's JSON."""
     settings = list(results["runs"])
     base = settings[0]
 
@@ -444,7 +457,7 @@ def failover_block(results: dict[str, Any]) -> str:
     return "\n\n".join([failover_table(results), source_line("failover.json")])
 
 
-def failover_sentences(results: dict[str, Any]) -> list[str]:
+def failover_sentences(results: dict[str, Any]) -> list[Prose]:
     p, runs = results["parameters"], [r for rs in results["runs"].values() for r in rs]
     ratio = results["cost_ratio"]
     extra = [r["workers_without_broker_seconds"] - r["failover_seconds"] for r in runs]
@@ -454,7 +467,7 @@ def failover_sentences(results: dict[str, Any]) -> list[str]:
     at_once = all(r[k] <= r["failover_seconds"] + 0.25 for r in runs for k in others)
     lost = sum(r["lost"] for r in results["runs"]["replica_acks=0"])
     unsafe = len(results["runs"]["replica_acks=0"])
-    return [
+    return [Prose(REDIS_MODES, s) for s in [
         f"{_n(p['tasks'])} tasks at {p['rate']:g}/s, {p['workers']} workers, the master "
         f"SIGKILLed after {_n(p['tasks'] * p['kill_at'])}; sentinels with "
         f"`down-after-milliseconds {p['down_after_ms']}`; {p['runs']} runs each; a scheduler "
@@ -467,14 +480,14 @@ def failover_sentences(results: dict[str, Any]) -> list[str]:
         f"A batch (`delay_many`) pays the `WAIT` once per call: "
         f"{ratio['batch_enqueue_per_second']:.2f}{TIMES} the tasks/s without it, where single "
         f"sends get {ratio['enqueue_per_second']:.2f}{TIMES}",
-    ]
+    ]]
 
 
 # -- cluster.json -------------------------------------------------------------------------
 
 
 def cluster_table(results: dict[str, Any]) -> str:
-    """The README's scale-out table, from bench/cluster.py's JSON."""
+    """The Redis Cluster scale-out table, from bench/cluster.py's JSON."""
     p, s, c, ratios = (results["parameters"], results["single"], results["cluster"],
                        results["ratios"])
     masters = c["throughput"]["masters"]
@@ -500,13 +513,14 @@ def cluster_block(results: dict[str, Any]) -> str:
     return "\n\n".join([cluster_table(results), source_line("cluster.json")])
 
 
-def cluster_sentences(results: dict[str, Any]) -> list[str]:
+def cluster_sentences(results: dict[str, Any]) -> list[Prose]:
     p, masters = results["parameters"], results["cluster"]["throughput"]["masters"]
-    return [f"What limits it here: {2 * len(masters)} redis-server processes, {p['workers']} "
-            f"workers and the producer on {p['machine_cpus']} cores"]
+    return [Prose(REDIS_MODES,
+                  f"What limits it here: {2 * len(masters)} redis-server processes, "
+                  f"{p['workers']} workers and the producer on {p['machine_cpus']} cores")]
 
 
-# -- the README ---------------------------------------------------------------------------
+# -- the pages ----------------------------------------------------------------------------
 
 BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "throughput.json": throughput_block,
@@ -516,16 +530,36 @@ BLOCKS: dict[str, Callable[[dict[str, Any]], str]] = {
     "failover.json": failover_block,
     "cluster.json": cluster_block,
 }
-"""The README's tables, one block per file."""
+"""The tables, one block per file."""
 
-SENTENCES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+PAGES: dict[str, str] = {
+    "throughput.json": BENCHMARKS,
+    "pools.json": BENCHMARKS,
+    "autoscale.json": README,
+    "chaos.json": GUARANTEES,
+    "failover.json": REDIS_MODES,
+    "cluster.json": REDIS_MODES,
+}
+"""The page (relative to the repository) that holds each file's block, and no other does."""
+
+SENTENCES: dict[str, Callable[[dict[str, Any]], list[Prose]]] = {
     "throughput.json": throughput_sentences,
     "autoscale.json": autoscale_sentences,
     "chaos.json": chaos_sentences,
     "failover.json": failover_sentences,
     "cluster.json": cluster_sentences,
 }
-"""The README's figures in prose (compared with the README's text as one line)."""
+"""The figures in prose, each compared with its page's text as one line."""
+
+
+def page_names() -> list[str]:
+    """README.md and every page of docs/, relative to the repository."""
+    return [README, *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+
+
+def read_pages() -> dict[str, str]:
+    """Every page's text by its name."""
+    return {name: (ROOT / name).read_text() for name in page_names()}
 
 
 def begin_marker(name: str) -> str:
@@ -540,10 +574,10 @@ def load(name: str) -> dict[str, Any]:
     return result
 
 
-def readme_block(readme: str, name: str) -> str | None:
-    """The text between a file's markers in the README, None when they are missing."""
+def marked_block(text: str, name: str) -> str | None:
+    """The text between a file's markers on a page, None when they are missing."""
     pattern = re.escape(begin_marker(name)) + r"\n(?:(.*?)\n)??" + re.escape(END_MARKER)
-    found = re.search(pattern, readme, re.DOTALL)
+    found = re.search(pattern, text, re.DOTALL)
     return None if found is None else found.group(1) or ""
 
 
@@ -551,10 +585,9 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def differences(readme: str) -> list[str]:
-    """What the README says that its JSON files do not (empty when they agree)."""
+def differences(pages: dict[str, str]) -> list[str]:
+    """What the pages say that their JSON files do not (empty when they agree)."""
     out = []
-    flat = one_line(readme)
     for name in SOURCES:
         try:
             results = load(name)
@@ -564,23 +597,33 @@ def differences(readme: str) -> list[str]:
             out.append(f"{name}: its figures cannot be read ({exc!r}); run `make "
                        f"{SOURCES[name][0]}` to write it again")
             continue
-        if block is not None and readme_block(readme, name) != block:
-            out.append(f"{name}: the README's block differs from what `python -m bench.report`"
-                       " makes")
-        out += [f"{name}: the README lacks: {s}" for s in sentences if one_line(s) not in flat]
+        if block is not None:
+            home = PAGES[name]
+            elsewhere = [p for p, text in pages.items()
+                         if p != home and begin_marker(name) in text]
+            if elsewhere:
+                out.append(f"{name}: its block belongs on {home} only, not on "
+                           f"{', '.join(elsewhere)}")
+            if marked_block(pages.get(home, ""), name) != block:
+                out.append(f"{name}: the block on {home} differs from what "
+                           "`python -m bench.report` makes")
+        out += [f"{name}: {s.page} lacks: {s.text}" for s in sentences
+                if one_line(s.text) not in one_line(pages.get(s.page, ""))]
     return out
 
 
-def rewritten(readme: str) -> str:
+def rewritten(text: str, page: str) -> str:
+    """The page with the blocks that belong on it made again from their JSON files."""
     for name, block in BLOCKS.items():
+        if PAGES[name] != page:
+            continue
         marked = f"{begin_marker(name)}\n{block(load(name))}\n{END_MARKER}"
         pattern = re.escape(begin_marker(name)) + r"\n(?:.*?\n)??" + re.escape(END_MARKER)
-        readme, count = re.subn(pattern, marked.replace("\\", "\\\\"), readme,
-                                flags=re.DOTALL)
+        text, count = re.subn(pattern, marked.replace("\\", "\\\\"), text, flags=re.DOTALL)
         if count != 1:
-            raise SystemExit(f"README.md: {count} blocks marked for {name}; put one in by hand "
+            raise SystemExit(f"{page}: {count} blocks marked for {name}; put one in by hand "
                              f"between '{begin_marker(name)}' and '{END_MARKER}'")
-    return readme
+    return text
 
 
 def main() -> int:
@@ -588,22 +631,24 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--check", action="store_true",
-                        help="exit 1 when the README differs from bench/results/*.json")
+                        help="exit 1 when a page differs from bench/results/*.json")
     action.add_argument("--write", action="store_true",
-                        help="rewrite the README's generated blocks")
+                        help="rewrite the pages' generated blocks")
     args = parser.parse_args()
     if args.write:
-        README.write_text(rewritten(README.read_text()))
-        print(f"rewrote the generated blocks of {README.name}")
+        for page in sorted(set(PAGES.values())):
+            path = ROOT / page
+            path.write_text(rewritten(path.read_text(), page))
+            print(f"rewrote the generated blocks of {page}")
     if args.check or args.write:
-        problems = differences(README.read_text())
+        problems = differences(read_pages())
         for problem in problems:
             print(problem)
         return 1 if problems else 0
     for name, block in BLOCKS.items():
-        print(f"{begin_marker(name)}\n{block(load(name))}\n{END_MARKER}\n")
+        print(f"{PAGES[name]}:\n{begin_marker(name)}\n{block(load(name))}\n{END_MARKER}\n")
         for sentence in SENTENCES[name](load(name)) if name in SENTENCES else []:
-            print(f"  prose: {sentence}\n")
+            print(f"  prose on {sentence.page}: {sentence.text}\n")
     return 0
 
 
