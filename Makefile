@@ -49,8 +49,8 @@ lint: setup
 demo: setup
 	$(PY) examples/video-site/demo.py
 
-# Every bench/results/*.json the README quotes but chaos.json (`make chaos`); then what in
-# the README no longer matches them (`python -m bench.report --write` updates its tables).
+# Every bench/results/*.json the README and docs/ quote but chaos.json (`make chaos`); then
+# what there no longer matches them (`python -m bench.report --write` updates the tables).
 bench: setup
 	$(PY) bench/throughput.py --json bench/results/throughput.json
 	$(PY) bench/autoscale.py --json bench/results/autoscale.json

@@ -167,8 +167,9 @@ def throughput_block(results: dict[str, Any]) -> str:
 
 
 def throughput_sentences(results: dict[str, Any]) -> list[Prose]:
-    return [Prose(BENCHMARKS, f"enqueues N tasks ({_n(results['tasks'])} here) and times until a shared counter "
-            f"says every body ran; the {results['rounds']} rounds are interleaved")]
+    return [Prose(BENCHMARKS,
+                  f"enqueues N tasks ({_n(results['tasks'])} here) and times until a shared "
+                  f"counter says every body ran; the {results['rounds']} rounds are interleaved")]
 
 
 # -- pools.json ---------------------------------------------------------------------------
@@ -251,20 +252,18 @@ def autoscale_sentences(results: dict[str, Any]) -> list[Prose]:
     p, keda = results["parameters"], results["keda_documented_defaults"]
     first, rc = results["from_zero_first_task_in_new_container"], \
         results["reaction_celery_burst_from_zero"]
-    return [
-        Prose(DEVELOPMENT,  # the demo's paragraph
-              f"`make bench` times the same path, to the first task done in a new container, on a "
-        f"{p['machine']['cpus']}-core machine: median {first['median_s']:.2f} s, p95 "
-              f"{first['p95_s']:.2f} s over {first['samples']} bursts; "
-              "`bench/results/autoscale.json`"),
-        Prose(CELERY_AND_RQ,
-              f"Reaction: a burst of {p['burst_tasks']} tasks sent by a Celery client (`send_task`, "
-        f"priorities 0-9) takes a `runtime: celery` pool's Deployment from zero replicas to "
-        f"one in p95 **{rc['p95_s']:.2f} s** (median {rc['median_s']:.2f} s, {rc['samples']} "
-        f"bursts, default {p['poll_seconds']:g} s poll; `make bench`, "
-        f"`bench/results/autoscale.json`), where KEDA's documented defaults allow up to "
-              f"{keda['activation_poll_seconds']} s."),
-    ]
+    demo = (f"`make bench` times the same path, to the first task done in a new container, "
+            f"on a {p['machine']['cpus']}-core machine: median {first['median_s']:.2f} s, p95 "
+            f"{first['p95_s']:.2f} s over {first['samples']} bursts; "
+            "`bench/results/autoscale.json`")
+    celery = (f"Reaction: a burst of {p['burst_tasks']} tasks sent by a Celery client "
+              f"(`send_task`, priorities 0-9) takes a `runtime: celery` pool's Deployment from "
+              f"zero replicas to one in p95 **{rc['p95_s']:.2f} s** (median "
+              f"{rc['median_s']:.2f} s, {rc['samples']} bursts, default "
+              f"{p['poll_seconds']:g} s poll; `make bench`, `bench/results/autoscale.json`), "
+              f"where KEDA's documented defaults allow up to "
+              f"{keda['activation_poll_seconds']} s.")
+    return [Prose(DEVELOPMENT, demo), Prose(CELERY_AND_RQ, celery)]
 
 
 # -- chaos.json ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The benchmarks' short forms: every peer of bench/throughput.py starts, runs the
 shared task body to the end and is torn down; bench/pools.py measures each figure
 with 100 pools. Figures are not judged here (no timing
-assertions in tests); `make bench` produces the ones the README quotes."""
+assertions in tests); `make bench` produces the ones the README and docs/ quote."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The short chaos run (bench/chaos.py --short): 1,000 tasks through worker kills and
 scale-downs, a Redis crash and restart, a Redis pause and a network partition, in about
-a minute; what the README promises is checked from its JSON."""
+a minute; what docs/guarantees-and-chaos.md promises is checked from its JSON."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from tests.support.processes import ROOT, run_to_the_end
 
 NOTHING_LOST = ("worker_kills", "redis_restart_always", "redis_restart_everysec",
                 "redis_pause", "partition")
-"""Phases where the README promises no loss. With appendfsync everysec too: a SIGKILL of
-Redis leaves what it wrote in the kernel's page cache (only a machine crash can cost the
-last second), so that phase loses nothing either. The control-plane phase is not in the
-short run (the README says so); `make chaos` runs it."""
+"""Phases where docs/guarantees-and-chaos.md promises no loss. With appendfsync everysec
+too: a SIGKILL of Redis leaves what it wrote in the kernel's page cache (only a machine
+crash can cost the last second), so that phase loses nothing either. The control-plane
+phase is not in the short run (that page says so); `make chaos` runs it."""
 
 
 def run_short_chaos(tmp_path: Path, timeout: float = 240.0) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 applied, and workers running as containers on the cluster's real node (containerd and a
 kubelet), scaled by the operator in its own container.
 
-Local-only values, and nothing else, differ from the README's *On a real cluster*: pods
+Local-only values, and nothing else, differ from *On a real cluster* in docs/kubernetes.md: pods
 use the host's network (Redis and the API server are on loopback here; there is no
 kube-proxy), the operator reaches the API server at 127.0.0.1, images come from the node's
 containerd under their local names (localhost/..., imagePullPolicy: Never), and

@@ -1,8 +1,8 @@
-"""The chart's permissions on the real API server: the rendered RBAC is README's table, and
-`kubectl auth can-i` answers as it says; the operator's admission policy refuses writes
-beyond what the operator owns, made as its ServiceAccount; the aggregated view and edit
-roles; the optional WorkerPool pod policy refusing and allowing; worker pods without a
-token or Service links unless the pool asks."""
+"""The chart's permissions on the real API server: the rendered RBAC is the table of
+docs/security.md, and `kubectl auth can-i` answers as it says; the operator's admission
+policy refuses writes beyond what the operator owns, made as its ServiceAccount; the
+aggregated view and edit roles; the optional WorkerPool pod policy refusing and allowing;
+worker pods without a token or Service links unless the pool asks."""
 
 from __future__ import annotations
 
@@ -36,16 +36,20 @@ Grant = tuple[str, str, str, str, str]
 """(where, API group, resource, resource name or "", verb)"""
 
 
-def readme_permissions() -> set[Grant]:
-    """README's table of the operator's permissions, one row per verb and resource."""
-    text = (ROOT / "README.md").read_text()
-    assert TABLE_START in text and TABLE_END in text, "README lost its permissions table"
+SECURITY_PAGE = ROOT / "docs" / "security.md"
+
+
+def documented_permissions() -> set[Grant]:
+    """docs/security.md's table of the operator's permissions, one row per verb and resource."""
+    text = SECURITY_PAGE.read_text()
+    assert TABLE_START in text and TABLE_END in text, \
+        "docs/security.md lost its permissions table"
     lines = text[text.index(TABLE_START):text.index(TABLE_END)].splitlines()[3:]
     grants: set[Grant] = set()
     for line in lines:
         where, groups, resources, names, verbs, why = [c.strip() for c in
                                                        line.strip("|").split("|")]
-        assert why, f"README's permissions table gives no reason for {line}"
+        assert why, f"the permissions table gives no reason for {line}"
         for group, resource, verb in itertools.product(
                 groups.split(", "), resources.split(", "), verbs.split(", ")):
             name = names.replace("RELEASE-taskfleet", FULLNAME)
@@ -94,12 +98,12 @@ def rendered_permissions(docs: list[dict[str, Any]], namespace: str,
     (("namespaces={NS,other-a,other-b}",), {"NS", "other-a", "other-b"}),
     (("clusterWide=true",), set()),
 ])
-def test_rendered_rbac_is_the_readme_table(crds: Cluster, namespace: str,
+def test_rendered_rbac_is_the_permissions_table(crds: Cluster, namespace: str,
                                            values: tuple[str, ...], watched: set[str]) -> None:
     values = tuple(v.replace("NS", namespace) for v in values)
     watched = {w.replace("NS", namespace) for w in watched}
     docs = render(crds, namespace, *values)
-    assert rendered_permissions(docs, namespace, watched) == readme_permissions()
+    assert rendered_permissions(docs, namespace, watched) == documented_permissions()
     roles = [(d["kind"], d["metadata"].get("namespace")) for d in docs if d["kind"] == "Role"]
     assert sorted(roles) == sorted([("Role", namespace)] + [("Role", w) for w in watched])
     [dep] = [d for d in docs if d["kind"] == "Deployment"]
@@ -158,9 +162,9 @@ def can_i(crds: Cluster, who: str, verb: str, what: str, namespace: str | None) 
     return out == "yes"
 
 
-def test_can_i_answers_as_the_readme_table(crds: Cluster, namespace: str,
+def test_can_i_answers_as_the_permissions_table(crds: Cluster, namespace: str,
                                            other_namespace: str, installed: str) -> None:
-    table = readme_permissions()
+    table = documented_permissions()
     places = {"watched namespaces": [namespace, other_namespace],
               "release namespace": [namespace], "cluster": [namespace]}
     wrong = []
@@ -414,6 +418,6 @@ def test_worker_pods_get_no_token_nor_service_links_unless_asked(
     assert out.returncode != 0 and "enableServiceLinks" in out.stderr, out.stderr
 
 
-def test_readme_says_a_workerpool_is_a_deployment() -> None:
-    text = re.sub(r"\s+", " ", (ROOT / "README.md").read_text())
+def test_the_security_page_says_a_workerpool_is_a_deployment() -> None:
+    text = re.sub(r"\s+", " ", SECURITY_PAGE.read_text())
     assert "creating a WorkerPool is equivalent to creating a Deployment there" in text

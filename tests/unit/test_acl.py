@@ -1,5 +1,5 @@
 """The Redis ACL rule (taskfleet.acl) against what the code sends: the commands its Lua
-scripts call, the keys and channels it names, and the README's quote of it."""
+scripts call, the keys and channels it names, and docs/security.md's quote of it."""
 
 from __future__ import annotations
 
@@ -34,5 +34,5 @@ def test_the_operators_wake_pattern_is_the_rules_channel_pattern() -> None:
     assert OPERATOR_WAKE_PATTERN == acl.WAKE_CHANNELS
 
 
-def test_the_readme_quotes_the_rule() -> None:
-    assert acl.setuser_command() in (ROOT / "README.md").read_text()
+def test_the_security_page_quotes_the_rule() -> None:
+    assert acl.setuser_command() in (ROOT / "docs" / "security.md").read_text()

@@ -1,4 +1,4 @@
-"""What the README's Development section says the make targets run (``make -n``: the
+"""What docs/development.md says the make targets run (``make -n``: the
 commands, none of them executed)."""
 
 from __future__ import annotations
