@@ -82,10 +82,13 @@ class WorkerProcess(LoggedProcess):
 
     def __init__(self, broker_url: str, app: str, queues: Sequence[str], *,
                  concurrency: int = 1, pool: str = "threads", extra: Sequence[str] = (),
-                 env: dict[str, str] | None = None, log: Path | None = None) -> None:
-        super().__init__([sys.executable, "-m", "taskfleet", "--broker", broker_url, "worker",
-                          "--app", app, "--queues", ",".join(queues), "--concurrency",
-                          str(concurrency), "--pool", pool, *extra],
+                 env: dict[str, str] | None = None, log: Path | None = None,
+                 options: Sequence[str] = ()) -> None:
+        """``extra``: more of the worker's options; ``options``: the command's own, before
+        ``worker`` (``--log-level``)."""
+        super().__init__([sys.executable, "-m", "taskfleet", "--broker", broker_url, *options,
+                          "worker", "--app", app, "--queues", ",".join(queues),
+                          "--concurrency", str(concurrency), "--pool", pool, *extra],
                          {"TASKFLEET_BROKER_URL": broker_url, **(env or {})}, log)
 
 
@@ -116,18 +119,32 @@ def stop_all(processes: Iterable[subprocess.Popen[bytes]], timeout: float = 10.0
             p.wait()
 
 
-def children_of(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc), such as a pool's children."""
-    found = []
+def _processes(read: str) -> Iterator[tuple[int, bytes]]:
+    """Every process's pid and its /proc file ``read``, of those still there to read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            content = (entry / read).read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
+        yield int(entry.name), content
+
+
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc), such as a pool's children."""
+    return [child for child, stat in _processes("stat")
+            if int(stat.rsplit(b")", 1)[1].split()[1]) == pid]
+
+
+def processes_with(text: str) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of the processes with an argument that holds ``text`` (from /proc),
+    such as a cluster's components, found by its work directory."""
+    found = []
+    for pid, cmdline in _processes("cmdline"):
+        argv = cmdline.decode(errors="replace").split("\0")
+        if argv and argv[0] and any(text in a for a in argv):
+            found.append((pid, argv))
     return found
 
 

@@ -15,6 +15,11 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class WaitTimedOut(AssertionError):
+    """What ``wait_for`` raises when time runs out: a failed assertion to a test; to a
+    benchmark that goes on without what it waited for, one it can catch apart."""
+
+
 def wait_for(what: str, probe: Callable[[], T], timeout: float = 60.0, interval: float = 0.2,
              describe: Callable[[], str] | None = None) -> T:
     """Wait until ``probe()`` is truthy and return its value."""
@@ -26,8 +31,8 @@ def wait_for(what: str, probe: Callable[[], T], timeout: float = 60.0, interval:
             return last  # type: ignore[no-any-return]
         time.sleep(interval)
     detail = f"\n{describe()}" if describe else ""
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last value: "
-                         f"{last!r}{detail}")
+    raise WaitTimedOut(f"timed out after {timeout:g}s waiting for {what}; last value: "
+                       f"{last!r}{detail}")
 
 
 def assert_stays(what: str, probe: Callable[[], object], seconds: float,
