@@ -37,6 +37,7 @@ import redis
 import yaml
 from celery import Celery
 
+from bench.kube import wait_quiet, wait_replicas
 from bench.report import LoadWatch, write_json
 from taskfleet import App, celery_wire, keys
 from taskfleet_operator.decide import History, Observation, decide
@@ -47,8 +48,10 @@ from tests.support.cluster import Cluster
 from tests.support.images import WORKER_IMAGE, oci_archives
 from tests.support.node import RealNode
 from tests.support.operator import OperatorProcess, crds_applied
+from tests.support.processes import cpu_seconds, rss_mb
 from tests.support.redis_server import RedisServer
 from tests.support.resources import task_queue, worker_pool
+from tests.support.waiting import wait_for
 
 KEDA = {"activation_poll_seconds": 30, "hpa_sync_seconds": 15}
 BENCH_APP = "bench.peers.taskfleet_app:app"
@@ -61,21 +64,6 @@ COLD_BURST_TASKS = 20
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def spec_replicas(cluster: Cluster, ns: str, name: str) -> int:
-    out = cluster.kubectl("get", "deployment", name, "-o", "jsonpath={.spec.replicas}",
-                          namespace=ns, check=False)
-    return int(out.stdout) if out.returncode == 0 and out.stdout else -1
-
-
-def wait(cluster: Cluster, ns: str, name: str, pred: Any, timeout: float = 120) -> float:
-    start = time.perf_counter()
-    while not pred(spec_replicas(cluster, ns, name)):
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError(f"{name} did not reach the expected replicas")
-        time.sleep(0.01)
-    return time.perf_counter()
 
 
 def clear(client: redis.Redis, queue: str) -> None:
@@ -95,11 +83,11 @@ def reaction(cluster: Cluster, ns: str, url: str, bursts: int, minimum: int) -> 
     times = []
     for _ in range(bursts):
         clear(client, name)
-        wait(cluster, ns, name, lambda r: r == minimum)
+        wait_replicas(cluster, ns, name, lambda r: r == minimum)
         time.sleep(2.5)  # settle a whole poll period, so the burst lands at a random phase
         start = time.perf_counter()
         app.send_many("bench.noop", [()] * BURST_TASKS, queue=name)
-        end = wait(cluster, ns, name, lambda r: r > minimum)
+        end = wait_replicas(cluster, ns, name, lambda r: r > minimum)
         times.append(end - start)
     clear(client, name)
     return times
@@ -116,13 +104,14 @@ def celery_reaction(cluster: Cluster, ns: str, url: str, bursts: int) -> list[fl
                                    "scaleDown": {"stabilizationSeconds": 0}},
                     app="bench.peers.celery_app:app", runtime="celery"),
     ]), namespace=ns)
-    deadline = time.monotonic() + 60
-    while not any(c.get("type") == "MetricsAvailable" and c.get("status") == "True"
-                  for c in ((cluster.get("workerpool", name, ns) or {}).get("status") or {})
-                  .get("conditions", [])):
-        if time.monotonic() > deadline:  # the first heartbeat window has passed by then
-            raise TimeoutError("the celery pool's metrics never became available")
-        time.sleep(0.2)
+
+    def metrics_available() -> bool:
+        status = (cluster.get("workerpool", name, ns) or {}).get("status") or {}
+        return any(c.get("type") == "MetricsAvailable" and c.get("status") == "True"
+                   for c in status.get("conditions", []))
+
+    # the first heartbeat window has passed within the minute
+    wait_for("the celery pool's metrics available", metrics_available, 60)
     client = redis.Redis.from_url(url)
     producer = Celery("bench-client", broker=url)
     lists = celery_wire.priority_lists(name)
@@ -130,12 +119,12 @@ def celery_reaction(cluster: Cluster, ns: str, url: str, bursts: int) -> list[fl
     try:
         for _ in range(bursts):
             client.delete(*lists, celery_wire.UNACKED)
-            wait(cluster, ns, name, lambda r: r == 0)
+            wait_replicas(cluster, ns, name, lambda r: r == 0)
             time.sleep(2.5)  # a whole poll period, so the burst lands at a random phase
             start = time.perf_counter()
             for i in range(BURST_TASKS):
                 producer.send_task("bench.noop", queue=name, priority=i % 10)
-            end = wait(cluster, ns, name, lambda r: r > 0)
+            end = wait_replicas(cluster, ns, name, lambda r: r > 0)
             times.append(end - start)
     finally:
         client.delete(*lists, celery_wire.UNACKED)
@@ -165,16 +154,14 @@ def container_start(cluster: Cluster, node: RealNode, ns: str, url: str, bursts:
     app = App(url)
     out: dict[str, list[float]] = {"deployment_s": [], "first_task_s": []}
     for _ in range(bursts):
-        deadline = time.monotonic() + 120
-        while cluster.list("pods", ns, f"app.kubernetes.io/instance={name}") or \
-                (cluster.get("deployment", name, ns) or {}).get("spec", {}).get("replicas"):
-            if time.monotonic() > deadline:
-                raise TimeoutError("the pool did not come back to zero")
-            time.sleep(0.2)
+        wait_for("the pool back at zero", lambda: not (
+            cluster.list("pods", ns, f"app.kubernetes.io/instance={name}")
+            or (cluster.get("deployment", name, ns) or {}).get("spec", {}).get("replicas")),
+            120)
         time.sleep(2.5)  # a whole poll period, so the burst lands at a random phase
         start, wall = time.perf_counter(), time.time()
         results = app.send_many("bench.noop", [()] * COLD_BURST_TASKS, queue=name)
-        out["deployment_s"].append(wait(cluster, ns, name, lambda r: r > 0) - start)
+        out["deployment_s"].append(wait_replicas(cluster, ns, name, lambda r: r > 0) - start)
         for r in results:
             r.get(timeout=120)
         done = [json.loads(app.redis.lindex(keys.result_key(r.id), 0))["date_done"]
@@ -226,51 +213,23 @@ def operator_footprint(cluster: Cluster, ns: str, url: str, pools: int,
     op = OperatorProcess(cluster, ns, tmp / "operator-footprint.log").start()
     try:
         start = time.monotonic()
-        while len(cluster.list("deployments", ns)) < pools:
-            if time.monotonic() - start > 600:
-                raise TimeoutError("operator did not create every Deployment")
-            time.sleep(2)
+        wait_for("the operator's every Deployment",
+                 lambda: len(cluster.list("deployments", ns)) >= pools, 600, interval=2)
         converge = time.monotonic() - start
         # Steady state: the operator's start (statuses of every object) and the
         # controller-manager's work on 1,000 new Deployments are over when nothing
         # changes for 15 s.
-        quiet_since, last = time.monotonic(), _versions(cluster, ns)
-        while time.monotonic() - quiet_since < 15:
-            if time.monotonic() - start > 900:
-                break
-            time.sleep(3)
-            now = _versions(cluster, ns)
-            if now != last:
-                quiet_since, last = time.monotonic(), now
+        wait_quiet(cluster, ns, 15, 900 - converge)
         assert op.process is not None
         pid = op.process.pid
-        cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(30)
-        cpu1, t1 = _cpu_seconds(pid), time.monotonic()
+        cpu1, t1 = cpu_seconds(pid), time.monotonic()
         return {"pools": pools, "converge_seconds": round(converge, 1),
-                "rss_mb": round(_rss_mb(pid), 1),
+                "rss_mb": round(rss_mb(pid), 1),
                 "steady_cpu_percent": round(100 * (cpu1 - cpu0) / (t1 - t0), 1)}
     finally:
         op.stop()
-
-
-def _versions(cluster: Cluster, ns: str) -> set[tuple[str, str]]:
-    out = cluster.kubectl("get", "workerpools,taskqueues,deployments", "-o",
-                          "jsonpath={range .items[*]}{.metadata.name}={.metadata.resourceVersion} "
-                          "{end}", namespace=ns).stdout
-    return {(name, version) for name, _, version in (i.partition("=") for i in out.split())}
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def summarize(what: str, times: list[float]) -> dict[str, float]:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,10 +32,10 @@ from taskfleet import App, queue_stats
 from taskfleet.connection import Client, connect
 from taskfleet_operator.model import RedisRef, TaskQueue
 from taskfleet_operator.observe import RedisDirectory, read_queues
+from tests.support.processes import WorkerProcess, stop_all
 from tests.support.redis_cluster import RedisClusterServers
 from tests.support.redis_server import RedisServer
 
-ROOT = Path(__file__).resolve().parents[1]
 QUEUES = [f"spread-{i}" for i in range(12)]
 WORKERS = 4
 OBSERVE_PASSES = 20
@@ -63,11 +61,10 @@ def throughput(url: str, nodes: list[redis.Redis], n: int) -> dict[str, Any]:
     client: Client = app.redis
     per_queue = n // len(QUEUES)
     step = len(QUEUES) // WORKERS
-    argv = [[sys.executable, "-m", "taskfleet", "--broker", url, "--log-level", "WARNING",
-             "worker", "--app", "bench.peers.taskfleet_app:app", "--queues",
-             ",".join(QUEUES[i * step:(i + 1) * step]), "--concurrency", "1",
-             "--pool", "inline"] for i in range(WORKERS)]
-    procs = [subprocess.Popen(a, cwd=ROOT) for a in argv]
+    workers = [WorkerProcess(url, "bench.peers.taskfleet_app:app",
+                             QUEUES[i * step:(i + 1) * step], pool="inline",
+                             options=["--log-level", "WARNING"]).start()
+               for i in range(WORKERS)]
     try:
         def drained() -> bool:
             stats = queue_stats(client, QUEUES)
@@ -89,10 +86,7 @@ def throughput(url: str, nodes: list[redis.Redis], n: int) -> dict[str, Any]:
         spread = [{**f, "cpu_seconds": round(f["cpu_seconds"] - before[f["port"]], 2)}
                   for f in _node_figures(nodes)]
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(30)
+        stop_all((w.process for w in workers if w.process is not None), timeout=30)
     return {"tasks": per_queue * len(QUEUES), "seconds": round(seconds, 2),
             "tasks_per_second": round(per_queue * len(QUEUES) / seconds), "masters": spread}
 

@@ -28,6 +28,7 @@ from taskfleet import App, queue_stats
 from tests.support.failover_run import PROBE_SECONDS, SAMPLE, run_failover
 from tests.support.processes import WorkerProcess
 from tests.support.sentinel_group import DOWN_AFTER_MS, SentinelGroup
+from tests.support.waiting import wait_for
 
 QUEUE = "cost"
 WORKERS = 2
@@ -41,14 +42,11 @@ COST_TASKS = 3000
 
 
 def _wait_empty(app: App, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def empty() -> bool:
         st = queue_stats(app.redis, [QUEUE])[QUEUE]
-        if st.ready == 0 and st.in_flight == 0:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("the worker did not finish in time")
-        time.sleep(0.01)
+        return st.ready == 0 and st.in_flight == 0
+
+    wait_for("the worker done with the queue", empty, timeout, interval=0.01)
 
 
 def cost(group: SentinelGroup, acks: int, n: int, log_dir: Path) -> dict[str, float]:

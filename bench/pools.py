@@ -32,15 +32,8 @@ from typing import Any
 import redis
 import yaml
 
-from bench.autoscale import (
-    BENCH_APP,
-    _cpu_seconds,
-    _rss_mb,
-    _versions,
-    cycle,
-    reaction,
-    summarize,
-)
+from bench.autoscale import BENCH_APP, cycle, reaction, summarize
+from bench.kube import wait_quiet
 from bench.report import write_json
 from taskfleet import QueueStats
 from taskfleet_operator.controller import Controller
@@ -49,8 +42,10 @@ from taskfleet_operator.observe import QueueReading
 from taskfleet_operator.registry import Registry
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, crds_applied
+from tests.support.processes import cpu_seconds, rss_mb
 from tests.support.redis_server import RedisServer
 from tests.support.resources import task_queue, worker_pool
+from tests.support.waiting import wait_for
 
 GOALS = {"redis_ms_per_cycle": 100.0, "rss_mb": 500.0, "steady_cpu_percent": 10.0}
 """What one operator must stay within at 10,000 pools."""
@@ -81,18 +76,6 @@ def deployments(cluster: Cluster, ns: str) -> int:
     return len(page["items"]) + int(page["metadata"].get("remainingItemCount") or 0)
 
 
-def wait_quiet(cluster: Cluster, ns: str, quiet_for: float, limit: float) -> None:
-    """Until no object in ``ns`` changes for ``quiet_for`` seconds (the operator's start
-    and the controller-manager's work on the new Deployments are over)."""
-    start = time.monotonic()
-    quiet_since, last = time.monotonic(), _versions(cluster, ns)
-    while time.monotonic() - quiet_since < quiet_for and time.monotonic() - start < limit:
-        time.sleep(10 if quiet_for >= 20 else 3)  # each look lists every object
-        now = _versions(cluster, ns)
-        if now != last:
-            quiet_since, last = time.monotonic(), now
-
-
 def footprint(cluster: Cluster, ns: str, url: str, pools: int, bursts: int,
               tmp: Path, steady_seconds: float = 60.0) -> dict[str, Any]:
     op = OperatorProcess(cluster, ns, tmp / "operator-pools.log").start()
@@ -100,28 +83,26 @@ def footprint(cluster: Cluster, ns: str, url: str, pools: int, bursts: int,
         assert op.process is not None
         pid = op.process.pid
         time.sleep(min(10.0, steady_seconds))  # started, watching, nothing to manage yet
-        empty_rss = _rss_mb(pid)
+        empty_rss = rss_mb(pid)
         # The same pool's reaction, first alone and then among all the others: the two
         # figures the goal compares, in one run.
         alone = summarize("reaction from zero, the one pool", reaction(cluster, ns, url,
                                                                        bursts, 0))
         create_in_chunks(cluster, ns, manifests(url, pools))
         start = time.monotonic()
-        while deployments(cluster, ns) < pools + 1:  # and the reaction pool's
-            if time.monotonic() - start > 1800:
-                raise TimeoutError("the operator did not apply every Deployment in 30 min")
-            time.sleep(5)
+        wait_for("the operator's every Deployment",  # and the reaction pool's
+                 lambda: deployments(cluster, ns) >= pools + 1, 1800, interval=5)
         converge = time.monotonic() - start
         print(f"  {pools} Deployments applied in {converge:.0f} s", flush=True)
         wait_quiet(cluster, ns, min(20.0, steady_seconds), 1800)
         client = redis.Redis.from_url(url)
         client.config_resetstat()
-        cpu0, t0 = _cpu_seconds(pid), time.monotonic()
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(steady_seconds)
-        cpu1, t1 = _cpu_seconds(pid), time.monotonic()
+        cpu1, t1 = cpu_seconds(pid), time.monotonic()
         redis_usec = sum(v["usec"] for v in client.info("commandstats").values())
         client.close()
-        rss = _rss_mb(pid)
+        rss = rss_mb(pid)
         out: dict[str, Any] = {
             "pools": pools, "converge_seconds": round(converge, 1),
             "rss_mb": round(rss, 1), "rss_with_no_pools_mb": round(empty_rss, 1),

@@ -43,10 +43,10 @@ from bench.peers import body
 from bench.report import write_json
 from taskfleet import App, keys, scripts
 from taskfleet.message import new_task_id
-from tests.support.processes import children_of
+from tests.support.processes import ROOT, children_of, cpu_seconds
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 QUEUE = "bench"
 WARM_UP = 20
@@ -312,23 +312,13 @@ OURS = frozenset({"taskfleet", "taskfleet-noresult", "taskfleet-threads", "raw-r
 """taskfleet's own rows: the peers are every other system."""
 
 
-def _wait(done: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not finish in {timeout:.0f} s")
-        time.sleep(0.002)
-
-
-def cpu_seconds(pid: int) -> float:
+def tree_cpu_seconds(pid: int) -> float:
     """CPU time of a process and every descendant alive now (user + system)."""
-    total = 0.0
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = cpu_seconds(pid)
     except (OSError, IndexError, ValueError):
         return 0.0
-    return total + sum(cpu_seconds(child) for child in children_of(pid))
+    return total + sum(tree_cpu_seconds(child) for child in children_of(pid))
 
 
 @dataclass
@@ -353,17 +343,17 @@ def run_workers(system: System, processes: int, n: int, client: redis.Redis,
 
     try:
         system.enqueue(WARM_UP)
-        _wait(counted(WARM_UP), 120, f"{system.name} warm-up")
+        wait_for(f"{system.name} warm-up", counted(WARM_UP), 120, interval=0.002)
         time.sleep(0.3)
-        workers0 = sum(cpu_seconds(p.pid) for p in procs)
-        redis0 = cpu_seconds(redis_pid)
+        workers0 = sum(tree_cpu_seconds(p.pid) for p in procs)
+        redis0 = tree_cpu_seconds(redis_pid)
         start = time.perf_counter()
         system.enqueue(n)
-        _wait(counted(WARM_UP + n), 600, f"{system.name} x{processes}")
+        wait_for(f"{system.name} x{processes}", counted(WARM_UP + n), 600, interval=0.002)
         elapsed = time.perf_counter() - start
-        workers = sum(cpu_seconds(p.pid) for p in procs) - workers0
+        workers = sum(tree_cpu_seconds(p.pid) for p in procs) - workers0
         return Run(n / elapsed, workers / n * 1e6,
-                   100 * (cpu_seconds(redis_pid) - redis0) / elapsed)
+                   100 * (tree_cpu_seconds(redis_pid) - redis0) / elapsed)
     finally:
         for p in procs:  # the whole group: prefork children, consumer processes
             with contextlib.suppress(ProcessLookupError):

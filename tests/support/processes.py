@@ -148,6 +148,20 @@ def processes_with(text: str) -> list[tuple[int, list[str]]]:
     return found
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used, user and system (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory in MiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 @dataclass(frozen=True)
 class Finished:
     """A command run to its end by ``run_to_the_end``."""
