@@ -7,17 +7,24 @@ layout lives in :mod:`taskfleet.keys` and the atomic steps in
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import celery_wire, keys, scripts
 from .batch import Batch
 from .connection import Client, is_cluster, text
-from .errors import MessageTooLarge
+from .errors import MessageError, MessageTooLarge, RecordError
 from .message import Message
+from .records import (
+    DEAD_PAGE_SIZE,
+    RECORD_BYTES_PER_MESSAGE_BYTE,
+    DeadLetterRecord,
+    ResultRecord,
+    UnreadableRecord,
+    decode_dead_letters,
+)
 
 # Messages per ENQUEUE call: large enough to amortise the round trip, small
 # enough that one script never blocks Redis for long, and far below the 8,000
@@ -71,6 +78,15 @@ class Return:
 
 
 Outcome = Ack | RetryLater | DeadLetter | Return
+
+
+@dataclass
+class Requeued:
+    """What a dead-letter requeue did: how many records went back to their queue, and
+    the ones left in the list with why (id, or "record N" when it has none; reason)."""
+
+    moved: int = 0
+    left: list[tuple[str, str]] = field(default_factory=list)
 
 
 def stored_body(message: Message) -> str:
@@ -259,9 +275,10 @@ class Broker:
         elif isinstance(outcome, DeadLetter):
             if outcome.result is not None:
                 self._store_result(results, d, outcome.result)
-            record = json.dumps({"id": d.id, "queue": d.queue, "reason": outcome.reason,
-                                 "failed_at": time.time(), "body": message_json(d.body)})
-            pipe.script(self._dead, qk.all_keys(), [d.id, record, self.dead_letter_limit])
+            record = DeadLetterRecord(id=d.id, queue=d.queue, reason=outcome.reason,
+                                      failed_at=time.time(), body=message_json(d.body))
+            pipe.script(self._dead, qk.all_keys(),
+                        [d.id, record.encode(), self.dead_letter_limit])
         else:
             band = keys.priority_band(d.message.priority) if d.message else 0
             pipe.script(self._return, qk.all_keys(),
@@ -271,7 +288,7 @@ class Broker:
         task_id = delivery.id
         if delivery.message is not None and delivery.message.celery:
             # Where Celery's Redis result backend reads it, published for a waiting get()
-            meta = celery_wire.result_meta(task_id, result)
+            meta = celery_wire.result_meta(task_id, ResultRecord.decode(result))
             pipe.command("SET", celery_wire.result_key(task_id), meta, "EX", self.result_ttl)
             pipe.command("PUBLISH", celery_wire.result_key(task_id), meta)
             return
@@ -287,35 +304,68 @@ class Broker:
 
     # -- dead letters --------------------------------------------------------------
 
-    def dead_list(self, queue: str, limit: int = 100) -> list[dict[str, Any]]:
-        return [json.loads(r) for r in self.redis.lrange(keys.QueueKeys(queue).dead, 0, limit - 1)]
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest dead letter decoded: one carrying a message at the size limit."""
+        return RECORD_BYTES_PER_MESSAGE_BYTE * self.max_message_bytes
 
-    def dead_requeue(self, queue: str, limit: int | None = None) -> int:
-        """Send dead-lettered tasks back to their queue as new attempts (retries reset).
+    def dead_list(self, queue: str, limit: int = DEAD_PAGE_SIZE
+                  ) -> list[DeadLetterRecord | UnreadableRecord]:
+        """The newest ``limit`` dead letters, each decoded or said unreadable, in place."""
+        raws = self.redis.lrange(keys.QueueKeys(queue).dead, 0, limit - 1)
+        return decode_dead_letters(raws, self.max_record_bytes)
 
-        Each record is enqueued before it is removed, so a crash in between
-        duplicates it rather than loses it. Undecodable records stay, and so do messages
-        over ``max_message_bytes`` (never decoded: a worker would refuse them again).
+    def dead_requeue(self, queue: str, limit: int | None = None) -> Requeued:
+        """Send dead-lettered tasks back to their queue as new attempts (retries reset),
+        oldest first: a taskfleet message to its taskfleet queue, a Celery client's to the
+        Celery queue it came from, in Celery's wire format (celery_wire.envelope), where a
+        Celery worker or a taskfleet worker serving it with Celery clients takes it.
+
+        Each record is enqueued before it is removed, so a crash in between duplicates it
+        rather than loses it. Records that cannot be decoded stay, and so do messages over
+        ``max_message_bytes`` (a worker would refuse them again), each with the reason.
         """
         qk = keys.QueueKeys(queue)
-        moved = 0
-        for record in reversed(self.redis.lrange(qk.dead, 0, -1)):
-            if limit is not None and moved >= limit:
+        done = Requeued()
+        raws = self.redis.lrange(qk.dead, 0, -1)
+        for n, raw in reversed(list(enumerate(raws, start=1))):
+            if limit is not None and done.moved >= limit:
                 break
-            if len(record) > 4 * self.max_message_bytes:
-                continue
+            label = f"record {n}"
             try:
-                message = Message.decode(json.loads(record)["body"])
-            except Exception:
+                record = DeadLetterRecord.decode(raw, self.max_record_bytes)
+                label = record.id
+                self._requeue(record, queue)
+            except (RecordError, MessageError, MessageTooLarge) as exc:
+                done.left.append((label, str(exc)))
                 continue
-            message.retries = 0
+            self.redis.lrem(qk.dead, 1, text(raw))
+            done.moved += 1
+        return done
+
+    def _requeue(self, record: DeadLetterRecord, queue: str) -> None:
+        """Put a dead letter's message back; MessageError or MessageTooLarge when it
+        cannot go back as it is."""
+        if record.from_celery:  # still the client's envelope: back as it was sent
             try:
-                self.enqueue([(message, 0)])
-            except MessageTooLarge:
-                continue
-            self.redis.lrem(qk.dead, 1, text(record))
-            moved += 1
-        return moved
+                size = len(record.body.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                raise MessageError("Celery message is not UTF-8 text") from exc
+            if size > self.max_message_bytes:  # ADOPT would refuse it again, undecoded
+                raise MessageTooLarge(f"Celery message of {size:,} bytes, over the limit of "
+                                      f"{self.max_message_bytes:,} (max_message_bytes)")
+        message = record.message()
+        message.retries = 0
+        if not message.celery:
+            self.enqueue([(message, 0)])
+            return
+        steps = self.celery_queues.get(queue, celery_wire.DEFAULT_PRIORITY_STEPS)
+        if record.from_celery:
+            self.redis.lpush(celery_wire.priority_list(
+                queue, celery_wire.envelope_priority(record.body), steps), record.body)
+        else:  # retried by a taskfleet worker first: a new envelope of the same task
+            self.redis.lpush(celery_wire.priority_list(queue, 0, steps),
+                             celery_wire.envelope(message, queue))
 
     def dead_purge(self, queue: str) -> int:
         qk = keys.QueueKeys(queue)

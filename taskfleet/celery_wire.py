@@ -30,12 +30,17 @@ import base64
 import binascii
 import json
 import time
+import uuid
+from bisect import bisect
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import MessageError
 from .message import Message
 from .scripts import _DEAD_LETTER, _QUEUE_KEYS
+
+if TYPE_CHECKING:
+    from .records import ResultRecord
 
 PRIORITY_SEPARATOR = "\x06\x16"
 """kombu's ``Channel.sep`` between a queue's name and a priority step."""
@@ -58,6 +63,46 @@ def priority_lists(queue: str, steps: tuple[int, ...] = DEFAULT_PRIORITY_STEPS) 
     """The lists holding a Celery queue's ready messages, in the order Celery serves them."""
     return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}"
             for step in sorted(set(steps))]
+
+
+def priority_list(queue: str, priority: int,
+                  steps: tuple[int, ...] = DEFAULT_PRIORITY_STEPS) -> str:
+    """The list a Celery client puts a message of this priority on (kombu's ``_put``:
+    ``_get_message_priority``, ``_q_for_pri``, ``priority``: the step at or below it)."""
+    ordered = sorted(set(steps))
+    step = ordered[bisect(ordered, max(0, min(priority, 9))) - 1]
+    return queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}"
+
+
+def envelope_priority(text: str) -> int:
+    """The priority kombu reads from an envelope's properties (0 when it has none)."""
+    try:
+        properties = json.loads(text).get("properties")
+        return int(properties["priority"])
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
+        return 0
+
+
+def envelope(message: Message, queue: str) -> str:
+    """kombu's JSON envelope of a Celery task protocol 2 message carrying ``message``'s
+    task, id, arguments and retries, as Celery's ``send_task`` with the JSON serializer
+    writes it (``as_task_v2``, kombu's ``prepare_message`` and Redis ``_put``), so that a
+    Celery worker, or a taskfleet worker's ADOPT, takes it."""
+    payload = [message.args, message.kwargs,
+               {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    headers = {"lang": "py", "task": message.task, "id": message.id, "shadow": None,
+               "eta": None, "expires": None, "group": None, "group_index": None,
+               "retries": message.retries, "timelimit": [None, None],
+               "root_id": message.id, "parent_id": None,
+               "argsrepr": repr(message.args)[:1024], "kwargsrepr": repr(message.kwargs)[:1024],
+               "origin": "taskfleet", "ignore_result": False}
+    properties = {"correlation_id": message.id, "reply_to": "", "delivery_mode": 2,
+                  "delivery_info": {"exchange": "", "routing_key": queue}, "priority": 0,
+                  "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())}
+    body = base64.b64encode(json.dumps(payload).encode()).decode()
+    return json.dumps({"body": body, "content-encoding": "utf-8",
+                       "content-type": "application/json", "headers": headers,
+                       "properties": properties})
 
 
 def result_key(task_id: str) -> str:
@@ -85,10 +130,9 @@ for i = 11, #KEYS do
     local raw = redis.call('RPOP', KEYS[i])
     if not raw then break end
     if max_bytes and #raw > max_bytes then
-      push_dead(cjson.encode({id = 'celery-' .. now .. '-' .. moved, queue = queue,
-        reason = 'Celery message of ' .. #raw .. ' bytes, over the limit of ' .. max_bytes
-          .. ' (max_message_bytes): refused undecoded',
-        failed_at = now / 1000, body = raw}), dead_limit)
+      push_dead(dead_record('celery-' .. now .. '-' .. moved, queue,
+        'Celery message of ' .. #raw .. ' bytes, over the limit of ' .. max_bytes
+          .. ' (max_message_bytes): refused undecoded', now, raw), dead_limit)
     else
       local ok, envelope = pcall(cjson.decode, raw)
       local id = nil
@@ -163,16 +207,15 @@ def decode(text: str) -> Message:
                    enqueued_at=time.time(), celery=True)
 
 
-def result_meta(task_id: str, record: str) -> str:
-    """Celery's result meta for a taskfleet result record (taskfleet.result)."""
-    data = json.loads(record)
-    done = datetime.fromtimestamp(float(data.get("date_done") or time.time()), UTC)
-    meta: dict[str, Any] = {"status": data["status"], "traceback": data.get("traceback"),
+def result_meta(task_id: str, record: ResultRecord) -> str:
+    """Celery's result meta for a taskfleet result record."""
+    done = datetime.fromtimestamp(record.date_done or time.time(), UTC)
+    meta: dict[str, Any] = {"status": record.status, "traceback": record.traceback,
                             "children": [], "date_done": done.isoformat(),
                             "task_id": task_id}
-    if data["status"] == "SUCCESS":
-        meta["result"] = data.get("result")
+    if record.status == "SUCCESS":
+        meta["result"] = record.result
     else:  # Celery rebuilds the exception from these (exception_to_python)
         meta["result"] = {"exc_type": "Exception", "exc_module": "builtins",
-                          "exc_message": [str(data.get("error") or "task failed")]}
+                          "exc_message": [str(record.error or "task failed")]}
     return json.dumps(meta)

@@ -313,14 +313,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "inspect":
         return _inspect(client, args.queues, args.json)
-    app = App(url)
-    if args.action == "list":
-        for record in app.broker.dead_list(args.queue, args.limit or 100):
-            print(json.dumps(record))
-    elif args.action == "requeue":
-        print(f"requeued {app.broker.dead_requeue(args.queue, args.limit)}")
+    return _dead(App(url), args.action, args.queue, args.limit)
+
+
+def _dead(app: App, action: str, queue: str, limit: int | None) -> int:
+    """``taskfleet dead``: records on stdout, one JSON object a line; a record that cannot
+    be decoded, or requeued, is named on stderr with the reason."""
+    from .records import DEAD_PAGE_SIZE, UnreadableRecord
+
+    if action == "list":
+        for n, record in enumerate(app.broker.dead_list(queue, limit or DEAD_PAGE_SIZE), 1):
+            if isinstance(record, UnreadableRecord):
+                print(f"taskfleet: dead letter {n} of {queue}: {record.reason}",
+                      file=sys.stderr)
+            else:
+                print(json.dumps(record.as_dict()))
+    elif action == "requeue":
+        done = app.broker.dead_requeue(queue, limit)
+        print(f"requeued {done.moved}")
+        for label, reason in done.left:
+            print(f"taskfleet: left {label[:200]} in the dead-letter list: {reason}",
+                  file=sys.stderr)
     else:
-        print(f"purged {app.broker.dead_purge(args.queue)}")
+        print(f"purged {app.broker.dead_purge(queue)}")
     return 0
 
 

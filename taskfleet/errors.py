@@ -17,6 +17,11 @@ class MessageError(TaskfleetError):
     """A message cannot be decoded or does not have the fields of a task message."""
 
 
+class RecordError(TaskfleetError, ValueError):
+    """A record read from Redis (a dead letter, a result, a heartbeat) cannot be decoded;
+    the message says what is wrong with it (taskfleet.records)."""
+
+
 class MessageTooLarge(TaskfleetError, ValueError):
     """A task's message is over the app's ``max_message_bytes``; nothing was sent."""
 

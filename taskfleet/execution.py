@@ -18,13 +18,14 @@ from typing import Any
 
 import redis
 
-from . import celery_wire, keys
+from . import keys
 from .app import App, Task
 from .backoff import retry_delay
 from .broker import Ack, DeadLetter, Delivery, Outcome, RetryLater, Return, message_json
 from .errors import MessageError, TimeLimitExceeded
 from .errors import Retry as RetryRequest
 from .message import Message
+from .records import decode_message
 from .result import RETRY, STARTED, failure_record, success_record
 
 log = logging.getLogger("taskfleet.worker")
@@ -45,7 +46,7 @@ def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | De
                                     f"{app.max_message_bytes:,} (max_message_bytes): refused "
                                     "undecoded")
     try:
-        message = delivery.message or decode_body(message_json(delivery.body))
+        message = delivery.message or decode_message(message_json(delivery.body))
     except MessageError as exc:
         return DeadLetter(delivery, f"undecodable message: {exc}")
     delivery.message = message
@@ -82,17 +83,10 @@ def task_name(delivery: Delivery, max_bytes: int = 1 << 20) -> str:
         if body_bytes(delivery.body) > max_bytes:
             return "?"
         try:
-            delivery.message = decode_body(message_json(delivery.body))
+            delivery.message = decode_message(message_json(delivery.body))
         except MessageError:
             return "?"
     return delivery.message.task
-
-
-def decode_body(text: str) -> Message:
-    """A taskfleet message, or a Celery client's (kombu's envelope: celery_wire)."""
-    if celery_wire.is_envelope(text):
-        return celery_wire.decode(text)
-    return Message.decode(text)
 
 
 def run(app: App, delivery: Delivery) -> Outcome:

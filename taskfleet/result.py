@@ -1,34 +1,29 @@
-"""Task results: stored with a TTL, awaited without a polling loop."""
+"""Task results: stored with a TTL, awaited without a polling loop. The stored record,
+its encoder and its decoder are :class:`taskfleet.records.ResultRecord`."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from . import keys
 from .errors import ResultTimeout, TaskFailed
+from .records import FAILURE, PENDING, RETRY, STARTED, SUCCESS, ResultRecord
 
 if TYPE_CHECKING:
     from .app import App
 
-PENDING, STARTED, RETRY, SUCCESS, FAILURE = "PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE"
-
 # A blocking wait is cut in slices shorter than the client's socket timeout.
 _WAIT_SLICE_SECONDS = 10.0
-# One encoder for every result: json.dumps with an option set builds one per call.
-_encode_strict = json.JSONEncoder(allow_nan=False).encode
 
 
 def success_record(task: str, value: Any) -> str:
-    """Raises TypeError when the value cannot be JSON."""
-    return _encode_strict({"status": SUCCESS, "task": task, "result": value,
-                           "date_done": time.time()})
+    """Raises TypeError or ValueError when the value cannot be JSON."""
+    return ResultRecord.success(task, value).encode()
 
 
 def failure_record(task: str, error: str, traceback: str | None) -> str:
-    return json.dumps({"status": FAILURE, "task": task, "error": error, "traceback": traceback,
-                       "date_done": time.time()})
+    return ResultRecord.failure(task, error, traceback).encode()
 
 
 class AsyncResult:
@@ -41,15 +36,16 @@ class AsyncResult:
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id}>"
 
-    def _record(self) -> dict[str, Any] | None:
+    def _record(self) -> ResultRecord | None:
+        """The stored result; RecordError when what is stored there cannot be decoded."""
         raw = self.app.redis.lindex(keys.result_key(self.id), 0)
-        return json.loads(raw) if raw else None
+        return ResultRecord.decode(raw) if raw else None
 
     @property
     def status(self) -> str:
         record = self._record()
         if record is not None:
-            return str(record["status"])
+            return record.status
         state = self.app.redis.get(keys.state_key(self.id))
         return str(state) if state else PENDING
 
@@ -60,11 +56,11 @@ class AsyncResult:
 
     def successful(self) -> bool:
         record = self._record()
-        return record is not None and record["status"] == SUCCESS
+        return record is not None and record.status == SUCCESS
 
     def failed(self) -> bool:
         record = self._record()
-        return record is not None and record["status"] == FAILURE
+        return record is not None and record.status == FAILURE
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """Wait for the result; raise TaskFailed if the task failed (when ``propagate``).
@@ -82,16 +78,16 @@ class AsyncResult:
             raw = self.app.redis.blmove(rk, rk, wait, "LEFT", "LEFT")  # type: ignore[arg-type]
             if raw is not None:
                 break
-        record = json.loads(raw)
-        if record["status"] == FAILURE:
-            if propagate:
-                raise TaskFailed(self.id, record.get("error", ""), record.get("traceback"))
-            return record.get("error")
-        return record.get("result")
+        record = ResultRecord.decode(raw)
+        if record.status == FAILURE and propagate:
+            raise TaskFailed(self.id, record.error or "", record.traceback)
+        return record.value
 
     @property
     def result(self) -> Any:
         record = self._record()
-        if record is None:
-            return None
-        return record.get("result") if record["status"] == SUCCESS else record.get("error")
+        return None if record is None else record.value
+
+
+__all__ = ["FAILURE", "PENDING", "RETRY", "STARTED", "SUCCESS", "AsyncResult", "failure_record",
+           "success_record"]

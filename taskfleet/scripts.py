@@ -31,10 +31,16 @@ local function list_of(body)
 end
 """
 
-# Into the dead-letter list, newest first, capped at the queue's dead_letter_limit
-# (its settings hash, written by the operator from TaskQueue.spec.deadLetterLimit;
-# else the caller's default; 0: no cap). The oldest records go, and are counted.
+# dead_record(): a dead-letter record as records.DeadLetterRecord decodes it (the same
+# fields; failed_at in seconds from the server's ms). push_dead(): into the dead-letter
+# list, newest first, capped at the queue's dead_letter_limit (its settings hash, written
+# by the operator from TaskQueue.spec.deadLetterLimit; else the caller's default; 0: no
+# cap). The oldest records go, and are counted.
 _DEAD_LETTER = """
+local function dead_record(id, queue, reason, now_ms, body)
+  return cjson.encode({id = id, queue = queue, reason = reason, failed_at = now_ms / 1000,
+                       body = body})
+end
 local function push_dead(record, default_limit)
   redis.call('LPUSH', dead, record)
   local limit = tonumber(redis.call('HGET', settings, 'dead_letter_limit') or default_limit)
@@ -100,8 +106,7 @@ local want, lease_ms, limit, queue = tonumber(ARGV[1]), tonumber(ARGV[2]),
                                      tonumber(ARGV[3]), ARGV[4]
 local dead_limit = ARGV[5]
 local function dead_letter(id, reason, body)
-  push_dead(cjson.encode({id = id, queue = queue, failed_at = now / 1000, reason = reason,
-                          body = body}), dead_limit)
+  push_dead(dead_record(id, queue, reason, now, body), dead_limit)
 end
 local function unparsable(id, body, what)
   dead_letter(id, what .. '; not delivered (was it written by something other than '
@@ -255,7 +260,8 @@ redis.call('ZADD', delayed, due, id)
 redis.call('ZREM', leases, id)
 """
 
-# DEAD. KEYS: all_keys(). ARGV: id, record JSON, default dead-letter cap.
+# DEAD. KEYS: all_keys(). ARGV: id, record JSON (records.DeadLetterRecord), default
+# dead-letter cap.
 # Into the dead-letter list, out of everything else.
 DEAD = _QUEUE_KEYS + _DEAD_LETTER + """
 local id, record, dead_limit = ARGV[1], ARGV[2], ARGV[3]

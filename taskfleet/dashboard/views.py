@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -12,17 +11,17 @@ from typing import Any
 import redis
 
 from .. import keys
+from ..broker import Broker
 from ..connection import Client
+from ..errors import RecordError
 from ..heartbeat import live_workers
+from ..records import DEAD_PAGE_SIZE, MAX_RECORD_BYTES, ResultRecord, UnreadableRecord
 from ..stats import queue_stats
 from .sources import DashboardSource, PoolView, QueueSource
 
 HISTORY_POINTS = 900
 """Replica samples kept per pool: 15 minutes at one a second."""
 REASONS_KEPT = 10
-MAX_RECORD_BYTES = 4 << 20
-"""A dead letter or result over this (four times the default message limit: a record
-carries its message escaped) is not decoded: the page says its size instead."""
 
 
 def distinct_clients(queues: Sequence[QueueSource]) -> list[Client]:
@@ -65,48 +64,17 @@ def find_queue(source: DashboardSource, label: str) -> QueueSource | None:
     return next((q for q in source.queues() if q.label == label), None)
 
 
-def dead_rows(queue: QueueSource, limit: int = 100,
-              max_bytes: int = MAX_RECORD_BYTES) -> list[dict[str, Any]]:
-    """The newest dead letters; a record over ``max_bytes`` or unreadable is a row saying
-    so (its size or fault), never decoded whole nor a failure of the page."""
-    rows = []
-    for raw in queue.client.lrange(keys.QueueKeys(queue.queue).dead, 0, limit - 1):
-        record = _record(raw, max_bytes)
-        if "error" in record:
-            rows.append({"id": None, "task": None, "reason": record["error"],
-                         "failed_at": None})
-            continue
-        body = record.get("body")
-        if isinstance(body, str) and len(body) <= max_bytes:
-            try:
-                body = json.loads(body)
-            except (ValueError, RecursionError):
-                body = None
-        task = body.get("task") if isinstance(body, dict) else None
-        rows.append({"id": _scalar(record.get("id")), "task": _scalar(task),
-                     "reason": _scalar(record.get("reason")),
-                     "failed_at": record.get("failed_at")
-                     if isinstance(record.get("failed_at"), int | float) else None})
+def dead_rows(queue: QueueSource, limit: int = DEAD_PAGE_SIZE) -> list[dict[str, Any]]:
+    """The newest dead letters; a record over MAX_RECORD_BYTES or unreadable is a row
+    saying so (its size or fault), never decoded whole nor a failure of the page."""
+    rows: list[dict[str, Any]] = []
+    for record in Broker(queue.client).dead_list(queue.queue, limit):
+        if isinstance(record, UnreadableRecord):
+            rows.append({"id": None, "task": None, "reason": record.reason, "failed_at": None})
+        else:
+            rows.append({"id": record.id, "task": record.task_name(), "reason": record.reason,
+                         "failed_at": record.failed_at})
     return rows
-
-
-def _scalar(value: Any) -> str | None:
-    return value if isinstance(value, str) else None if value is None else str(value)[:200]
-
-
-def _record(raw: bytes | str, max_bytes: int) -> dict[str, Any]:
-    """A JSON object stored by taskfleet, or {"error": why it is not shown}."""
-    size = len(raw)
-    if size > max_bytes:
-        return {"error": f"record of {size:,} bytes, over the dashboard's limit of "
-                         f"{max_bytes:,}: not shown"}
-    try:
-        record = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        return {"error": f"unreadable record: {str(exc)[:200]}"}
-    if not isinstance(record, dict):
-        return {"error": "unreadable record: not a JSON object"}
-    return record
 
 
 def task_view(queues: Sequence[QueueSource], task_id: str) -> dict[str, Any]:
@@ -114,7 +82,10 @@ def task_view(queues: Sequence[QueueSource], task_id: str) -> dict[str, Any]:
     for client in distinct_clients(queues):
         raw = client.lindex(keys.result_key(task_id), 0)
         if raw:
-            return {**_record(raw, MAX_RECORD_BYTES), "id": task_id}
+            try:
+                return {**ResultRecord.decode(raw, MAX_RECORD_BYTES).as_dict(), "id": task_id}
+            except RecordError as exc:
+                return {"id": task_id, "error": str(exc)}
         state = client.get(keys.state_key(task_id))
         if state:
             return {"id": task_id, "status": state.decode() if isinstance(state, bytes)

@@ -71,7 +71,7 @@ def test_a_worker_dead_letters_garbage_with_reasons_and_keeps_going(
     assert app.send_task("sample.add", [20, 22]).get(timeout=30) == 42
     assert app.send_task("sample.add", [1, 1]).get(timeout=30) == 2
     assert worker.process is not None and worker.process.poll() is None, "worker still runs"
-    reasons = {d["id"]: d["reason"] for d in app.broker.dead_list(QUEUE)}
+    reasons = {d.id: d.reason for d in app.broker.dead_list(QUEUE)}
     assert sorted(reasons) == sorted(GARBAGE)
     for task_id, (_, reason) in GARBAGE.items():
         assert reason in reasons[task_id], (task_id, reasons[task_id])
@@ -90,7 +90,7 @@ def test_a_body_that_is_not_utf8_is_dead_lettered(redis_url: str, workers: list[
     assert app.send_task("sample.add", [2, 3]).get(timeout=15) == 5
     assert worker.process is not None and worker.process.poll() is None
     [dead] = app.broker.dead_list(QUEUE)
-    assert dead["id"] == "not-utf8" and "not valid JSON" in dead["reason"]
+    assert dead.id == "not-utf8" and "not valid JSON" in dead.reason
 
 
 # -- the operator -------------------------------------------------------------------------
@@ -178,9 +178,9 @@ def test_a_message_over_the_limit_is_dead_lettered_undecoded(
     assert app.send_task("sample.add", [20, 22]).get(timeout=30) == 42
     assert worker.process is not None and worker.process.poll() is None, "worker still runs"
     [dead] = app.broker.dead_list(QUEUE)
-    assert dead["id"] == "too-big"
-    assert f"message of {len(big) + 1:,} bytes, over the limit of 1,048,576" in dead["reason"]
-    assert dead["body"] == big, "kept whole"
+    assert dead.id == "too-big"
+    assert f"message of {len(big) + 1:,} bytes, over the limit of 1,048,576" in dead.reason
+    assert dead.body == big, "kept whole"
     assert redis_client.exists(result_key("too-big")) == 0, "never run"
     st = queue_stats(app.redis, [QUEUE])[QUEUE]
     assert (st.ready, st.in_flight, st.dead) == (0, 0, 1)

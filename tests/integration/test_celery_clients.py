@@ -74,9 +74,9 @@ def test_a_pickled_message_is_dead_lettered_with_the_reason_and_never_run(
     workers.append(worker(redis_url).start())
     assert fine.get(timeout=60) == "fine"
     dead = App(redis_url).broker.dead_list("films")
-    assert [d["id"] for d in dead] == [pickled.id]
+    assert [d.id for d in dead] == [pickled.id]
     assert "serialized as 'application/x-python-serialize': refused and never deserialized" \
-        in dead[0]["reason"]
+        in dead[0].reason
     assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]
 
 
@@ -100,7 +100,7 @@ def test_countdown_and_callbacks_are_refused_with_the_reason(
     fine = celery_client.send_task("video.sleep", args=["fine", 0], queue="films")
     workers.append(worker(redis_url).start())
     assert fine.get(timeout=60) == "fine"
-    reasons = {d["id"]: d["reason"] for d in App(redis_url).broker.dead_list("films")}
+    reasons = {d.id: d.reason for d in App(redis_url).broker.dead_list("films")}
     assert "eta/countdown/expires are not carried over" in reasons[later.id]
     assert "callbacks are not carried over" in reasons[linked.id]
     assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]
@@ -125,7 +125,7 @@ def test_a_celery_message_over_the_limit_is_dead_lettered_by_adopt_undecoded(
     workers.append(worker(redis_url).start())
     assert fine.get(timeout=60) == "fine"
     [dead] = App(redis_url).broker.dead_list("films")
-    assert dead["reason"].startswith("Celery message of "), dead["reason"]
-    assert "over the limit of 1048576 (max_message_bytes): refused undecoded" in dead["reason"]
-    assert json.loads(dead["body"])["headers"]["id"] == big.id, "kept whole"
+    assert dead.reason.startswith("Celery message of "), dead.reason
+    assert "over the limit of 1048576 (max_message_bytes): refused undecoded" in dead.reason
+    assert json.loads(dead.body)["headers"]["id"] == big.id, "kept whole"
     assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]

@@ -182,12 +182,13 @@ def test_records_over_the_limit_or_unreadable_are_shown_as_such(
     assert answer.status == 200, answer
     rows = answer.json()["dead"]
     assert len(rows) == 6
-    assert rows[0] == {"id": "{'x': 1}", "task": None, "reason": "['r']", "failed_at": None}
-    assert rows[1]["reason"] == "unreadable record: not a JSON object"
-    assert rows[2]["reason"].startswith("unreadable record:")
-    assert rows[3]["reason"].startswith("unreadable record:")
+    assert rows[0] == {"id": None, "task": None, "failed_at": None,
+                       "reason": "unreadable dead letter: field 'id' must be a string"}
+    assert rows[1]["reason"] == "unreadable dead letter: not a JSON object"
+    assert rows[2]["reason"].startswith("unreadable dead letter: not JSON")
+    assert rows[3]["reason"].startswith("unreadable dead letter: not JSON")
     assert rows[4] == {"id": "big", "task": "sample.add", "reason": "r", "failed_at": 1.0}
-    assert rows[5]["reason"].endswith("over the dashboard's limit of 4,194,304: not shown")
+    assert rows[5]["reason"].endswith("over the limit of 4,194,304: not decoded")
     # a requeue leaves the records over the limit (and the unreadable ones) where they are
     requeue = with_token.get("/api/dead/requeue", {**auth, "Content-Type": "application/json"},
                              "POST", b'{"queue": "solo", "confirm": "solo"}')
@@ -198,9 +199,9 @@ def test_records_over_the_limit_or_unreadable_are_shown_as_such(
     redis_client.rpush(result_key("huge"), "x" * (5 << 20))
     redis_client.rpush(result_key("odd"), "[" * 50_000)
     huge = with_token.get("/api/task/huge", auth).json()
-    assert huge["id"] == "huge" and "over the dashboard's limit" in huge["error"]
+    assert huge["id"] == "huge" and "over the limit of 4,194,304" in huge["error"]
     odd = with_token.get("/api/task/odd", auth).json()
-    assert odd["id"] == "odd" and odd["error"].startswith("unreadable record:")
+    assert odd["id"] == "odd" and odd["error"].startswith("unreadable result: not JSON")
     # an action's body over 64 KiB is refused
     assert with_token.get("/api/dead/purge", {**auth, "Content-Type": "application/json"},
                           "POST", b" " * (128 << 10)).status == 413

@@ -75,7 +75,7 @@ def test_malformed_entries_are_dead_lettered_and_the_queue_keeps_flowing(
     assert result.get(timeout=20) == 5
     records = wait_for("both dead-lettered", lambda: len(app.broker.dead_list("default")) == 2
                        and app.broker.dead_list("default"), 20)
-    reasons = sorted(r["reason"] for r in records)
+    reasons = sorted(r.reason for r in records)
     assert reasons[0].startswith("ready entry is not <ready-since ms>:<task id>")
     assert reasons[1].startswith("stored body does not start with a priority band digit")
     assert start.process is not None and start.process.poll() is None, "the worker runs on"
@@ -139,7 +139,7 @@ def test_dead_letter_lists_are_capped_and_count_what_they_drop(
     wait_for("five dead letters, three kept",
              lambda: queue_stats(app.redis, ["default"])["default"].dead_trimmed == 2, 20)
     kept = app.broker.dead_list("default")
-    assert [json.loads(r["body"])["args"] for r in kept] == [[4], [3], [2]], \
+    assert [json.loads(r.body)["args"] for r in kept] == [[4], [3], [2]], \
         "the newest are kept"
     # the queue's own setting (the operator writes it from TaskQueue.spec) wins
     redis_client.hset(QueueKeys("default").settings, "dead_letter_limit", 1)

@@ -104,11 +104,11 @@ def test_retries_exhausted_go_to_dead_letter(app: App, redis_url: str,
         result.get(timeout=20)
     dead = app.broker.dead_list("default")
     assert len(dead) == 1
-    assert dead[0]["id"] == result.id
-    assert "failed after 3 retries" in dead[0]["reason"]
+    assert dead[0].id == result.id
+    assert "failed after 3 retries" in dead[0].reason
     assert queue_stats(app.redis, ["default"])["default"].dead == 1
     # requeue gives it a fresh set of attempts (which fail again here)
-    assert app.broker.dead_requeue("default") == 1
+    assert app.broker.dead_requeue("default").moved == 1
     wait_for("requeued task dead-lettered again after its retries",
              lambda: dead_count(app) == 1, 20)
 
@@ -119,7 +119,7 @@ def test_retry_requested_by_the_task(app: App, redis_url: str,
     start(workers, redis_url)
     with pytest.raises(TaskFailed, match="not yet"):
         result.get(timeout=20)
-    assert app.broker.dead_list("default")[0]["reason"].startswith("failed after 1 retries")
+    assert app.broker.dead_list("default")[0].reason.startswith("failed after 1 retries")
 
 
 def test_status_is_retry_while_a_retry_waits_and_failure_when_a_task_fails(
@@ -243,12 +243,12 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_the_limit(
     assert good.get(timeout=30) == 2, "the pool keeps serving other tasks"
     wait_for("poison message dead-lettered", lambda: dead_count(app) == 1, 30)
     [record] = app.broker.dead_list("default")
-    assert record["id"] == poison.id
-    assert record["reason"].startswith("its worker died while running it 3 times")
+    assert record.id == poison.id
+    assert record.reason.startswith("its worker died while running it 3 times")
     assert runs(redis_client, "started") == ["crash"] * 3
     st = queue_stats(app.redis, ["default"])["default"]
     assert (st.ready, st.in_flight) == (0, 0)
-    assert app.broker.dead_requeue("default") == 1, "and it can be requeued once fixed"
+    assert app.broker.dead_requeue("default").moved == 1, "and it can be requeued once fixed"
 
 
 def test_a_task_that_kills_its_worker_is_dead_lettered_after_5_times_by_default(
@@ -258,8 +258,8 @@ def test_a_task_that_kills_its_worker_is_dead_lettered_after_5_times_by_default(
     start(workers, redis_url, pool="processes", extra=["--task-lease-seconds", "0.5"])
     wait_for("poison message dead-lettered", lambda: dead_count(app) == 1, 60)
     [record] = app.broker.dead_list("default")
-    assert record["id"] == poison.id
-    assert record["reason"].startswith("its worker died while running it 5 times")
+    assert record.id == poison.id
+    assert record.reason.startswith("its worker died while running it 5 times")
     assert runs(redis_client, "started") == ["crash"] * 5
 
 
@@ -403,7 +403,7 @@ def test_garbage_never_stops_the_worker(app: App, redis_url: str,
         unknown.get(timeout=5)
     with pytest.raises(TaskFailed, match="bad arguments"):
         bad_args.get(timeout=5)
-    reasons = {d["id"]: d["reason"] for d in app.broker.dead_list("default")}
+    reasons = {d.id: d.reason for d in app.broker.dead_list("default")}
     assert "not valid JSON" in reasons["junk0"]
     assert "JSON object" in reasons["junk1"]
     assert "'task' must be a non-empty string" in reasons["junk2"]
