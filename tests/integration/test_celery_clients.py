@@ -4,17 +4,23 @@ serving the queue (``--celery-queues``), on a real redis-server."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
 
 from taskfleet import App
+from taskfleet.keys import QueueKeys
+from tests.support.foreign_workers import ForeignWorker, celery_worker
 from tests.support.processes import WorkerProcess
 from tests.support.waiting import wait_for
 
 MOVED_APP = "tests.integration.apps.celery_moved:app"
+FAILING_APP = "tests.integration.apps.celery_failing:app"
 
 
 @pytest.fixture
@@ -129,3 +135,56 @@ def test_a_celery_message_over_the_limit_is_dead_lettered_by_adopt_undecoded(
     assert "over the limit of 1048576 (max_message_bytes): refused undecoded" in dead.reason
     assert json.loads(dead.body)["headers"]["id"] == big.id, "kept whole"
     assert redis_client.lrange("test:celery:started", 0, -1) == ["fine"]
+
+
+def test_dead_lettered_celery_tasks_are_requeued_onto_their_celery_queue_for_celery(
+        redis_url: str, redis_client: redis.Redis, celery_client: Celery,
+        workers: list[WorkerProcess], foreign: list[ForeignWorker], tmp_path: Path) -> None:
+    """`taskfleet dead requeue` puts a Celery client's dead-lettered task back on its
+    Celery queue in Celery's wire format: a real `celery worker` runs both kinds (the
+    client's envelope as sent, and a task retried by taskfleet first) and the client's
+    get() returns their results."""
+    retried = celery_client.send_task("video.sleep", args=["again", 0], queue="films")
+    unknown = celery_client.send_task("video.where", args=[0], queue="films", priority=5)
+    sent = {json.loads(raw)["headers"]["id"]: raw
+            for step in ("", "\x06\x163") for raw in redis_client.lrange(f"films{step}", 0, -1)}
+    failing = WorkerProcess(redis_url, FAILING_APP, ["films"],
+                            extra=["--celery-queues", "films"]).start()
+    workers.append(failing)
+    wait_for("both dead-lettered", lambda: redis_client.llen(QueueKeys("films").dead) == 2, 60,
+             describe=failing.output)
+    failing.stop()
+    listed = dead_command(redis_url, "list")
+    reasons = {d["id"]: d["reason"] for d in map(json.loads, listed.stdout.splitlines())}
+    assert reasons[retried.id].startswith("failed after 1 retries: OSError"), reasons
+    assert reasons[unknown.id].startswith("unknown task 'video.where'"), reasons
+
+    requeue = dead_command(redis_url, "requeue")
+    assert (requeue.returncode, requeue.stdout, requeue.stderr) == (0, "requeued 2\n", "")
+    assert redis_client.llen(QueueKeys("films").dead) == 0
+    # where a Celery client puts them: the client's envelope as it sent it, on the list of
+    # its priority; the retried task as a new envelope (retries reset) on the bare list
+    assert redis_client.lrange("films\x06\x163", 0, -1) == [sent[unknown.id]]
+    [again] = redis_client.lrange("films", 0, -1)
+    envelope = json.loads(again)
+    assert (envelope["headers"]["id"], envelope["headers"]["task"],
+            envelope["headers"]["retries"]) == (retried.id, "video.sleep", 0)
+    assert QueueKeys("films").messages not in redis_client.keys("tf:*"), \
+        "nothing went to the taskfleet queue"
+
+    assert retried.status == unknown.status == "FAILURE", "as their dead-lettering left them"
+    celery = celery_worker(redis_url, "films-celery-0", ["films"],
+                           log=tmp_path / "celery.log").start()
+    foreign.append(celery)
+
+    def outcome(task_id: str) -> object:  # a new handle: a final state is cached
+        return celery_client.AsyncResult(task_id).state
+    wait_for("the Celery worker ran both", lambda: outcome(retried.id) == outcome(unknown.id)
+             == "SUCCESS", 90, describe=celery.output)
+    assert celery_client.AsyncResult(retried.id).get(timeout=10) == "again"
+    assert celery_client.AsyncResult(unknown.id).get(timeout=10) == "films-celery-0"
+
+
+def dead_command(redis_url: str, action: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "taskfleet", "--broker", redis_url, "dead",
+                           action, "films"], capture_output=True, text=True, timeout=60)
