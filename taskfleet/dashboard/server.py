@@ -203,7 +203,13 @@ def build_app(source: DashboardSource, actions: ActionSettings | None = None,
                 return _error(404, f"no queue {label!r}")
             broker = Broker(queue.client)
             if kind == "requeue":
-                count = await blocking(lambda: broker.dead_requeue(queue.queue))
+                done = await blocking(lambda: broker.dead_requeue(queue.queue))
+                count = done.moved
+                if done.left:  # one line, however many: `taskfleet dead requeue` names each
+                    record, reason = done.left[0]
+                    log.info("dashboard: requeue of %s left %d record(s) in the dead-letter "
+                             "list, the first %s: %s", label, len(done.left), record[:200],
+                             reason)
             else:
                 count = await blocking(lambda: broker.dead_purge(queue.queue))
             log.info("dashboard: %s of %s: %d record(s)", kind, label, count)

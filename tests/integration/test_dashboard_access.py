@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 
 from taskfleet import App
 from taskfleet.keys import QueueKeys, result_key
+from tests.support.processes import WorkerProcess
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_for
 
@@ -206,3 +208,23 @@ def test_records_over_the_limit_or_unreadable_are_shown_as_such(
     assert with_token.get("/api/dead/purge", {**auth, "Content-Type": "application/json"},
                           "POST", b" " * (128 << 10)).status == 413
     assert redis_client.llen(dead) == 6
+
+
+def test_the_dead_letter_page_names_each_dead_letters_task(
+        with_token: Dashboard, redis_url: str, redis_client: redis.Redis,
+        workers: list[WorkerProcess]) -> None:
+    """A dead letter's task column: a taskfleet message's task, and a Celery client's
+    (its name is in the envelope's headers, not where a taskfleet message has it)."""
+    native = App(redis_url).send_task("sample.nowhere", [], queue="solo")
+    celery = Celery("web", broker=redis_url)
+    try:
+        sent = celery.send_task("video.nowhere", args=[], queue="solo")
+    finally:
+        celery.close()
+    workers.append(WorkerProcess(redis_url, "tests.integration.apps.sample:app", ["solo"],
+                                 extra=["--celery-queues", "solo"]).start())
+    wait_for("both dead-lettered", lambda: redis_client.llen(QueueKeys("solo").dead) == 2, 30)
+    answer = with_token.get("/api/dead?queue=solo", {"X-Taskfleet-Token": TOKEN})
+    assert answer.status == 200, answer
+    tasks = {row["id"]: row["task"] for row in answer.json()["dead"]}
+    assert tasks == {native.id: "sample.nowhere", sent.id: "video.nowhere"}
