@@ -8,6 +8,8 @@ tests/unit/test_fuzz_inputs.py finds the inputs; these tests show what a user se
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -15,8 +17,10 @@ import pytest
 import redis
 import yaml
 
-from taskfleet import App, queue_stats
+from taskfleet import App, AsyncResult, heartbeat, keys, queue_stats
+from taskfleet.errors import RecordError
 from taskfleet.keys import QueueKeys, result_key
+from taskfleet.records import DeadLetterRecord, WorkerInfo
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.processes import WorkerProcess
@@ -184,3 +188,57 @@ def test_a_message_over_the_limit_is_dead_lettered_undecoded(
     assert redis_client.exists(result_key("too-big")) == 0, "never run"
     st = queue_stats(app.redis, [QUEUE])[QUEUE]
     assert (st.ready, st.in_flight, st.dead) == (0, 0, 1)
+
+
+def test_hostile_records_are_named_and_passed_over_by_every_reader(
+        redis_url: str, redis_client: redis.Redis) -> None:
+    """Dead letters, a heartbeat and a result written by something other than taskfleet:
+    `taskfleet dead list` and `dead requeue` name each one they cannot use, with the
+    reason, and go on; `inspect` and the live workers leave the heartbeat out; a result
+    that is not one is a RecordError saying so."""
+    app = App(redis_url)
+    dead = QueueKeys(QUEUE).dead
+    good = DeadLetterRecord("ok", QUEUE, "unknown task", 1.0,
+                            message(task="sample.add", id="ok"))
+    for raw in ("not json", json.dumps(["a", "list"]),
+                json.dumps({**good.as_dict(), "id": {"x": 1}}),
+                DeadLetterRecord("odd-body", QUEUE, "r", 1.0, "{'task': 1}").encode(),
+                good.encode()):
+        redis_client.rpush(dead, raw)
+    listed = cli(redis_url, "dead", "list", QUEUE)
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == ["odd-body", "ok"]
+    assert listed.stderr.splitlines() == [
+        f"taskfleet: dead letter 1 of {QUEUE}: unreadable dead letter: not JSON (Expecting "
+        "value: line 1 column 1 (char 0))",
+        f"taskfleet: dead letter 2 of {QUEUE}: unreadable dead letter: not a JSON object",
+        f"taskfleet: dead letter 3 of {QUEUE}: unreadable dead letter: field 'id' must be a "
+        "string"]
+    requeued = cli(redis_url, "dead", "requeue", QUEUE)
+    assert (requeued.returncode, requeued.stdout) == (0, "requeued 1\n"), requeued.stderr
+    left = requeued.stderr.splitlines()
+    assert left[0].startswith("taskfleet: left odd-body in the dead-letter list: message is "
+                              "not valid JSON"), left
+    assert [line.split(":")[1] for line in left[1:]] == [
+        " left record 3 in the dead-letter list", " left record 2 in the dead-letter list",
+        " left record 1 in the dead-letter list"]
+    assert redis_client.llen(dead) == 4
+    assert queue_stats(app.redis, [QUEUE])[QUEUE].ready == 1
+
+    now = time.time()
+    heartbeat.publish(redis_client, WorkerInfo("fine", "pod-0", [QUEUE], 0, 1, now))
+    redis_client.hset(keys.worker_key("evil"), mapping={"pod": "pod-1", "busy": "lots"})
+    redis_client.zadd(keys.WORKERS_KEY, {"evil": now})
+    assert [w.id for w in heartbeat.live_workers(redis_client)] == ["fine"]
+    inspected = cli(redis_url, "inspect", "--json")
+    assert inspected.returncode == 0, inspected.stderr
+    assert [w["id"] for w in json.loads(inspected.stdout)["workers"]] == ["fine"]
+
+    redis_client.rpush(result_key("forged"), json.dumps({"status": "SUCCESS"}))
+    with pytest.raises(RecordError, match="unreadable result: field 'task' must be a string"):
+        AsyncResult("forged", app).get(timeout=5)
+
+
+def cli(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "taskfleet", "--broker", redis_url, *args],
+                          capture_output=True, text=True, timeout=60)
