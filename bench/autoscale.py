@@ -24,7 +24,6 @@ run takes about 8 minutes on 2 cores (the first on a machine builds the images, 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -40,6 +39,7 @@ from celery import Celery
 from bench.kube import wait_quiet, wait_replicas
 from bench.report import LoadWatch, write_json
 from taskfleet import App, celery_wire, keys
+from taskfleet.records import ResultRecord
 from taskfleet_operator.decide import History, Observation, decide
 from taskfleet_operator.model import RedisRef, TaskQueue
 from taskfleet_operator.observe import RedisDirectory, read_queues
@@ -164,7 +164,7 @@ def container_start(cluster: Cluster, node: RealNode, ns: str, url: str, bursts:
         out["deployment_s"].append(wait_replicas(cluster, ns, name, lambda r: r > 0) - start)
         for r in results:
             r.get(timeout=120)
-        done = [json.loads(app.redis.lindex(keys.result_key(r.id), 0))["date_done"]
+        done = [ResultRecord.decode(app.redis.lindex(keys.result_key(r.id), 0)).date_done
                 for r in results]
         out["first_task_s"].append(min(done) - wall)
     return out
