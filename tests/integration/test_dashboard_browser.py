@@ -144,6 +144,7 @@ def test_dashboard_in_a_real_browser(dashboard: tuple[str, Pool], page: Page, cl
     page.click("#dead-form button[type=submit]")
     wait_for("the dead letter listed", lambda: "sample.nowhere" in text_of(page, "#dead tbody"))
     assert "unknown task" in text_of(page, "#dead tbody").lower()
+    assert text_of(page, "#dead tbody tr td:nth-child(2)") == "sample.nowhere", "its task"
     page.fill("#token", "")
     page.click("#requeue")
     wait_for("the refusal shown", lambda: text_of(page, "#dead-message").startswith("Refused"))
