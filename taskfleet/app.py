@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from .broker import Broker
-from .connection import Client, broker_url, connect, parse_broker_url
+from .connection import Client, app_broker_url, connect, parse_broker_url
 from .message import Message, check_arguments, check_priority, encode_calls, new_task_id
 from .result import AsyncResult
+from .settings import BrokerSettings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -131,29 +132,40 @@ class App:
         self._broker_url = broker
         self.default_queue = default_queue
         self.routes = dict(routes or {})
-        self.result_ttl = result_ttl
         self.task_lease_seconds = task_lease_seconds
-        self.redelivery_limit = redelivery_limit
-        self.dead_letter_limit = dead_letter_limit
-        self.max_message_bytes = max_message_bytes
-        self.replica_acks = replica_acks
-        """Replicas each enqueue and settle waits for (WAIT); None: the URL's
-        ``replica_acks`` (0 unless given)."""
+        self.broker_settings = BrokerSettings(
+            result_ttl=result_ttl, redelivery_limit=redelivery_limit,
+            dead_letter_limit=dead_letter_limit, max_message_bytes=max_message_bytes,
+            replica_acks=replica_acks)
+        """The one place of the broker's settings; its Broker gets them with the URL's
+        replica acknowledgements filled in (BrokerSettings.for_address)."""
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._redis: Client | None = None
         self._broker: Broker | None = None
 
     # -- connection ---------------------------------------------------------------
 
-    def configure(self, broker: str) -> None:
-        """Point the app at another broker (the worker's --broker)."""
-        self._broker_url = broker
+    def configure(self, broker: str | None = None, settings: BrokerSettings | None = None
+                  ) -> None:
+        """Point the app at another broker, or give it other broker settings (what the
+        worker does once, at its start, with its --broker and options); the connection
+        and the Broker are built again on next use."""
+        if broker is not None:
+            self._broker_url = broker
+        if settings is not None:
+            self.broker_settings = settings
         self._redis = None
         self._broker = None
 
     @property
+    def own_broker_url(self) -> str | None:
+        """The URL the app was given (``App("redis://...")``), if any."""
+        return self._broker_url
+
+    @property
     def broker_url(self) -> str:
-        return broker_url(self._broker_url)
+        """The app's own URL, else $TASKFLEET_BROKER_URL."""
+        return app_broker_url(self._broker_url)
 
     @property
     def redis(self) -> Client:
@@ -165,13 +177,7 @@ class App:
     def broker(self) -> Broker:
         if self._broker is None:
             address = parse_broker_url(self.broker_url)
-            acks = address.replica_acks if self.replica_acks is None else self.replica_acks
-            self._broker = Broker(self.redis, result_ttl=self.result_ttl,
-                                  redelivery_limit=self.redelivery_limit,
-                                  dead_letter_limit=self.dead_letter_limit,
-                                  max_message_bytes=self.max_message_bytes,
-                                  replica_acks=acks,
-                                  replica_ack_timeout_ms=address.replica_ack_timeout_ms)
+            self._broker = Broker(self.redis, self.broker_settings.for_address(address))
         return self._broker
 
     # -- registry -------------------------------------------------------------------

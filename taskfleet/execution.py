@@ -40,9 +40,10 @@ class ShutdownInterrupt(BaseException):
 def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | DeadLetter:
     """Decode the message and find its task, or say why it cannot run (arguments that do
     not fit the task are found when the call raises: see _bad_arguments)."""
-    if delivery.message is None and (size := body_bytes(delivery.body)) > app.max_message_bytes:
+    limit = app.broker_settings.max_message_bytes
+    if delivery.message is None and (size := body_bytes(delivery.body)) > limit:
         return DeadLetter(delivery, f"message of {size:,} bytes, over the limit of "
-                                    f"{app.max_message_bytes:,} (max_message_bytes): refused "
+                                    f"{limit:,} (max_message_bytes): refused "
                                     "undecoded")
     try:
         message = delivery.message or decode_body(message_json(delivery.body))
@@ -104,7 +105,7 @@ def run(app: App, delivery: Delivery) -> Outcome:
     task, message = prepared
     if task.settings.track_started:
         try:
-            app.redis.set(keys.state_key(message.id), STARTED, ex=app.result_ttl)
+            app.redis.set(keys.state_key(message.id), STARTED, ex=app.broker_settings.result_ttl)
         except redis.RedisError as exc:  # a status nicety; the task runs all the same
             log.warning("task %s: STARTED not recorded (%s)", message.id, exc)
     try:
