@@ -21,6 +21,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_QUEUE = "default"
+_BROKER_DEFAULTS = BrokerSettings()
 
 
 class TaskOptions(TypedDict, total=False):
@@ -84,7 +85,9 @@ class Task(Generic[P, R]):
 
     @functools.cached_property
     def signature(self) -> inspect.Signature:
-        """Checked against each message's arguments before the task runs."""
+        """The function's signature. A message's arguments are bound to it only once the
+        call raised TypeError, to tell arguments that do not fit (a dead letter, never
+        retried) from a TypeError inside the task (execution._bad_arguments)."""
         return inspect.signature(self.fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -125,9 +128,12 @@ class App:
     """
 
     def __init__(self, broker: str | None = None, *, default_queue: str = DEFAULT_QUEUE,
-                 routes: dict[str, str] | None = None, result_ttl: int = 86400,
-                 task_lease_seconds: float = 30.0, redelivery_limit: int = 5,
-                 dead_letter_limit: int = 10_000, max_message_bytes: int = 1 << 20,
+                 routes: dict[str, str] | None = None,
+                 result_ttl: int = _BROKER_DEFAULTS.result_ttl,
+                 task_lease_seconds: float = 30.0,
+                 redelivery_limit: int = _BROKER_DEFAULTS.redelivery_limit,
+                 dead_letter_limit: int = _BROKER_DEFAULTS.dead_letter_limit,
+                 max_message_bytes: int = _BROKER_DEFAULTS.max_message_bytes,
                  replica_acks: int | None = None) -> None:
         self._broker_url = broker
         self.default_queue = default_queue

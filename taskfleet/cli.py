@@ -258,8 +258,8 @@ def _added_commands(words: Sequence[str]) -> Mapping[str, Command]:
 
 
 def _redacted(text: str, args: argparse.Namespace) -> str:
-    """An error line without the passwords of the broker settings (taskfleet.connection's
-    one redaction)."""
+    """An error line without the broker's passwords: of its URL and of the password
+    variables (taskfleet.connection's one redaction)."""
     from .connection import BROKER_ENV, PASSWORD_ENV, SENTINEL_PASSWORD_ENV, redact
 
     return redact(text, [os.environ.get(PASSWORD_ENV), os.environ.get(SENTINEL_PASSWORD_ENV),

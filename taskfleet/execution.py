@@ -22,7 +22,7 @@ from . import celery_wire, keys
 from .app import App, Task
 from .backoff import retry_delay
 from .broker import Ack, DeadLetter, Delivery, Outcome, RetryLater, Return, message_json
-from .errors import MessageError, TimeLimitExceeded
+from .errors import MessageError, TaskNotFound, TimeLimitExceeded
 from .errors import Retry as RetryRequest
 from .message import Message
 from .result import RETRY, STARTED, failure_record, success_record
@@ -51,10 +51,11 @@ def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | De
         return DeadLetter(delivery, f"undecodable message: {exc}")
     delivery.message = message
     task = app.tasks.get(message.task)
-    if task is None:
+    if task is None:  # AsyncResult.get raises TaskNotFound from this record
         return DeadLetter(delivery, f"unknown task {message.task!r}: the worker's app does not "
                                     "register it; deploy the code that defines it or fix the name",
-                          failure_record(message.task, f"unknown task {message.task!r}", None))
+                          failure_record(message.task, f"unknown task {message.task!r}", None,
+                                         error_type=TaskNotFound.__name__))
     return task, message
 
 
@@ -75,7 +76,7 @@ def body_bytes(body: str) -> int:
     return len(body) if body.isascii() else len(body.encode("utf-8", "surrogatepass"))
 
 
-def task_name(delivery: Delivery, max_bytes: int = 1 << 20) -> str:
+def task_name(delivery: Delivery, max_bytes: int) -> str:
     """The delivery's task name, its message decoded once here for :func:`run` too; '?'
     when the message cannot be decoded or is over ``max_bytes`` (:func:`run`
     dead-letters it)."""
@@ -136,15 +137,12 @@ def run(app: App, delivery: Delivery) -> Outcome:
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None, task_name: str) -> Iterator[None]:
+def time_limit(seconds: float, task_name: str) -> Iterator[None]:
     """Interrupt the task with TimeLimitExceeded after ``seconds``.
 
     Only the main thread can be interrupted (SIGALRM), so the limit holds in
     the processes pool; in the threads pool an overrun is only logged.
     """
-    if seconds is None:
-        yield
-        return
     if threading.current_thread() is not threading.main_thread():
         started = time.monotonic()
         yield

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import keys
-from .errors import ResultTimeout, TaskFailed
+from .errors import ResultTimeout, TaskFailed, TaskNotFound
 
 if TYPE_CHECKING:
     from .app import App
@@ -26,9 +26,14 @@ def success_record(task: str, value: Any) -> str:
                            "date_done": time.time()})
 
 
-def failure_record(task: str, error: str, traceback: str | None) -> str:
-    return json.dumps({"status": FAILURE, "task": task, "error": error, "traceback": traceback,
-                       "date_done": time.time()})
+def failure_record(task: str, error: str, traceback: str | None,
+                   error_type: str | None = None) -> str:
+    """``error_type``: the exception ``AsyncResult.get`` raises, when not TaskFailed."""
+    record = {"status": FAILURE, "task": task, "error": error, "traceback": traceback,
+              "date_done": time.time()}
+    if error_type is not None:
+        record["error_type"] = error_type
+    return json.dumps(record)
 
 
 class AsyncResult:
@@ -67,7 +72,8 @@ class AsyncResult:
         return record is not None and record["status"] == FAILURE
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
-        """Wait for the result; raise TaskFailed if the task failed (when ``propagate``).
+        """Wait for the result; raise TaskFailed if the task failed (when ``propagate``),
+        TaskNotFound (a TaskFailed) if the worker's app does not register its name.
 
         Waits with a blocking BLMOVE of the one-element result list onto
         itself, so any number of callers can wait for the same result.
@@ -85,7 +91,9 @@ class AsyncResult:
         record = json.loads(raw)
         if record["status"] == FAILURE:
             if propagate:
-                raise TaskFailed(self.id, record.get("error", ""), record.get("traceback"))
+                failed = TaskNotFound if record.get("error_type") == TaskNotFound.__name__ \
+                    else TaskFailed
+                raise failed(self.id, record.get("error", ""), record.get("traceback"))
             return record.get("error")
         return record.get("result")
 

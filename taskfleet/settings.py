@@ -1,5 +1,5 @@
-"""Settings: frozen objects of options, each built once where its options are known and
-handed on whole, never changed after.
+"""Settings: the options that say how a thing behaves, as frozen objects built once where
+the options are known and handed on whole, never changed after.
 
 - :class:`taskfleet.app.TaskSettings`: how one task is sent and run (``@app.task(...)``).
 - :class:`BrokerSettings`: how the broker stores and moves tasks (``App(...)``, and the
@@ -8,9 +8,9 @@ handed on whole, never changed after.
 - :class:`PoolChildSettings`: what a child of the processes pool runs with, built once by
   its supervisor and handed to each child as JSON in its environment.
 
-What the operator writes to a queue's Redis hash for every worker to obey (a TaskQueue's
-deadLetterLimit) is not a setting in this sense: it changes while workers run
-(:attr:`taskfleet.keys.QueueKeys.overrides`).
+A queue's settings (:attr:`taskfleet.keys.QueueKeys.settings`) are the one kind that
+lives in Redis instead: the operator writes them from the TaskQueue, and every worker's
+scripts read them where they need them, so a change reaches running workers.
 
 Only the standard library here: a pool child reads its settings before it imports redis-py.
 """
@@ -47,7 +47,7 @@ class BrokerSettings:
     """Dead-letter a task whose worker died holding it this many times (0: never)."""
     dead_letter_limit: int = 10_000
     """Records a dead-letter list keeps, the oldest dropped first (0: no cap), unless the
-    queue's overrides (the TaskQueue's deadLetterLimit) say otherwise."""
+    queue's settings (the TaskQueue's deadLetterLimit) say otherwise."""
     max_message_bytes: int = 1 << 20
     """A larger message is refused at the producer and dead-lettered undecoded by workers."""
     replica_acks: int | None = None
