@@ -198,7 +198,8 @@ def build_parser(added: Mapping[str, Command] | None = None) -> argparse.Argumen
 
     sub.add_parser(POOL_CHILD)  # no help: not listed; see POOL_CHILD
     for name, command in (added or {}).items():
-        command.add_arguments(sub.add_parser(name, help=command.help))
+        if name not in BUILT_IN:  # a package cannot replace a built-in command
+            command.add_arguments(sub.add_parser(name, help=command.help))
     return p
 
 

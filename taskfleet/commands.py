@@ -37,7 +37,7 @@ def installed() -> Mapping[str, Command]:
     for entry in entry_points(group=GROUP):
         try:
             found.setdefault(entry.name, entry.load())
-        except ImportError:
+        except (ImportError, AttributeError):  # its package half installed, or stale
             continue
     return found
 

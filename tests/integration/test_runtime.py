@@ -504,7 +504,7 @@ def test_inspect_json_and_password_protected_redis(tmp_path: object) -> None:
 def test_get_of_a_task_no_worker_registers_raises_task_not_found(
         app: App, redis_url: str, workers: list[WorkerProcess]) -> None:
     start(workers, redis_url)
-    with pytest.raises(TaskNotFound, match="unknown task 'no.such.task'") as raised:
+    with pytest.raises(TaskNotFound, match=r"unknown task 'no\.such\.task'") as raised:
         app.send_task("no.such.task").get(timeout=20)
     assert isinstance(raised.value, TaskFailed)  # what callers caught before, still caught
     assert app.send_task("sample.add", [1, 2]).get(timeout=20) == 3

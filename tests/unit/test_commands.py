@@ -4,6 +4,7 @@ with its pip install line."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 import subprocess
 import sys
@@ -88,3 +89,9 @@ def test_a_built_in_command_never_reads_the_entry_points(
 def test_the_command_word_skips_the_global_options(words: list[str], command: str | None
                                                    ) -> None:
     assert cli._command_word(words) == command
+
+
+def test_the_built_in_commands_are_the_parsers_commands() -> None:
+    [sub] = [a for a in cli.build_parser()._actions
+             if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(sub.choices) == sorted(cli.BUILT_IN)
