@@ -12,14 +12,16 @@ from datetime import datetime
 from typing import Any, Generic, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from .broker import Broker
-from .connection import Client, broker_url, connect, parse_broker_url
+from .connection import Client, app_broker_url, connect, parse_broker_url
 from .message import Message, check_arguments, check_priority, encode_calls, new_task_id
 from .result import AsyncResult
+from .settings import BrokerSettings
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_QUEUE = "default"
+_BROKER_DEFAULTS = BrokerSettings()
 
 
 class TaskOptions(TypedDict, total=False):
@@ -83,7 +85,9 @@ class Task(Generic[P, R]):
 
     @functools.cached_property
     def signature(self) -> inspect.Signature:
-        """Checked against each message's arguments before the task runs."""
+        """The function's signature. A message's arguments are bound to it only once the
+        call raised TypeError, to tell arguments that do not fit (a dead letter, never
+        retried) from a TypeError inside the task (execution._bad_arguments)."""
         return inspect.signature(self.fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -124,36 +128,50 @@ class App:
     """
 
     def __init__(self, broker: str | None = None, *, default_queue: str = DEFAULT_QUEUE,
-                 routes: dict[str, str] | None = None, result_ttl: int = 86400,
-                 task_lease_seconds: float = 30.0, redelivery_limit: int = 5,
-                 dead_letter_limit: int = 10_000, max_message_bytes: int = 1 << 20,
+                 routes: dict[str, str] | None = None,
+                 result_ttl: int = _BROKER_DEFAULTS.result_ttl,
+                 task_lease_seconds: float = 30.0,
+                 redelivery_limit: int = _BROKER_DEFAULTS.redelivery_limit,
+                 dead_letter_limit: int = _BROKER_DEFAULTS.dead_letter_limit,
+                 max_message_bytes: int = _BROKER_DEFAULTS.max_message_bytes,
                  replica_acks: int | None = None) -> None:
         self._broker_url = broker
         self.default_queue = default_queue
         self.routes = dict(routes or {})
-        self.result_ttl = result_ttl
         self.task_lease_seconds = task_lease_seconds
-        self.redelivery_limit = redelivery_limit
-        self.dead_letter_limit = dead_letter_limit
-        self.max_message_bytes = max_message_bytes
-        self.replica_acks = replica_acks
-        """Replicas each enqueue and settle waits for (WAIT); None: the URL's
-        ``replica_acks`` (0 unless given)."""
+        self.broker_settings = BrokerSettings(
+            result_ttl=result_ttl, redelivery_limit=redelivery_limit,
+            dead_letter_limit=dead_letter_limit, max_message_bytes=max_message_bytes,
+            replica_acks=replica_acks)
+        """The one place of the broker's settings; its Broker gets them with the URL's
+        replica acknowledgements filled in (BrokerSettings.for_address)."""
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._redis: Client | None = None
         self._broker: Broker | None = None
 
     # -- connection ---------------------------------------------------------------
 
-    def configure(self, broker: str) -> None:
-        """Point the app at another broker (the worker's --broker)."""
-        self._broker_url = broker
+    def configure(self, broker: str | None = None, settings: BrokerSettings | None = None
+                  ) -> None:
+        """Point the app at another broker, or give it other broker settings (what the
+        worker does once, at its start, with its --broker and options); the connection
+        and the Broker are built again on next use."""
+        if broker is not None:
+            self._broker_url = broker
+        if settings is not None:
+            self.broker_settings = settings
         self._redis = None
         self._broker = None
 
     @property
+    def own_broker_url(self) -> str | None:
+        """The URL the app was given (``App("redis://...")``), if any."""
+        return self._broker_url
+
+    @property
     def broker_url(self) -> str:
-        return broker_url(self._broker_url)
+        """The app's own URL, else $TASKFLEET_BROKER_URL."""
+        return app_broker_url(self._broker_url)
 
     @property
     def redis(self) -> Client:
@@ -165,13 +183,7 @@ class App:
     def broker(self) -> Broker:
         if self._broker is None:
             address = parse_broker_url(self.broker_url)
-            acks = address.replica_acks if self.replica_acks is None else self.replica_acks
-            self._broker = Broker(self.redis, result_ttl=self.result_ttl,
-                                  redelivery_limit=self.redelivery_limit,
-                                  dead_letter_limit=self.dead_letter_limit,
-                                  max_message_bytes=self.max_message_bytes,
-                                  replica_acks=acks,
-                                  replica_ack_timeout_ms=address.replica_ack_timeout_ms)
+            self._broker = Broker(self.redis, self.broker_settings.for_address(address))
         return self._broker
 
     # -- registry -------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from . import celery_wire, keys, scripts
 from .batch import Batch
-from .connection import Client, is_cluster, text
+from .connection import DEFAULT_REPLICA_ACK_TIMEOUT_MS, Client, is_cluster, text
 from .errors import MessageError, MessageTooLarge, RecordError
 from .message import Message
 from .records import (
@@ -25,6 +25,7 @@ from .records import (
     UnreadableRecord,
     decode_dead_letters,
 )
+from .settings import BrokerSettings
 
 # Messages per ENQUEUE call: large enough to amortise the round trip, small
 # enough that one script never blocks Redis for long, and far below the 8,000
@@ -103,21 +104,9 @@ def message_json(body: str) -> str:
 class Broker:
     """Queue operations over one Redis connection pool."""
 
-    def __init__(self, client: Client, result_ttl: int = 86400,
-                 redelivery_limit: int = 5, dead_letter_limit: int = 10_000,
-                 max_message_bytes: int = 1 << 20, replica_acks: int = 0,
-                 replica_ack_timeout_ms: int = 1000) -> None:
+    def __init__(self, client: Client, settings: BrokerSettings | None = None) -> None:
         self.redis = client
-        self.replica_acks = replica_acks
-        """Replicas every enqueue and settle waits for (WAIT); 0: none, Redis's default."""
-        self.replica_ack_timeout_ms = replica_ack_timeout_ms
-        self.result_ttl = result_ttl
-        self.redelivery_limit = redelivery_limit
-        """Dead-letter a task whose worker died holding it this many times (0: never)."""
-        self.dead_letter_limit = dead_letter_limit
-        """Records a dead-letter list keeps, the oldest dropped first (0: no cap), unless the
-        queue's settings (the TaskQueue's deadLetterLimit) say otherwise."""
-        self.max_message_bytes = max_message_bytes
+        self.settings = settings or BrokerSettings()
         self._enqueue = client.register_script(scripts.ENQUEUE)
         self._fetch = client.register_script(scripts.FETCH)
         self._extend = client.register_script(scripts.EXTEND)
@@ -126,8 +115,6 @@ class Broker:
         self._return = client.register_script(scripts.RETURN)
         self._store_result_script = client.register_script(scripts.STORE_RESULT)
         self._adopt = client.register_script(celery_wire.ADOPT)
-        self.celery_queues: dict[str, tuple[int, ...]] = {}
-        """Queues that also take Celery clients' messages, with their priority steps."""
         self._scripts_loaded = False
 
     def _batch(self) -> Batch:
@@ -167,10 +154,11 @@ class Broker:
         self._send({queue: argv})
 
     def _check_size(self, task: str, body: str) -> None:
-        if len(body) > self.max_message_bytes:  # JSON is ASCII here: chars are bytes
+        limit = self.settings.max_message_bytes
+        if len(body) > limit:  # JSON is ASCII here: chars are bytes
             raise MessageTooLarge(
                 f"task {task}: the message is {len(body):,} bytes, over the limit "
-                f"of {self.max_message_bytes:,} (App(max_message_bytes=...)); pass a "
+                f"of {limit:,} (App(max_message_bytes=...)); pass a "
                 "reference to the data (a storage key, a database id), not the data")
 
     def _send(self, by_queue: dict[str, list[str]]) -> None:
@@ -189,7 +177,7 @@ class Broker:
 
     def fetch(self, queue: str, count: int, lease_ms: int) -> list[Delivery]:
         """Take up to ``count`` tasks from one queue, leased for ``lease_ms``."""
-        if queue in self.celery_queues:
+        if queue in self.settings.celery_queues:
             return self.settle([], fetch=(queue, count, lease_ms))
         raw = self._fetch(keys=keys.QueueKeys(queue).all_keys(), args=self._fetch_args(
             queue, count, lease_ms))
@@ -231,11 +219,12 @@ class Broker:
             self._wait_for_replicas(batch, touched)
         if fetch is not None:
             queue, count, lease_ms = fetch
-            if queue in self.celery_queues:  # Celery's messages first, into this queue
+            steps = self.settings.celery_queues.get(queue)
+            if steps is not None:  # Celery's messages first, into this queue
                 batch.script(self._adopt, [*keys.QueueKeys(queue).all_keys(),
-                                           *celery_wire.priority_lists(
-                                               queue, self.celery_queues[queue])],
-                             [count, queue, self.max_message_bytes, self.dead_letter_limit])
+                                           *celery_wire.priority_lists(queue, steps)],
+                             [count, queue, self.settings.max_message_bytes,
+                              self.settings.dead_letter_limit])
             batch.script(self._fetch, keys.QueueKeys(queue).all_keys(),
                          self._fetch_args(queue, count, lease_ms))
         replies = batch.execute()
@@ -246,14 +235,17 @@ class Broker:
         return parse_fetch(fetch[0], replies[-1])
 
     def _fetch_args(self, queue: str, count: int, lease_ms: int) -> list[str | int]:
-        return [count, lease_ms, self.redelivery_limit, queue, self.dead_letter_limit]
+        return [count, lease_ms, self.settings.redelivery_limit, queue,
+                self.settings.dead_letter_limit]
 
     def _wait_for_replicas(self, batch: Batch, queues: Iterable[str]) -> None:
         """With replica_acks, WAIT after the writes, on each node that took some of them:
         an acknowledged write is then on that many replicas and survives a failover."""
-        if not self.replica_acks:
+        acks = self.settings.replica_acks
+        if not acks:
             return
-        wait = ("WAIT", self.replica_acks, self.replica_ack_timeout_ms)
+        timeout_ms = self.settings.replica_ack_timeout_ms or DEFAULT_REPLICA_ACK_TIMEOUT_MS
+        wait = ("WAIT", acks, timeout_ms)
         if not is_cluster(self.redis):
             batch.wait(wait)
             return
@@ -271,14 +263,15 @@ class Broker:
             body = stored_body(outcome.message)
             pipe.script(self._retry, qk.all_keys(), [d.id, body, outcome.due_ms])
             if outcome.state is not None:
-                pipe.command("SET", keys.state_key(d.id), outcome.state, "EX", self.result_ttl)
+                pipe.command("SET", keys.state_key(d.id), outcome.state, "EX",
+                             self.settings.result_ttl)
         elif isinstance(outcome, DeadLetter):
             if outcome.result is not None:
                 self._store_result(results, d, outcome.result)
             record = DeadLetterRecord(id=d.id, queue=d.queue, reason=outcome.reason,
                                       failed_at=time.time(), body=message_json(d.body))
             pipe.script(self._dead, qk.all_keys(),
-                        [d.id, record.encode(), self.dead_letter_limit])
+                        [d.id, record.encode(), self.settings.dead_letter_limit])
         else:
             band = keys.priority_band(d.message.priority) if d.message else 0
             pipe.script(self._return, qk.all_keys(),
@@ -289,12 +282,13 @@ class Broker:
         if delivery.message is not None and delivery.message.celery:
             # Where Celery's Redis result backend reads it, published for a waiting get()
             meta = celery_wire.result_meta(task_id, ResultRecord.decode(result))
-            pipe.command("SET", celery_wire.result_key(task_id), meta, "EX", self.result_ttl)
+            pipe.command("SET", celery_wire.result_key(task_id), meta, "EX",
+                         self.settings.result_ttl)
             pipe.command("PUBLISH", celery_wire.result_key(task_id), meta)
             return
         pipe.script(self._store_result_script, [keys.result_key(task_id),
                                                 keys.state_key(task_id)],
-                    [result, self.result_ttl * 1000])
+                    [result, self.settings.result_ttl * 1000])
 
     def extend(self, queue: str, ids: Sequence[str], lease_ms: int) -> int:
         """Extend the leases still held; returns how many were."""
@@ -307,7 +301,7 @@ class Broker:
     @property
     def max_record_bytes(self) -> int:
         """The largest dead letter decoded: one carrying a message at the size limit."""
-        return RECORD_BYTES_PER_MESSAGE_BYTE * self.max_message_bytes
+        return RECORD_BYTES_PER_MESSAGE_BYTE * self.settings.max_message_bytes
 
     def dead_list(self, queue: str, limit: int = DEAD_PAGE_SIZE
                   ) -> list[DeadLetterRecord | UnreadableRecord]:
@@ -351,15 +345,15 @@ class Broker:
                 size = len(record.body.encode("utf-8"))
             except UnicodeEncodeError as exc:
                 raise MessageError("Celery message is not UTF-8 text") from exc
-            if size > self.max_message_bytes:  # ADOPT would refuse it again, undecoded
+            if size > self.settings.max_message_bytes:  # ADOPT would refuse it again, undecoded
                 raise MessageTooLarge(f"Celery message of {size:,} bytes, over the limit of "
-                                      f"{self.max_message_bytes:,} (max_message_bytes)")
+                                      f"{self.settings.max_message_bytes:,} (max_message_bytes)")
         message = record.message()
         message.retries = 0
         if not message.celery:
             self.enqueue([(message, 0)])
             return
-        steps = self.celery_queues.get(queue, celery_wire.DEFAULT_PRIORITY_STEPS)
+        steps = self.settings.celery_queues.get(queue, celery_wire.DEFAULT_PRIORITY_STEPS)
         if record.from_celery:
             self.redis.lpush(celery_wire.priority_list(
                 queue, celery_wire.envelope_priority(record.body), steps), record.body)

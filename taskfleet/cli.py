@@ -1,8 +1,10 @@
-"""The ``taskfleet`` command: worker, send, inspect, dead, health, beat, dashboard, operator.
+"""The ``taskfleet`` command: worker, send, inspect, dead, health, beat, dashboard, and the
+commands other packages add (``operator``: :mod:`taskfleet.commands`).
 
 Light to import: redis-py and the runtime are imported by the commands that use them, so
 a worker holds stop signals (signals.hold_stop_signals) within milliseconds of its start,
-and a liveness probe (``taskfleet health``) imports nothing it does not need.
+and a liveness probe (``taskfleet health``) imports nothing it does not need; the added
+commands are looked up only when the command is not one of these.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import importlib
 import json
 import logging
 import os
-import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -28,7 +29,15 @@ from .signals import (
 
 if TYPE_CHECKING:
     from .app import App
+    from .commands import Command
     from .connection import Client
+    from .settings import BrokerSettings, WorkerSettings
+
+POOL_CHILD = "pool-child"
+"""How a processes pool's supervisor starts its children; their settings come in their
+environment (taskfleet.settings.PoolChildSettings), not as options."""
+BUILT_IN = ("worker", "send", "inspect", "dead", "health", "beat", "dashboard", POOL_CHILD)
+_GLOBAL_WITH_VALUE = ("--broker", "--log-level")
 
 
 def load_app(path: str) -> App:
@@ -59,19 +68,6 @@ def _queues(value: str) -> list[str]:
     return names
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
-def _namespaces(value: str) -> list[str]:
-    """An argparse type: namespace names, comma-separated, each a DNS label."""
-    names = [n.strip() for n in value.split(",") if n.strip()]
-    bad = [n for n in names if not _DNS_LABEL.match(n)]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"{value!r}: give namespace names (lowercase DNS labels), comma-separated")
-    return names
-
-
 def _number(kind: type[int] | type[float], minimum: float, maximum: float | None = None,
             strict: bool = False) -> Any:
     """An argparse type: a number within bounds, else one line saying which."""
@@ -88,6 +84,13 @@ def _number(kind: type[int] | type[float], minimum: float, maximum: float | None
             raise argparse.ArgumentTypeError(f"must be {span}, got {value}")
         return number
     return parse
+
+
+def bounded_number(kind: type[int] | type[float], minimum: float,
+                   maximum: float | None = None, strict: bool = False) -> Any:
+    """An argparse type: a number within bounds, else one line saying which (for the
+    options of commands other packages add: taskfleet.commands)."""
+    return _number(kind, minimum, maximum, strict)
 
 
 def _json_arg(kind: type) -> Any:
@@ -109,11 +112,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(added: Mapping[str, Command] | None = None) -> argparse.ArgumentParser:
+    """The parser of the built-in commands and of ``added`` ones (taskfleet.commands)."""
     p = _Parser(prog="taskfleet", description=__doc__)
-    p.add_argument("--broker", help="Redis URL (default: $TASKFLEET_BROKER_URL)")
+    p.add_argument("--broker", help="Redis URL (default: $TASKFLEET_BROKER_URL, then the "
+                                    "app's own URL, App('redis://...'))")
     p.add_argument("--log-level", default=os.environ.get("TASKFLEET_LOG_LEVEL", "INFO"))
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
 
     w = sub.add_parser("worker", help="run tasks from queues, in the order given")
     w.add_argument("--app", required=True, help="import path of the App, e.g. video.tasks:app")
@@ -191,46 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="allow requeue and purge of dead letters, with the token in "
                           "$TASKFLEET_DASHBOARD_TOKEN and a confirmation")
 
-    o = sub.add_parser("operator", help="run the Kubernetes operator (needs taskfleet[operator])")
-    o.add_argument("--namespace", action="append", default=[], type=_namespaces,
-                   help="watch these namespaces, comma-separated or repeated (default: all)")
-    o.add_argument("--worker-image", default=os.environ.get("TASKFLEET_WORKER_IMAGE"),
-                   help="image of WorkerPools that name none")
-    o.add_argument("--leader-lease-namespace",
-                   default=os.environ.get("POD_NAMESPACE", "default"),
-                   help="namespace of the Lease that elects the active operator")
-    o.add_argument("--leader-lease-name", default="",
-                   help="name of that Lease (default: taskfleet-operator for the whole "
-                        "cluster, taskfleet-operator-ns-NAMESPACE with --namespace)")
-    o.add_argument("--leader-lease-seconds", type=_number(float, 1), default=15.0,
-                   help="leader Lease duration; a standby takes over this long after a crash")
-    o.add_argument("--liveness-port", type=_number(int, 1, 65535), default=None)
-    o.add_argument("--metrics-port", type=_number(int, 1, 65535), default=None,
-                   help="serve Prometheus metrics of queues, pools and passes on this port")
-    o.add_argument("--metrics-address", default="0.0.0.0",
-                   help="address the metrics server binds (default all; 127.0.0.1 locally)")
-    o.add_argument("--dashboard-port", type=_number(int, 1, 65535), default=None,
-                   help="serve the web dashboard on this port (reach it with kubectl "
-                        "port-forward)")
-    o.add_argument("--dashboard-address", default="127.0.0.1",
-                   help="address the dashboard binds (default 127.0.0.1: reach it with "
-                        "kubectl port-forward; any other needs $TASKFLEET_DASHBOARD_TOKEN, "
-                        "which every read then needs)")
-    o.add_argument("--dashboard-allowed-host", action="append", default=[],
-                   dest="dashboard_allowed_hosts",
-                   help="a host name the dashboard answers to besides 127.0.0.1, localhost "
-                        "and ::1 (the Host header; repeat for more)")
-    o.add_argument("--dashboard-actions", action="store_true",
-                   help="allow requeue and purge of dead letters from the dashboard, with the "
-                        "token in $TASKFLEET_DASHBOARD_TOKEN and a confirmation")
+    sub.add_parser(POOL_CHILD)  # no help: not listed; see POOL_CHILD
+    for name, command in (added or {}).items():
+        if name not in BUILT_IN:  # a package cannot replace a built-in command
+            command.add_arguments(sub.add_parser(name, help=command.help))
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command; ``argv`` None when it is the process (the signal handling is then
     the process's own: a test's call with arguments leaves its signals alone)."""
-    args = build_parser().parse_args(argv)
-    owns_signals = argv is None and args.command == "worker"
+    words = sys.argv[1:] if argv is None else list(argv)
+    added = {} if _command_word(words) in BUILT_IN else _added_commands(words)
+    args = build_parser(added).parse_args(words)
+    owns_signals = argv is None and args.command in ("worker", POOL_CHILD)
     if owns_signals:
         hold_stop_signals()
     import redis
@@ -240,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in added:
+            return added[args.command].run(args)
         return _dispatch(args)
     except (ConfigError, MessageTooLarge) as exc:
         print(f"taskfleet: {_redacted(str(exc), args)}", file=sys.stderr)
@@ -252,9 +233,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             ignore_stop_signals()
 
 
+def _command_word(words: Sequence[str]) -> str | None:
+    """The command named in ``words`` (the first word that is not an option of the
+    ``taskfleet`` command itself), or None."""
+    it = iter(words)
+    for word in it:
+        if word in _GLOBAL_WITH_VALUE:
+            next(it, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _added_commands(words: Sequence[str]) -> Mapping[str, Command]:
+    """The added commands; for one of this distribution's that is not installed, one line
+    that names its ``pip install`` instead of argparse's 'invalid choice'."""
+    from .commands import installed, missing
+
+    added = installed()
+    name = _command_word(words)
+    if name is not None and name not in added and (install := missing(name)):
+        print(f"taskfleet: {install}", file=sys.stderr)
+        raise SystemExit(2)
+    return added
+
+
 def _redacted(text: str, args: argparse.Namespace) -> str:
-    """An error line without the passwords of the broker settings (taskfleet.connection's
-    one redaction)."""
+    """An error line without the broker's passwords: of its URL and of the password
+    variables (taskfleet.connection's one redaction)."""
     from .connection import BROKER_ENV, PASSWORD_ENV, SENTINEL_PASSWORD_ENV, redact
 
     return redact(text, [os.environ.get(PASSWORD_ENV), os.environ.get(SENTINEL_PASSWORD_ENV),
@@ -275,15 +281,15 @@ def _url_passwords(url: str | None) -> list[str]:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "health":
         return _health(Path(args.file), args.max_age)
-    if args.command == "operator":
-        return _operator(args)
+    if args.command == "worker":
+        return _worker(args)
+    if args.command == POOL_CHILD:
+        return _pool_child()
     from .app import App
     from .connection import broker_url, connect
     from .errors import ConfigError, ResultTimeout, TaskFailed
 
     url = broker_url(args.broker)
-    if args.command == "worker":
-        return _worker(args, url)
     if args.command == "beat":
         from .beat import run_beat
 
@@ -339,63 +345,80 @@ def _dead(app: App, action: str, queue: str, limit: int | None) -> int:
     return 0
 
 
-def _worker(args: argparse.Namespace, url: str) -> int:
+def _worker(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from .celery_wire import DEFAULT_PRIORITY_STEPS
+    from .connection import broker_url
     from .errors import ConfigError
+    from .settings import PoolChildSettings, WorkerSettings
 
     stray = [q for q in args.celery_queues if q not in args.queues]
     if stray:
         raise ConfigError(f"--celery-queues {stray[0]}: list it in --queues too (the order "
                           "there is the order queues are served)")
-    if args.pool == "processes":
-        from .supervisor import Supervisor
+    processes = args.pool == "processes"
+    try:  # the processes pool: what each of its children runs with
+        worker = WorkerSettings(queues=args.queues, concurrency=1 if processes
+                                else args.concurrency, pool="inline" if processes
+                                else args.pool, drain_timeout=args.drain_timeout,
+                                task_lease_seconds=args.task_lease_seconds,
+                                health_file=args.health_file, supervised=processes)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    app = load_app(args.app)  # in a processes pool's supervisor too: its errors once, here
+    url = broker_url(args.broker, app.own_broker_url, args.app)
+    limits = {name: value for name, value in (("redelivery_limit", args.redelivery_limit),
+                                              ("dead_letter_limit", args.dead_letter_limit))
+              if value is not None}
+    broker = replace(app.broker_settings, **limits,
+                     celery_queues={q: DEFAULT_PRIORITY_STEPS for q in args.celery_queues})
+    if not processes:
+        return _serve(app, url, broker, worker, args.metrics_port, args.metrics_address)
+    from .supervisor import Supervisor
 
-        child = ["--broker", url, "--log-level", args.log_level, "worker", "--app", args.app,
-                 "--queues", ",".join(args.queues), "--pool", "inline", "--concurrency", "1",
-                 "--drain-timeout", str(args.drain_timeout)]
-        if args.celery_queues:
-            child += ["--celery-queues", ",".join(args.celery_queues)]
-        if args.task_lease_seconds is not None:
-            child += ["--task-lease-seconds", str(args.task_lease_seconds)]
-        if args.redelivery_limit is not None:
-            child += ["--redelivery-limit", str(args.redelivery_limit)]
-        if args.dead_letter_limit is not None:
-            child += ["--dead-letter-limit", str(args.dead_letter_limit)]
-        if args.health_file:
-            child += ["--health-file", args.health_file]
-        if args.metrics_port is not None:
-            from .metrics import prepare_multiprocess, serve
+    if args.metrics_port is not None:  # the children record, the supervisor serves
+        from .metrics import prepare_multiprocess, serve
 
-            prepare_multiprocess()
-            serve(args.metrics_port, args.metrics_address, multiprocess=True)
-            child += ["--metrics-port", "0"]
-        load_app(args.app)  # fail here, once, rather than in every child
-        return Supervisor(child, args.concurrency).run()
+        prepare_multiprocess()
+        serve(args.metrics_port, args.metrics_address, multiprocess=True)
+    child = PoolChildSettings(app=args.app, broker_url=url, broker=broker, worker=worker,
+                              log_level=args.log_level, metrics=args.metrics_port is not None)
+    return Supervisor(child, args.concurrency).run()
 
-    from .worker import Worker, WorkerSettings
 
+def _pool_child() -> int:
+    """A child of a processes pool: its supervisor's settings, from its environment."""
+    from .errors import ConfigError
+    from .settings import POOL_CHILD_ENV, PoolChildSettings
+
+    encoded = os.environ.get(POOL_CHILD_ENV)
+    if not encoded:
+        raise ConfigError(f"{POOL_CHILD} is how 'taskfleet worker --pool processes' starts its "
+                          f"children (their settings in ${POOL_CHILD_ENV}); run that instead")
+    child = PoolChildSettings.decode(encoded)
     supervisor = os.environ.get(SUPERVISOR_PID_ENV)
-    supervised = bool(supervisor) and args.pool == "inline"
-    if supervisor and supervised:
+    if supervisor:
         exit_with_parent(int(supervisor))
-    app = load_app(args.app)
-    app.configure(url)
-    if args.redelivery_limit is not None:
-        app.redelivery_limit = args.redelivery_limit
-    if args.dead_letter_limit is not None:
-        app.dead_letter_limit = args.dead_letter_limit
-    app.broker.celery_queues = {q: DEFAULT_PRIORITY_STEPS for q in args.celery_queues}
+    logging.getLogger().setLevel(child.log_level.upper())
+    return _serve(load_app(child.app), child.broker_url, child.broker, child.worker,
+                  0 if child.metrics else None, "")
+
+
+def _serve(app: App, url: str, broker: BrokerSettings, settings: WorkerSettings,
+           metrics_port: int | None, metrics_address: str) -> int:
+    """Run a worker in this process; metrics recorded unless ``metrics_port`` is None, and
+    served unless it is 0."""
+    from .worker import Worker
+
+    app.configure(url, broker)
     metrics = None
-    if args.metrics_port is not None:
+    if metrics_port is not None:
         from .metrics import PrometheusMetrics, serve
 
-        if args.metrics_port:
-            serve(args.metrics_port, args.metrics_address, multiprocess=False)
+        if metrics_port:
+            serve(metrics_port, metrics_address, multiprocess=False)
         metrics = PrometheusMetrics()
-    settings = WorkerSettings(queues=args.queues, concurrency=args.concurrency, pool=args.pool,
-                              drain_timeout=args.drain_timeout,
-                              task_lease_seconds=args.task_lease_seconds,
-                              health_file=args.health_file, supervised=supervised)
     return Worker(app, settings, metrics).run()
 
 
@@ -423,42 +446,6 @@ def _dashboard(args: argparse.Namespace, client: Client) -> int:
           f"{', token needed' if token else ''})", flush=True)
     serve(app, args.address, args.port)
     return 0
-
-
-def _operator(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-
-    try:
-        from taskfleet_operator.main import run
-        from taskfleet_operator.runtime import OperatorConfig
-    except ImportError as exc:
-        raise ConfigError(f"the operator needs its extras: pip install 'taskfleet[operator]' "
-                          f"({exc})") from exc
-    config = OperatorConfig(namespaces=tuple(dict.fromkeys(
-                                n for names in args.namespace for n in names)),
-                            leader_lease_namespace=args.leader_lease_namespace,
-                            leader_lease_name=args.leader_lease_name,
-                            leader_lease_seconds=args.leader_lease_seconds,
-                            metrics_port=args.metrics_port,
-                            metrics_address=args.metrics_address,
-                            dashboard_port=args.dashboard_port,
-                            dashboard_address=args.dashboard_address,
-                            dashboard_actions=args.dashboard_actions,
-                            dashboard_allowed_hosts=tuple(args.dashboard_allowed_hosts))
-    if args.dashboard_actions and len(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")) < 16:
-        raise ConfigError("--dashboard-actions needs a token of at least 16 characters in "
-                          "$TASKFLEET_DASHBOARD_TOKEN")
-    if args.dashboard_port is not None:
-        from taskfleet.dashboard.server import AccessSettings
-
-        try:
-            AccessSettings(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")).check_address(
-                args.dashboard_address)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-    if args.worker_image:
-        config.worker_image = args.worker_image
-    return run(config, args.liveness_port)
 
 
 def _inspect(client: Client, names: list[str], as_json: bool) -> int:

@@ -56,8 +56,8 @@ SCHEMES: dict[str, tuple[Mode, bool]] = {
 _FORMS = ("redis://HOST:6379/0, rediss://HOST:6379/0, unix:///path/redis.sock, "
           "redis+sentinel://HOST:26379,HOST2:26379/MASTER_NAME/0 or "
           "redis+cluster://HOST:7000,HOST2:7001")
-_OWN_OPTIONS = ("replica_acks", "replica_ack_timeout_ms", "sentinel_password",
-                "sentinel_username")
+_EXAMPLE = "redis://HOST:6379/0"
+DEFAULT_REPLICA_ACK_TIMEOUT_MS = 1000
 DEFAULT_SENTINEL_PORT = 26379
 DEFAULT_PORT = 6379
 _ENCODE = ("a password with / @ : ? # or % in it must be percent-encoded (%2F %40 %3A %3F "
@@ -94,15 +94,37 @@ class BrokerAddress:
     options: dict[str, str] = field(default_factory=dict)
     """Other query options (ssl_ca_certs, ...), passed to redis-py's connections."""
     replica_acks: int = 0
-    replica_ack_timeout_ms: int = 1000
+    replica_ack_timeout_ms: int = DEFAULT_REPLICA_ACK_TIMEOUT_MS
 
 
-def broker_url(explicit: str | None = None) -> str:
-    """The broker URL: the argument, else $TASKFLEET_BROKER_URL; checked by the parser."""
-    url = explicit or os.environ.get(BROKER_ENV)
-    if not url:
-        raise ConfigError(f"no broker URL: pass --broker redis://HOST:6379/0 or set {BROKER_ENV}")
-    where = "--broker" if explicit else f"${BROKER_ENV}"
+def broker_url(flag: str | None = None, app_url: str | None = None, app: str | None = None
+               ) -> str:
+    """The broker URL of a ``taskfleet`` command, by one rule for every command (as
+    ``celery -A proj worker``): ``--broker``, else $TASKFLEET_BROKER_URL, else the URL of
+    the command's app (``app``, its import path; ``app_url``, what ``App(...)`` was given).
+    Checked by the parser; ConfigError names each place a URL may come from."""
+    for where, url in (("--broker", flag), (f"${BROKER_ENV}", os.environ.get(BROKER_ENV)),
+                       (f"the broker URL of {app}", app_url)):
+        if url:
+            return _checked(url, where)
+    if app is None:
+        raise ConfigError(f"no broker URL: pass --broker {_EXAMPLE} or set {BROKER_ENV}")
+    raise ConfigError(f"no broker URL: pass --broker {_EXAMPLE}, set {BROKER_ENV}, or give the "
+                      f"app one: App('{_EXAMPLE}') for {app}")
+
+
+def app_broker_url(own: str | None) -> str:
+    """The broker URL of an App in the code that made it: its own, else $TASKFLEET_BROKER_URL
+    (the ``taskfleet`` command's rule puts the environment first: :func:`broker_url`)."""
+    if own:
+        return _checked(own, "App(broker=...)")
+    env = os.environ.get(BROKER_ENV)
+    if env:
+        return _checked(env, f"${BROKER_ENV}")
+    raise ConfigError(f"no broker URL: give the App one, App('{_EXAMPLE}'), or set {BROKER_ENV}")
+
+
+def _checked(url: str, where: str) -> str:
     try:
         parse_broker_url(url)
     except BrokerURLError as exc:
@@ -177,7 +199,8 @@ def parse_broker_url(url: str) -> BrokerAddress:
     rest, _, query = rest.partition("?")
     options = dict(parse_qsl(query, keep_blank_values=True))
     replica_acks = _int_option(options, "replica_acks", 0, url)
-    ack_timeout = _int_option(options, "replica_ack_timeout_ms", 1000, url)
+    ack_timeout = _int_option(options, "replica_ack_timeout_ms",
+                              DEFAULT_REPLICA_ACK_TIMEOUT_MS, url)
     if mode == "single":
         _check_single(scheme, rest)
         single = f"{scheme}://{rest}" + (f"?{urlencode(options)}" if options else "")

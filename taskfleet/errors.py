@@ -26,10 +26,6 @@ class MessageTooLarge(TaskfleetError, ValueError):
     """A task's message is over the app's ``max_message_bytes``; nothing was sent."""
 
 
-class TaskNotFound(TaskfleetError):
-    """A message names a task that the worker's app does not register."""
-
-
 class TimeLimitExceeded(TaskfleetError):
     """A task ran longer than its ``time_limit``."""
 
@@ -46,6 +42,11 @@ class TaskFailed(TaskfleetError):
         self.task_id = task_id
         self.error = error
         self.remote_traceback = traceback
+
+
+class TaskNotFound(TaskFailed):
+    """``AsyncResult.get`` on a task the worker's app does not register: sent by a name no
+    deployed code defines (a typo, code not deployed yet), it was dead-lettered unrun."""
 
 
 class Retry(TaskfleetError):

@@ -22,7 +22,7 @@ from . import keys
 from .app import App, Task
 from .backoff import retry_delay
 from .broker import Ack, DeadLetter, Delivery, Outcome, RetryLater, Return, message_json
-from .errors import MessageError, TimeLimitExceeded
+from .errors import MessageError, TaskNotFound, TimeLimitExceeded
 from .errors import Retry as RetryRequest
 from .message import Message
 from .records import decode_message
@@ -41,9 +41,10 @@ class ShutdownInterrupt(BaseException):
 def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | DeadLetter:
     """Decode the message and find its task, or say why it cannot run (arguments that do
     not fit the task are found when the call raises: see _bad_arguments)."""
-    if delivery.message is None and (size := body_bytes(delivery.body)) > app.max_message_bytes:
+    limit = app.broker_settings.max_message_bytes
+    if delivery.message is None and (size := body_bytes(delivery.body)) > limit:
         return DeadLetter(delivery, f"message of {size:,} bytes, over the limit of "
-                                    f"{app.max_message_bytes:,} (max_message_bytes): refused "
+                                    f"{limit:,} (max_message_bytes): refused "
                                     "undecoded")
     try:
         message = delivery.message or decode_message(message_json(delivery.body))
@@ -51,10 +52,11 @@ def prepare(app: App, delivery: Delivery) -> tuple[Task[Any, Any], Message] | De
         return DeadLetter(delivery, f"undecodable message: {exc}")
     delivery.message = message
     task = app.tasks.get(message.task)
-    if task is None:
+    if task is None:  # AsyncResult.get raises TaskNotFound from this record
         return DeadLetter(delivery, f"unknown task {message.task!r}: the worker's app does not "
                                     "register it; deploy the code that defines it or fix the name",
-                          failure_record(message.task, f"unknown task {message.task!r}", None))
+                          failure_record(message.task, f"unknown task {message.task!r}", None,
+                                         error_type=TaskNotFound.__name__))
     return task, message
 
 
@@ -75,7 +77,7 @@ def body_bytes(body: str) -> int:
     return len(body) if body.isascii() else len(body.encode("utf-8", "surrogatepass"))
 
 
-def task_name(delivery: Delivery, max_bytes: int = 1 << 20) -> str:
+def task_name(delivery: Delivery, max_bytes: int) -> str:
     """The delivery's task name, its message decoded once here for :func:`run` too; '?'
     when the message cannot be decoded or is over ``max_bytes`` (:func:`run`
     dead-letters it)."""
@@ -98,7 +100,7 @@ def run(app: App, delivery: Delivery) -> Outcome:
     task, message = prepared
     if task.settings.track_started:
         try:
-            app.redis.set(keys.state_key(message.id), STARTED, ex=app.result_ttl)
+            app.redis.set(keys.state_key(message.id), STARTED, ex=app.broker_settings.result_ttl)
         except redis.RedisError as exc:  # a status nicety; the task runs all the same
             log.warning("task %s: STARTED not recorded (%s)", message.id, exc)
     try:
@@ -129,15 +131,12 @@ def run(app: App, delivery: Delivery) -> Outcome:
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None, task_name: str) -> Iterator[None]:
+def time_limit(seconds: float, task_name: str) -> Iterator[None]:
     """Interrupt the task with TimeLimitExceeded after ``seconds``.
 
     Only the main thread can be interrupted (SIGALRM), so the limit holds in
     the processes pool; in the threads pool an overrun is only logged.
     """
-    if seconds is None:
-        yield
-        return
     if threading.current_thread() is not threading.main_thread():
         started = time.monotonic()
         yield

@@ -187,21 +187,29 @@ class ResultRecord:
     error: str | None = None
     """``Type: message`` of what it raised (FAILURE)."""
     traceback: str | None = None
+    error_type: str | None = None
+    """The exception ``AsyncResult.get`` raises when it is not TaskFailed (FAILURE):
+    ``TaskNotFound`` for a task no worker's app registers."""
 
     @classmethod
     def success(cls, task: str, value: Any) -> ResultRecord:
         return cls(SUCCESS, task, time.time(), result=value)
 
     @classmethod
-    def failure(cls, task: str, error: str, traceback: str | None) -> ResultRecord:
-        return cls(FAILURE, task, time.time(), error=error, traceback=traceback)
+    def failure(cls, task: str, error: str, traceback: str | None,
+                error_type: str | None = None) -> ResultRecord:
+        return cls(FAILURE, task, time.time(), error=error, traceback=traceback,
+                   error_type=error_type)
 
     def as_dict(self) -> dict[str, Any]:
         if self.status == SUCCESS:
             return {"status": SUCCESS, "task": self.task, "result": self.result,
                     "date_done": self.date_done}
-        return {"status": self.status, "task": self.task, "error": self.error,
-                "traceback": self.traceback, "date_done": self.date_done}
+        failed = {"status": self.status, "task": self.task, "error": self.error,
+                  "traceback": self.traceback, "date_done": self.date_done}
+        if self.error_type is not None:
+            failed["error_type"] = self.error_type
+        return failed
 
     def encode(self) -> str:
         """The JSON text; TypeError or ValueError when the value is not JSON."""
@@ -224,7 +232,8 @@ class ResultRecord:
         if status == SUCCESS:
             return cls(SUCCESS, task, done, result=data.get("result"))
         return cls(FAILURE, task, done, error=_optional_text(data, "error", what) or "",
-                   traceback=_optional_text(data, "traceback", what))
+                   traceback=_optional_text(data, "traceback", what),
+                   error_type=_optional_text(data, "error_type", what))
 
 
 # -- heartbeats ------------------------------------------------------------------------

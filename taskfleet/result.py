@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import keys
-from .errors import ResultTimeout, TaskFailed
+from .errors import ResultTimeout, TaskFailed, TaskNotFound
 from .records import FAILURE, PENDING, RETRY, STARTED, SUCCESS, ResultRecord
 
 if TYPE_CHECKING:
@@ -22,8 +22,10 @@ def success_record(task: str, value: Any) -> str:
     return ResultRecord.success(task, value).encode()
 
 
-def failure_record(task: str, error: str, traceback: str | None) -> str:
-    return ResultRecord.failure(task, error, traceback).encode()
+def failure_record(task: str, error: str, traceback: str | None,
+                   error_type: str | None = None) -> str:
+    """``error_type``: the exception ``AsyncResult.get`` raises, when not TaskFailed."""
+    return ResultRecord.failure(task, error, traceback, error_type).encode()
 
 
 class AsyncResult:
@@ -63,7 +65,8 @@ class AsyncResult:
         return record is not None and record.status == FAILURE
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
-        """Wait for the result; raise TaskFailed if the task failed (when ``propagate``).
+        """Wait for the result; raise TaskFailed if the task failed (when ``propagate``),
+        TaskNotFound (a TaskFailed) if the worker's app does not register its name.
 
         Waits with a blocking BLMOVE of the one-element result list onto
         itself, so any number of callers can wait for the same result.
@@ -80,7 +83,8 @@ class AsyncResult:
                 break
         record = ResultRecord.decode(raw)
         if record.status == FAILURE and propagate:
-            raise TaskFailed(self.id, record.error or "", record.traceback)
+            failed = TaskNotFound if record.error_type == TaskNotFound.__name__ else TaskFailed
+            raise failed(self.id, record.error or "", record.traceback)
         return record.value
 
     @property

@@ -1,9 +1,10 @@
 """The processes pool: N single-task worker processes under one supervisor.
 
-Each child is ``taskfleet worker --pool inline --concurrency 1`` with its own
-Redis connection (the broker URL in its environment, never on its command line),
-so a task can be interrupted for its time limit and a crashing task takes down
-only its own process. The supervisor forwards stops
+Each child is ``taskfleet pool-child``: an ``inline`` worker of concurrency 1 with its
+own Redis connection, its settings built once here and handed to it whole in its
+environment (settings.PoolChildSettings; the broker URL never on a command line), so a
+task can be interrupted for its time limit and a crashing task takes down only its own
+process. The supervisor forwards stops
 (Kubernetes sends SIGTERM to PID 1 only), restarts children that die
 unexpectedly, and exits 0 once every child has drained. A child whose
 supervisor dies (SIGKILL, the OOM killer) is told by the kernel and exits at
@@ -25,36 +26,19 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from types import FrameType
 
 from . import signals
-from .connection import BROKER_ENV
+from .cli import POOL_CHILD
+from .settings import POOL_CHILD_ENV, PoolChildSettings
 from .signals import SUPERVISOR_PID_ENV, take_held
 
 log = logging.getLogger("taskfleet.worker")
 
 
-def _broker_apart(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """``argv`` without its ``--broker URL``, and the URL as the child's environment: a
-    command line is readable by every user of the machine (/proc/PID/cmdline, ps), and
-    the URL may hold a password."""
-    out: list[str] = []
-    env: dict[str, str] = {}
-    args = iter(argv)
-    for arg in args:
-        if arg == "--broker":
-            env[BROKER_ENV] = next(args, "")
-        elif arg.startswith("--broker="):
-            env[BROKER_ENV] = arg.partition("=")[2]
-        else:
-            out.append(arg)
-    return out, env
-
-
 class Supervisor:
-    def __init__(self, child_argv: Sequence[str], processes: int) -> None:
-        self.child_argv, self.child_env = _broker_apart(child_argv)
+    def __init__(self, child: PoolChildSettings, processes: int) -> None:
+        self.child_env = {POOL_CHILD_ENV: child.encode()}
         self.processes = processes
         self.children: list[subprocess.Popen[bytes]] = []
         self.stops = 0
@@ -69,8 +53,7 @@ class Supervisor:
     def _spawn(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.child_env, SUPERVISOR_PID_ENV: str(os.getpid())}
         with signals.blocked():  # a stop before the child's handler waits for it
-            return subprocess.Popen([sys.executable, "-m", "taskfleet", *self.child_argv],
-                                    env=env)
+            return subprocess.Popen([sys.executable, "-m", "taskfleet", POOL_CHILD], env=env)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self.stops += 1

@@ -23,11 +23,10 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Literal
 
 import redis
 
@@ -35,10 +34,10 @@ from . import heartbeat, keys, signals
 from .app import App
 from .broker import Delivery, Outcome, Return
 from .execution import ShutdownInterrupt, run, task_name
+from .settings import WorkerSettings
 
 log = logging.getLogger("taskfleet.worker")
 
-PoolKind = Literal["threads", "inline"]
 IDLE_WAIT_SECONDS = 1.0
 """Longest idle wait between fetches: the safety net for a missed wake-up."""
 FAST_TASK_SECONDS = 0.005
@@ -53,34 +52,6 @@ SETTLE_BATCH = 64
 """Most outcomes written in one round trip while fast tasks run back to back."""
 REDIS_BACKOFF = (0.5, 5.0)
 """First and longest wait between attempts while Redis is unreachable."""
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """How a worker runs: the ``taskfleet worker`` options that travel together."""
-
-    queues: Sequence[str]
-    """Served in this order: the first non-empty one wins."""
-    concurrency: int = 1
-    pool: PoolKind = "threads"
-    drain_timeout: float = 25.0
-    """Seconds running tasks get to finish after SIGTERM."""
-    task_lease_seconds: float | None = None
-    """Visibility timeout of a taken task (default: the app's)."""
-    health_file: str | None = None
-    """Touched on each heartbeat that reached Redis (``taskfleet health``)."""
-    supervised: bool = False
-    """A child of the processes pool. It may get each stop twice (from the process
-    group and from its supervisor), so a repeated SIGTERM drains once; only the
-    supervisor's signals.FORCE_STOP returns running tasks."""
-
-    def __post_init__(self) -> None:
-        if not self.queues:
-            raise ValueError("a worker needs at least one queue (--queues a,b)")
-        if self.concurrency < 1:
-            raise ValueError(f"--concurrency must be >= 1, got {self.concurrency}")
-        if self.pool == "inline" and self.concurrency != 1:
-            raise ValueError("the inline pool runs one task at a time: use --concurrency 1")
 
 
 @dataclass
@@ -339,7 +310,7 @@ class Worker:
         """Run one task; ``interruptible`` (the inline pool's main thread) lets a forced
         stop raise ShutdownInterrupt into it."""
         started = time.monotonic()
-        name = task_name(delivery, self.app.max_message_bytes)
+        name = task_name(delivery, self.app.broker_settings.max_message_bytes)
         self.metrics.started(name)
         outcome: Outcome
         try:

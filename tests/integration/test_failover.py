@@ -34,7 +34,7 @@ def test_with_replica_acks_an_enqueue_no_replica_took_is_not_acknowledged(
     time (ReplicaAckTimeout) instead of being promised a task a failover could lose."""
     plain = App(killable_sentinel_group.url)
     acked = App(killable_sentinel_group.url + "&replica_acks=1&replica_ack_timeout_ms=300")
-    assert acked.broker.replica_acks == 1
+    assert acked.broker.settings.replica_acks == 1
     acked.send_task("sample.add", [0, 0], queue="lag")  # replicas answer: acknowledged
     paused = killable_sentinel_group.pause_replicas()  # stopped: they acknowledge nothing
     try:

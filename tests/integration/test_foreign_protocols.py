@@ -13,7 +13,10 @@ import pytest
 import redis
 from rq import Queue
 
-from taskfleet import App, celery_wire
+from taskfleet import celery_wire
+from taskfleet.broker import Broker
+from taskfleet.connection import connect
+from taskfleet.settings import BrokerSettings
 from taskfleet_operator.deployment import build_deployment
 from taskfleet_operator.model import RedisRef, TaskQueue, parse_worker_pool
 from taskfleet_operator.observe import RedisDirectory, RedisObserver
@@ -117,8 +120,8 @@ def test_celery_tasks_a_taskfleet_worker_took_stay_counted(
         redis_url: str, observer: RedisObserver, celery_app: object) -> None:
     for i in range(3):
         celery_tasks.sleep.apply_async((str(i), 0), queue="films", priority=i * 3)
-    broker = App(redis_url).broker
-    broker.celery_queues = {"films": celery_wire.DEFAULT_PRIORITY_STEPS}
+    broker = Broker(connect(redis_url),
+                    BrokerSettings(celery_queues={"films": celery_wire.DEFAULT_PRIORITY_STEPS}))
     taken = broker.fetch("films", 2, 30_000)  # moved from Celery's lists and leased
     assert [d.id for d in taken] != []
     tq = queue("films", redis_url, "celery")

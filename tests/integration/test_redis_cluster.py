@@ -118,7 +118,7 @@ def test_replica_acks_on_a_cluster_waits_on_each_queues_master(
         servers: RedisClusterServers, workers: list[WorkerProcess], tmp_path: Path) -> None:
     url = servers.url + "?replica_acks=1"
     app = App(url)
-    assert app.broker.replica_acks == 1
+    assert app.broker.settings.replica_acks == 1
     names = ["alpha", "beta", "gamma", "delta"]
     results = [app.send_task("sample.add", [i, i], queue=n) for i, n in enumerate(names)]
     workers.append(WorkerProcess(url, SAMPLE, names, log=tmp_path / "worker.log").start())

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from taskfleet import App, ResultTimeout, TaskFailed, keys, queue_stats
+from taskfleet import App, ResultTimeout, TaskFailed, TaskNotFound, keys, queue_stats
 from taskfleet.connection import connect
 from taskfleet.keys import QueueKeys
 from tests.conftest import all_broker_modes
@@ -499,6 +499,15 @@ def test_inspect_json_and_password_protected_redis(tmp_path: object) -> None:
         assert "redis error" in bad.stderr
     finally:
         server.close()
+
+
+def test_get_of_a_task_no_worker_registers_raises_task_not_found(
+        app: App, redis_url: str, workers: list[WorkerProcess]) -> None:
+    start(workers, redis_url)
+    with pytest.raises(TaskNotFound, match=r"unknown task 'no\.such\.task'") as raised:
+        app.send_task("no.such.task").get(timeout=20)
+    assert isinstance(raised.value, TaskFailed)  # what callers caught before, still caught
+    assert app.send_task("sample.add", [1, 2]).get(timeout=20) == 3
 
 
 def test_cli_send_and_dead_letter_commands(redis_url: str, workers: list[WorkerProcess]) -> None:

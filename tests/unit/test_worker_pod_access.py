@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from taskfleet.cli import _namespaces
+from taskfleet_operator.command import _namespaces
 from taskfleet_operator.deployment import build_deployment
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
 from taskfleet_operator.policy import SpecError
