@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,14 +25,14 @@ def _now() -> datetime:
 
 class LeaseElector:
     def __init__(self, api_client: k8s.ApiClient, namespace: str, name: str, identity: str,
-                 lease_seconds: float = 15.0) -> None:
+                 lease_seconds: float = 15.0, on_change: Sequence[threading.Event] = ()) -> None:
         self.api = k8s.CoordinationV1Api(api_client)
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self.lease_seconds = lease_seconds
         self._renewed_at = 0.0
-        self.on_change: list[threading.Event] = []
+        self.on_change = tuple(on_change)
         """Set when leadership is gained or lost."""
         self.holder: str | None = None
         """Who holds the Lease, as last read (this operator or another)."""

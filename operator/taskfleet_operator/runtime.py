@@ -16,6 +16,7 @@ from .act import Actuator
 from .controller import Controller
 from .deployment import DEFAULT_IMAGE
 from .leader import LeaseElector
+from .metrics import OperatorMetrics
 from .observe import RedisDirectory, RedisObserver, secret_reader
 from .queue_settings import QueueSettingsWriter
 from .registry import Registry
@@ -82,17 +83,17 @@ class OperatorRuntime:
         self.elector = LeaseElector(client, config.leader_lease_namespace,
                                     config.leader_lease_name
                                     or leader_lease_name(config.namespaces),
-                                    config.identity, config.leader_lease_seconds)
-        self.elector.on_change = [registry.wake_all, registry.wake]
+                                    config.identity, config.leader_lease_seconds,
+                                    on_change=(registry.wake_all, registry.wake))
         actuator = Actuator(client)
-        self.controller = Controller(registry, actuator, RedisObserver(self.directory),
-                                     default_image=config.worker_image,
-                                     is_leader=self.elector.is_leader)
-        self.controller.schedules = ScheduleRunner(actuator, self.directory)
-        self.controller.schedules.metrics = self.controller.metrics
-        self.controller.queue_settings = QueueSettingsWriter(self.directory)
+        metrics = OperatorMetrics(self.elector.is_leader)
+        self.controller = Controller(
+            registry, actuator, RedisObserver(self.directory),
+            default_image=config.worker_image, is_leader=self.elector.is_leader,
+            schedules=ScheduleRunner(actuator, self.directory, metrics),
+            queue_settings=QueueSettingsWriter(self.directory), metrics=metrics)
         self.wakeups = WakeListener(self.directory, registry.queues_woken, registry.wake,
-                                     registry.wake_all)
+                                    registry.wake_all)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
