@@ -388,24 +388,18 @@ def _dashboard(args: argparse.Namespace, client: Client) -> int:
     from .errors import ConfigError
 
     try:
-        from .dashboard import ActionSettings, RedisSource, build_app, serve
-        from .dashboard.server import TOKEN_ENV, AccessSettings
+        from .dashboard import AccessSettings, RedisSource, build_app, serve
     except ImportError as exc:
         raise ConfigError(f"the dashboard needs aiohttp: pip install 'taskfleet[dashboard]' "
                           f"({exc})") from exc
-    token = os.environ.get(TOKEN_ENV, "")
-    if args.actions and len(token) < 16:
-        raise ConfigError(f"--actions needs a token of at least 16 characters in ${TOKEN_ENV} "
-                          "(for example: export TASKFLEET_DASHBOARD_TOKEN=$(openssl rand -hex 16))")
-    access = AccessSettings(token, frozenset(args.allowed_hosts))
     try:
-        access.check_address(args.address)
+        access = AccessSettings.from_environment(args.address, args.actions, args.allowed_hosts)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    app = build_app(RedisSource(client, args.queues), ActionSettings(args.actions, token), access)
+    app = build_app(RedisSource(client, args.queues), access)
     print(f"taskfleet dashboard on http://{args.address}:{args.port}/ "
           f"({'actions enabled' if args.actions else 'read-only'}"
-          f"{', token needed' if token else ''})", flush=True)
+          f"{', token needed' if access.token else ''})", flush=True)
     serve(app, args.address, args.port)
     return 0
 
@@ -419,6 +413,18 @@ def _operator(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ConfigError(f"the operator needs its extras: pip install 'taskfleet[operator]' "
                           f"({exc})") from exc
+    access = None
+    if args.dashboard_port is not None or args.dashboard_actions:
+        try:
+            from taskfleet.dashboard import AccessSettings
+        except ImportError as exc:
+            raise ConfigError(f"the dashboard needs aiohttp: pip install "
+                              f"'taskfleet[dashboard]' ({exc})") from exc
+        try:
+            access = AccessSettings.from_environment(
+                args.dashboard_address, args.dashboard_actions, args.dashboard_allowed_hosts)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
     config = OperatorConfig(namespaces=tuple(dict.fromkeys(
                                 n for names in args.namespace for n in names)),
                             leader_lease_namespace=args.leader_lease_namespace,
@@ -426,21 +432,7 @@ def _operator(args: argparse.Namespace) -> int:
                             leader_lease_seconds=args.leader_lease_seconds,
                             metrics_port=args.metrics_port,
                             metrics_address=args.metrics_address,
-                            dashboard_port=args.dashboard_port,
-                            dashboard_address=args.dashboard_address,
-                            dashboard_actions=args.dashboard_actions,
-                            dashboard_allowed_hosts=tuple(args.dashboard_allowed_hosts))
-    if args.dashboard_actions and len(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")) < 16:
-        raise ConfigError("--dashboard-actions needs a token of at least 16 characters in "
-                          "$TASKFLEET_DASHBOARD_TOKEN")
-    if args.dashboard_port is not None:
-        from taskfleet.dashboard.server import AccessSettings
-
-        try:
-            AccessSettings(os.environ.get("TASKFLEET_DASHBOARD_TOKEN", "")).check_address(
-                args.dashboard_address)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+                            dashboard_port=args.dashboard_port, dashboard_access=access)
     if args.worker_image:
         config.worker_image = args.worker_image
     return run(config, args.liveness_port)
