@@ -16,7 +16,8 @@ import zlib
 from collections.abc import Callable, Collection, Iterator, MutableMapping, Sequence
 from typing import Any, TypeVar
 
-from .registry import Key
+from .model import TaskQueue, WorkerPool
+from .registry import Key, Snapshot
 
 QUEUE_STATUS_SECONDS = 2.0
 """How often a TaskQueue's figures are read and written to its status while it has work."""
@@ -109,6 +110,31 @@ class Agenda:
         self.swept_at = 0.0
         self._schedules_due: float | None = None
         """When TaskQueue schedules must be looked at again; None: no queue has any."""
+        self._taken: tuple[list[WorkerPool], list[TaskQueue]] = ([], [])
+
+    def take_due(self, snap: Snapshot, now: float, everything: bool = False
+                 ) -> tuple[list[WorkerPool], list[TaskQueue]]:
+        """What a pass looks at: every pool and queue when asked, else the pools that
+        changed, woke or are due, and the queues they name, woke, changed or are due.
+        Taken off the agenda until the pass puts them back on (or :meth:`put_back`)."""
+        if everything:
+            pools, queues = list(snap.pools.values()), list(snap.queues.values())
+        else:
+            keys = snap.changed | snap.woken_pools | self.pools.pop_due(now)
+            pools = [snap.pools[k] for k in sorted(keys) if k in snap.pools]
+            queue_keys = {(p.namespace, name) for p in pools for name in p.queues} \
+                | snap.woken_queues | snap.changed_queues | self.queues.pop_due(now)
+            queues = [snap.queues[k] for k in sorted(queue_keys) if k in snap.queues]
+        self._taken = (pools, queues)
+        return pools, queues
+
+    def put_back(self, now: float) -> None:
+        """The last pass failed: what it took is due again at once."""
+        pools, queues = self._taken
+        for heap, keys in ((self.pools, [p.key for p in pools]),
+                           (self.queues, [q.key for q in queues])):
+            for key in keys:
+                heap.schedule(key, now)
 
     def pool_seen(self, key: Key, now: float, resting: bool, poll_seconds: float) -> None:
         """Due again after its poll interval, or at rest after its safety-read interval."""

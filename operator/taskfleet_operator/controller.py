@@ -133,6 +133,7 @@ class Controller:
                 self.reconcile(everything=everything)
             except Exception as exc:
                 log.error("reconcile pass failed; retrying\n%s", self._described(exc))
+                self.agenda.put_back(self.clock())
                 stop.wait(1.0)
 
     def reconcile(self, everything: bool = True) -> None:
@@ -142,18 +143,8 @@ class Controller:
         started = time.perf_counter()
         snap = self.registry.snapshot()
         now = self.clock()
-        if everything:
-            due = list(snap.pools.values())
-        else:
-            keys = snap.changed | snap.woken_pools | self.agenda.pools.pop_due(now)
-            due = [snap.pools[k] for k in sorted(keys) if k in snap.pools]
+        due, to_read = self.agenda.take_due(snap, now, everything)
         wanted = {(p.namespace, name) for p in due for name in p.queues}
-        if everything:
-            to_read = list(snap.queues.values())
-        else:
-            queue_keys = wanted | snap.woken_queues | snap.changed_queues \
-                | self.agenda.queues.pop_due(now)
-            to_read = [snap.queues[k] for k in sorted(queue_keys) if k in snap.queues]
         fresh = self.observer.read_queues(to_read)
         readings = self.taskqueues.read(fresh, now)
         # A queue read for its own status may show work a pool at rest has not seen yet

@@ -583,3 +583,41 @@ def run_once(setup: Setup) -> float:
         setup.registry.wake = threading.Event()
     [waited] = waits
     return waited
+
+
+def test_a_failed_pass_leaves_nothing_it_took_behind(setup: Setup) -> None:
+    """A pass that fails (here: reading Redis raises what nobody expected) took its pools
+    and queues off the agenda; the retry looks at them again, not at their next due time."""
+    setup.queue("q")
+    setup.pool("p", ["q"], pollSeconds=2)
+    setup.work("q", ready=3)
+    setup.reconcile()
+    setup.deployment("p", 1)
+    setup.tick(0.0)
+    read = setup.readings.read_queues
+    failures = [RuntimeError("nobody expected this")]
+
+    def failing_once(queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
+        if failures:
+            raise failures.pop()
+        return read(queues)
+
+    setup.readings.read_queues = failing_once  # type: ignore[method-assign]
+    setup.clock.now += 2.0  # the pool and its queue are due
+    setup.readings.read.clear()
+    stop = threading.Event()
+    passes: list[float] = []
+
+    class TwoPasses:
+        def wait(self, timeout: float) -> bool:
+            passes.append(timeout)
+            if len(passes) == 3:
+                stop.set()
+            return True
+
+        def clear(self) -> None: ...
+
+    setup.registry.wake = TwoPasses()  # type: ignore[assignment]
+    setup.controller.run(stop)
+    assert not failures, "the first pass failed"
+    assert setup.readings.read == ["q"], "the retry read the queue the failed pass took"
