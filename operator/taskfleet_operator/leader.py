@@ -18,6 +18,11 @@ from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("taskfleet.operator")
 
+LEADING_FRACTION = 0.8
+"""This operator acts as the leader for this fraction of the Lease's duration after its
+last renewal, no longer: it stops before the Lease can expire and a standby take it, so
+two operators never act at once (client-go stops at its renew deadline the same way)."""
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -38,7 +43,7 @@ class LeaseElector:
         """Who holds the Lease, as last read (this operator or another)."""
 
     def is_leader(self) -> bool:
-        return time.monotonic() - self._renewed_at < self.lease_seconds * 0.8
+        return time.monotonic() - self._renewed_at < self.lease_seconds * LEADING_FRACTION
 
     def run(self, stop: threading.Event) -> None:
         was = False
