@@ -106,7 +106,7 @@ class Controller:
         self.clock = clock
         self.queue_settings = queue_settings
         self.metrics = metrics or OperatorMetrics(is_leader)
-        """Prometheus figures of each pass (served by the runtime when asked)."""
+        """Prometheus figures of each pass (served by OperatorRuntime when asked)."""
         self.states: dict[Key, PoolState] = {}
         self.taskqueues = TaskQueues(actuator, schedules)
         self.agenda = Agenda()

@@ -1,4 +1,4 @@
-"""kopf wiring: the watches feed the registry; startup starts the operator's runtime
+"""kopf wiring: the watches feed the registry; startup starts OperatorRuntime
 (runtime.py: controller, Lease, wake-ups, metrics, dashboard) and cleanup stops it.
 
 Handlers hold no logic, and share state through kopf's ``memo``: main.run puts
