@@ -426,24 +426,18 @@ def _dashboard(args: argparse.Namespace, client: Client) -> int:
     from .errors import ConfigError
 
     try:
-        from .dashboard import ActionSettings, RedisSource, build_app, serve
-        from .dashboard.server import TOKEN_ENV, AccessSettings
+        from .dashboard import AccessSettings, RedisSource, build_app, serve
     except ImportError as exc:
         raise ConfigError(f"the dashboard needs aiohttp: pip install 'taskfleet[dashboard]' "
                           f"({exc})") from exc
-    token = os.environ.get(TOKEN_ENV, "")
-    if args.actions and len(token) < 16:
-        raise ConfigError(f"--actions needs a token of at least 16 characters in ${TOKEN_ENV} "
-                          "(for example: export TASKFLEET_DASHBOARD_TOKEN=$(openssl rand -hex 16))")
-    access = AccessSettings(token, frozenset(args.allowed_hosts))
     try:
-        access.check_address(args.address)
+        access = AccessSettings.from_environment(args.address, args.actions, args.allowed_hosts)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    app = build_app(RedisSource(client, args.queues), ActionSettings(args.actions, token), access)
+    app = build_app(RedisSource(client, args.queues), access)
     print(f"taskfleet dashboard on http://{args.address}:{args.port}/ "
           f"({'actions enabled' if args.actions else 'read-only'}"
-          f"{', token needed' if token else ''})", flush=True)
+          f"{', token needed' if access.token else ''})", flush=True)
     serve(app, args.address, args.port)
     return 0
 

@@ -35,6 +35,7 @@ from .app import App
 from .broker import Delivery, Outcome, Return
 from .execution import ShutdownInterrupt, run, task_name
 from .settings import WorkerSettings
+from .subscription import hold_subscription
 
 log = logging.getLogger("taskfleet.worker")
 
@@ -419,20 +420,12 @@ class Worker:
                 log.warning("health file %s: %s", self.health_file, exc)
 
     def _waker(self) -> None:
-        """Turns 'queue no longer empty' notifications into loop wake-ups."""
+        """Turns 'queue no longer empty' notifications into loop wake-ups; a (re)made
+        subscription wakes the loop too (what was published while it was down is lost)."""
         channels = [keys.QueueKeys(q).wake_channel for q in self.queues]
-        while not self._stop.is_set():
-            pubsub = self.app.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            try:
-                pubsub.subscribe(*channels)
-                while not self._stop.is_set():
-                    if pubsub.get_message(timeout=1.0) is not None:
-                        self.notices.put(_WAKE)
-            except redis.RedisError:
-                self._stop.wait(1.0)
-            finally:
-                with contextlib.suppress(redis.RedisError):
-                    pubsub.close()
+        hold_subscription(self.app.redis, lambda pubsub: pubsub.subscribe(*channels),
+                          lambda message: self.notices.put(_WAKE), self._stop,
+                          what="queue wake-ups", on_subscribed=lambda: self.notices.put(_WAKE))
 
     # -- signals ----------------------------------------------------------------------
     #

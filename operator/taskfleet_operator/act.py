@@ -108,3 +108,19 @@ def _drain(response: Any) -> None:
     ApiException, with the body."""
     response.read()
     response.release_conn()
+
+
+def transient(exc: ApiException) -> bool:
+    """An API error worth retrying: an outage or a conflict, not a refused manifest. A pod
+    template field of the wrong type comes back as a 500 from server-side apply."""
+    if exc.status == 500 and "failed to create typed patch object" in (exc.body or ""):
+        return False
+    return exc.status is None or exc.status >= 500 or exc.status in (409, 429)
+
+
+def api_message(exc: ApiException) -> str:
+    """The message of an API error's Status, else its code and reason."""
+    try:
+        return str(json.loads(exc.body or "")["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{exc.status} {exc.reason}"

@@ -72,15 +72,14 @@ class OperatorCommand:
                             "with the token in $TASKFLEET_DASHBOARD_TOKEN and a confirmation")
 
     def run(self, args: argparse.Namespace) -> int:
-        token = os.environ.get(DASHBOARD_TOKEN_ENV, "")
-        if args.dashboard_actions and len(token) < 16:
-            raise ConfigError("--dashboard-actions needs a token of at least 16 characters in "
-                              f"${DASHBOARD_TOKEN_ENV}")
-        if args.dashboard_port is not None:
+        access = None
+        if args.dashboard_port is not None or args.dashboard_actions:
             from taskfleet.dashboard.server import AccessSettings
 
-            try:
-                AccessSettings(token).check_address(args.dashboard_address)
+            try:  # the token rule, checked once, where the settings are built
+                access = AccessSettings.from_environment(
+                    args.dashboard_address, args.dashboard_actions,
+                    args.dashboard_allowed_hosts)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
         try:
@@ -97,13 +96,9 @@ class OperatorCommand:
                                 leader_lease_seconds=args.leader_lease_seconds,
                                 metrics_port=args.metrics_port,
                                 metrics_address=args.metrics_address,
-                                dashboard_port=args.dashboard_port,
-                                dashboard_address=args.dashboard_address,
-                                dashboard_actions=args.dashboard_actions,
-                                dashboard_allowed_hosts=tuple(args.dashboard_allowed_hosts),
+                                dashboard_port=args.dashboard_port, dashboard_access=access,
                                 worker_image=args.worker_image or DEFAULT_IMAGE)
         return run(config, args.liveness_port)
-
 
 command = OperatorCommand()
 """The ``operator`` entry point of the ``taskfleet.commands`` group."""

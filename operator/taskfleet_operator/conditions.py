@@ -21,3 +21,13 @@ def set_condition(conditions: list[dict[str, Any]], type_: str, ok: bool, reason
     out.append({"type": type_, "status": status, "reason": reason, "message": message,
                 "lastTransitionTime": since, "observedGeneration": generation})
     return sorted(out, key=lambda c: str(c["type"]))
+
+
+def parse_rfc3339(value: Any) -> float | None:
+    """The time a status field written with rfc3339 holds; None when it holds none."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None

@@ -1,11 +1,13 @@
-"""kopf wiring: watches feed the registry; startup and cleanup run the controller.
+"""kopf wiring: the watches feed the registry; startup starts OperatorRuntime
+(runtime.py: controller, Lease, wake-ups, metrics, dashboard) and cleanup stops it.
 
-Handlers hold no logic, and share state through kopf's ``memo`` (set up by
-main.run: ``memo.registry``, ``memo.config``, then ``memo.runtime``). Every
-write happens in the controller, on the holder of a coordination.k8s.io Lease
-only. The Lease replaces kopf's peering because peering pauses only kopf's own
-handlers, not work started in the background (kopf discussion #1003), while
-the Lease gates the controller thread itself; kopf therefore runs standalone.
+Handlers hold no logic, and share state through kopf's ``memo``: main.run puts
+``memo.registry`` and ``memo.config`` there, startup adds ``memo.runtime``. What the
+operator writes to the watched objects, their Deployments, Pods and Events it writes
+in the controller's passes, which run only on the holder of a coordination.k8s.io
+Lease (leader.py). The Lease replaces kopf's peering because peering pauses only
+kopf's own handlers, not work started in the background (kopf discussion #1003),
+while the Lease gates the controller thread itself; kopf therefore runs standalone.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,11 @@ from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger("taskfleet.operator")
 
+LEADING_FRACTION = 0.8
+"""This operator acts as the leader for this fraction of the Lease's duration after its
+last renewal, no longer: it stops before the Lease can expire and a standby take it, so
+two operators never act at once (client-go stops at its renew deadline the same way)."""
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -24,20 +30,20 @@ def _now() -> datetime:
 
 class LeaseElector:
     def __init__(self, api_client: k8s.ApiClient, namespace: str, name: str, identity: str,
-                 lease_seconds: float = 15.0) -> None:
+                 lease_seconds: float = 15.0, on_change: Sequence[threading.Event] = ()) -> None:
         self.api = k8s.CoordinationV1Api(api_client)
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self.lease_seconds = lease_seconds
         self._renewed_at = 0.0
-        self.on_change: list[threading.Event] = []
+        self.on_change = tuple(on_change)
         """Set when leadership is gained or lost."""
         self.holder: str | None = None
         """Who holds the Lease, as last read (this operator or another)."""
 
     def is_leader(self) -> bool:
-        return time.monotonic() - self._renewed_at < self.lease_seconds * 0.8
+        return time.monotonic() - self._renewed_at < self.lease_seconds * LEADING_FRACTION
 
     def run(self, stop: threading.Event) -> None:
         was = False

@@ -108,8 +108,8 @@ class OperatorMetrics(Collector):
         for key, reading in fresh.items():
             if reading.error is not None or reading.stats is None:
                 self.read_errors.labels(*key).inc()
-        with self._lock:
-            self._last_pass = (snap, dict(readings))  # the controller goes on changing its own
+        with self._lock:  # the controller hands a new mapping each pass and never changes it
+            self._last_pass = (snap, readings)
 
     def _figures(self) -> tuple[dict[Key, QueueFigures], dict[Key, PoolFigures]]:
         """Every queue's and pool's figures, from the last pass."""

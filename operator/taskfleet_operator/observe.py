@@ -32,8 +32,10 @@ operator send any Secret's value to a host of their choice as a Redis password."
 
 
 class SecretRefError(Exception):
-    """A Secret a TaskQueue names cannot be used. The message names the field, the Secret
-    and the key, says what is wrong and the fix, and holds nothing of the Secret's value."""
+    """A TaskQueue's spec.redis cannot be used now: a Secret it names is missing,
+    unreadable or not opted in, its URL cannot be used, or a cluster's nodes cannot be
+    read. The message names the field (and the Secret and key), says what is wrong and
+    the fix, and holds nothing of a Secret's value."""
 
 
 def _secret_of(namespace: str, ref: SecretKey) -> str:
@@ -163,6 +165,18 @@ class RedisDirectory:
         return value
 
     def client(self, namespace: str, ref: RedisRef) -> Client:
+        """The client of the Redis ``ref`` names, shared by every queue on it. Raises
+        SecretRefError, and nothing else, when there is none now; every caller reacts
+        the same way: it leaves the queue out of this pass, and the queue's reading
+        (read_queues) carries the message to its MetricsAvailable condition."""
+        try:
+            return self._client(namespace, ref)
+        except SecretRefError:
+            raise
+        except Exception as exc:  # whatever else resolving or connecting meets
+            raise SecretRefError(self.redact(f"{type(exc).__name__}: {exc}")) from None
+
+    def _client(self, namespace: str, ref: RedisRef) -> Client:
         key = self.settings(namespace, ref)
         with self._lock:
             found = self._clients.get(key)
@@ -195,10 +209,6 @@ def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
             client = directory.client(tq.namespace, tq.redis)
         except SecretRefError as exc:  # a missing Secret must not stop the other queues
             out[tq.key] = QueueReading(None, f"cannot resolve spec.redis: {exc}")
-            continue
-        except Exception as exc:
-            out[tq.key] = QueueReading(None, directory.redact(
-                f"cannot resolve spec.redis: {type(exc).__name__}: {exc}"))
             continue
         groups.setdefault(id(client), (client, []))[1].append(tq)
     for client, members in groups.values():
@@ -277,7 +287,7 @@ class RedisObserver:
                     ) -> dict[str, int] | None:
         try:
             client = self.directory.client(queue.namespace, queue.redis)
-        except Exception:  # a Secret gone: no costs this pass, the scale-down still happens
+        except SecretRefError:  # no costs this pass, the scale-down still happens
             return None
         runtime = runtime or RUNTIME_OF_PROTOCOL[queue.protocol]
         if runtime == "celery":
@@ -301,7 +311,7 @@ class RedisObserver:
         """The Celery event subscription of the queue's Redis, started on first use."""
         try:
             client = self.directory.client(queue.namespace, queue.redis)
-        except Exception:
+        except SecretRefError:
             return None
         if not isinstance(client, redis.Redis):
             return None  # Celery runs on one server (the spec refuses a cluster)

@@ -16,7 +16,7 @@ from taskfleet.connection import Client
 from taskfleet.keys import DEAD_LETTER_LIMIT, QueueKeys
 
 from .model import TaskQueue
-from .observe import RedisDirectory
+from .observe import RedisDirectory, SecretRefError
 from .registry import Key
 
 log = logging.getLogger("taskfleet.operator")
@@ -47,9 +47,7 @@ class QueueSettingsWriter:
                 continue
             try:
                 client = self.directory.client(tq.namespace, tq.redis)
-            except Exception as exc:  # a missing Secret must not stop the other queues
-                log.debug("queue %s/%s: settings not written: %s", *tq.key,
-                          self.directory.redact(str(exc)))
+            except SecretRefError:  # written once it resolves (its reading says why not)
                 continue
             due.setdefault(id(client), (client, []))[1].append(tq)
         for client, members in due.values():

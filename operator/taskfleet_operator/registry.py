@@ -51,11 +51,9 @@ class Snapshot:
     deployments: dict[Key, DeploymentSeen]
     changed: frozenset[Key]
     """Pools (and pools of queues) whose objects changed since the last snapshot."""
-    woken: frozenset[str] = frozenset()
-    """Queue names (spec.queueName) that went from empty to non-empty since the last
-    snapshot, as their wake channels said."""
     woken_queues: frozenset[Key] = frozenset()
-    """The TaskQueues of those names."""
+    """TaskQueues whose queue (spec.queueName) went from empty to non-empty since the last
+    snapshot, as their wake channels said."""
     woken_pools: frozenset[Key] = frozenset()
     """The pools that name those TaskQueues."""
     changed_queues: frozenset[Key] = frozenset()
@@ -82,10 +80,12 @@ class Registry:
         self._changed_queues: set[Key] = set()
         self._woken: set[str] = set()
         self.wake = threading.Event()
-        """Set when something changed or a queue went from empty to non-empty."""
+        """Set when something changed or a queue went from empty to non-empty: the
+        controller's loop runs a pass at once."""
         self.wake_all = threading.Event()
-        """Set with wake when every pool must be looked at now (a queue woke, leadership
-        changed); an object's change alone only makes its own pools due."""
+        """Set with wake when every pool and queue must be looked at now: leadership was
+        gained or lost, or a wake subscription was (re)made, so wake-ups published while
+        it was down are lost. A change or a queue's wake-up only makes its own pools due."""
 
     def queue_changed(self, kind: str | None, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -171,10 +171,6 @@ class Registry:
         with self._lock:
             return {pool for key in queues for pool in self._pools_by_queue.get(key, ())}
 
-    def poll_intervals(self) -> list[float]:
-        with self._lock:
-            return [p.policy.poll_seconds for p in self._pools.values()]
-
     def snapshot(self) -> Snapshot:
         with self._lock:
             snap = self.peek()
@@ -192,7 +188,7 @@ class Registry:
                             invalid_queues=dict(self._invalid_queues),
                             invalid_pools=dict(self._invalid_pools),
                             deployments=dict(self._deployments),
-                            changed=frozenset(self._changed), woken=frozenset(self._woken),
+                            changed=frozenset(self._changed),
                             woken_queues=woken_queues,
                             woken_pools=frozenset(pool for key in woken_queues
                                                   for pool in self._pools_by_queue.get(key, ())),

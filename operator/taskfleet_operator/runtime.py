@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -16,11 +17,15 @@ from .act import Actuator
 from .controller import Controller
 from .deployment import DEFAULT_IMAGE
 from .leader import LeaseElector
+from .metrics import OperatorMetrics
 from .observe import RedisDirectory, RedisObserver, secret_reader
 from .queue_settings import QueueSettingsWriter
 from .registry import Registry
 from .schedules import ScheduleRunner
 from .wakeups import WakeListener
+
+if TYPE_CHECKING:  # the dashboard (aiohttp) is an extra, imported only when served
+    from taskfleet.dashboard import AccessSettings
 
 
 def leader_lease_name(namespaces: str | Sequence[str] | None) -> str:
@@ -55,12 +60,9 @@ class OperatorConfig:
     metrics_address: str = "0.0.0.0"
     dashboard_port: int | None = None
     """Serve the web dashboard on this port; None: not at all."""
-    dashboard_address: str = "127.0.0.1"
-    """Loopback: reached with kubectl port-forward. Any other address needs the token."""
-    dashboard_actions: bool = False
-    """Allow requeue and purge from the dashboard (with $TASKFLEET_DASHBOARD_TOKEN)."""
-    dashboard_allowed_hosts: tuple[str, ...] = ()
-    """Host names the dashboard answers to besides 127.0.0.1, localhost and ::1."""
+    dashboard_access: AccessSettings | None = None
+    """Its address, token, host names and actions (AccessSettings.from_environment checks
+    the token rule); None: on loopback, read-only, no token (kubectl port-forward)."""
 
 
 def api_client() -> k8s.ApiClient:
@@ -82,35 +84,33 @@ class OperatorRuntime:
         self.elector = LeaseElector(client, config.leader_lease_namespace,
                                     config.leader_lease_name
                                     or leader_lease_name(config.namespaces),
-                                    config.identity, config.leader_lease_seconds)
-        self.elector.on_change = [registry.wake_all, registry.wake]
+                                    config.identity, config.leader_lease_seconds,
+                                    on_change=(registry.wake_all, registry.wake))
         actuator = Actuator(client)
-        self.controller = Controller(registry, actuator, RedisObserver(self.directory),
-                                     default_image=config.worker_image,
-                                     is_leader=self.elector.is_leader)
-        self.controller.schedules = ScheduleRunner(actuator, self.directory)
-        self.controller.schedules.metrics = self.controller.metrics
-        self.controller.queue_settings = QueueSettingsWriter(self.directory)
+        metrics = OperatorMetrics(self.elector.is_leader)
+        self.controller = Controller(
+            registry, actuator, RedisObserver(self.directory),
+            default_image=config.worker_image, is_leader=self.elector.is_leader,
+            schedules=ScheduleRunner(actuator, self.directory, metrics),
+            queue_settings=QueueSettingsWriter(self.directory), metrics=metrics)
         self.wakeups = WakeListener(self.directory, registry.queues_woken, registry.wake,
-                                     registry.wake_all)
+                                    registry.wake_all)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
         if self.config.metrics_port is not None:
             self.controller.metrics.serve(self.config.metrics_port, self.config.metrics_address)
         if self.config.dashboard_port is not None:
-            from taskfleet.dashboard import ActionSettings
-            from taskfleet.dashboard.server import TOKEN_ENV, AccessSettings
+            from taskfleet.dashboard import AccessSettings
 
-            from .dashboard import start_dashboard
+            from .dashboard import RegistrySource, WorkerHeartbeats, start_dashboard
 
-            token = os.environ.get(TOKEN_ENV, "")
-            actions = ActionSettings(self.config.dashboard_actions, token)
-            access = AccessSettings(token, frozenset(self.config.dashboard_allowed_hosts))
-            access.check_address(self.config.dashboard_address)
-            self._threads.append(start_dashboard(
-                self.registry, self.directory, self.config.dashboard_address,
-                self.config.dashboard_port, actions, access, self.stop))
+            source = RegistrySource(self.registry, self.directory,
+                                    lambda: self.controller.taskqueues.readings,
+                                    self.elector.is_leader, WorkerHeartbeats(self.directory))
+            access = self.config.dashboard_access or AccessSettings()
+            self._threads += start_dashboard(source, self.config.dashboard_port, access,
+                                             self.stop)
         for name, target in (("leader", self.elector.run), ("controller", self.controller.run),
                              ("wakeups", self.wakeups.run)):
             t = threading.Thread(target=target, args=(self.stop,), daemon=True,

@@ -18,13 +18,14 @@ from .registry import Key
 
 
 class ScheduleRunner:
-    def __init__(self, actuator: Actions, directory: RedisDirectory) -> None:
+    def __init__(self, actuator: Actions, directory: RedisDirectory,
+                 metrics: OperatorMetrics | None = None) -> None:
         self.actuator = actuator
         self.directory = directory
+        self.metrics = metrics
+        """Counts ticks sent and skipped, when given."""
         self.schedulers: dict[int, Scheduler] = {}
         self.reported: dict[Key, list[str]] = {}
-        self.metrics: OperatorMetrics | None = None
-        """Counts ticks sent and skipped, when set."""
 
     def _scheduler(self, tq: TaskQueue) -> Scheduler:
         client = self.directory.client(tq.namespace, tq.redis)

@@ -6,24 +6,19 @@ hears every queue, so a pool at zero starts in about a second instead of
 waiting for its next poll. The channel names the queue, so only its pools are
 looked at: with 10,000 pools, one burst costs one queue read, not 10,000.
 A (re)subscription wakes everything once, since what was published while
-the subscription was down is lost.
+the subscription was down is lost (taskfleet.subscription holds it).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import threading
 from collections.abc import Callable, Iterable
 
-import redis
-
 from taskfleet import keys
 from taskfleet.connection import Client
+from taskfleet.subscription import hold_subscription
 
 from .observe import RedisDirectory
-
-log = logging.getLogger("taskfleet.operator")
 
 PATTERN = keys.WAKE_CHANNEL_PATTERN
 """What the listener subscribes to: the Redis ACL rule (taskfleet.acl) must allow it."""
@@ -49,22 +44,17 @@ class WakeListener:
             stop.wait(1.0)
 
     def _listen(self, client: Client, stop: threading.Event) -> None:
-        while not stop.is_set():
-            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            try:
-                pubsub.psubscribe(PATTERN)
-                self.wake_all.set()
-                self.wake.set()
-                while not stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None:
-                        self.queues_woken([keys.queue_of_key(_text(message["channel"]))])
-            except redis.RedisError as exc:
-                log.debug("wake subscription lost (%s); retrying", self.directory.redact(str(exc)))
-                stop.wait(1.0)
-            finally:
-                with contextlib.suppress(redis.RedisError):
-                    pubsub.close()
+        hold_subscription(
+            client, lambda pubsub: pubsub.psubscribe(PATTERN),
+            lambda message: self.queues_woken([keys.queue_of_key(_text(message["channel"]))]),
+            stop, what="queue wake-ups", on_subscribed=self._wake_everything,
+            scrub=self.directory.redact)
+
+    def _wake_everything(self) -> None:
+        """Every pool and queue is looked at: wake-ups published while the subscription
+        was down are lost."""
+        self.wake_all.set()
+        self.wake.set()
 
 
 def _text(value: str | bytes) -> str:

@@ -5,8 +5,8 @@ TaskQueue and WorkerPool it watches. Read-only unless started with actions enabl
 and then every action needs the token and a confirmation.
 """
 
-from .server import ActionSettings, build_app, serve
+from .server import AccessSettings, build_app, serve
 from .sources import DashboardSource, PoolView, QueueSource, RedisSource
 
-__all__ = ["ActionSettings", "DashboardSource", "PoolView", "QueueSource", "RedisSource",
+__all__ = ["AccessSettings", "DashboardSource", "PoolView", "QueueSource", "RedisSource",
            "build_app", "serve"]

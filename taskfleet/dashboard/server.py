@@ -18,9 +18,10 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import os
 import threading
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -72,27 +73,41 @@ def is_loopback(address: str) -> bool:
 
 @dataclass(frozen=True)
 class AccessSettings:
-    """Who may read: the token (none: anyone who reaches a loopback port), and the host
-    names the dashboard answers to besides 127.0.0.1, localhost and ::1."""
+    """Where the dashboard serves and who may read and act there, with the token rule
+    checked here and only here, when built: a token has MIN_TOKEN characters at least;
+    actions (requeue, purge) need one; without one, reads are served on loopback only.
+    ``hosts``: the host names it answers to besides 127.0.0.1, localhost and ::1."""
 
     token: str = ""
     hosts: frozenset[str] = frozenset()
+    actions: bool = False
+    address: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        if self.actions and not self.token:
+            raise ValueError(f"dashboard actions need a token of at least {MIN_TOKEN} "
+                             f"characters in ${TOKEN_ENV} (for example: export "
+                             f"{TOKEN_ENV}=$(openssl rand -hex 16))")
+        if self.token and len(self.token) < MIN_TOKEN:
+            raise ValueError(f"the dashboard token in ${TOKEN_ENV} needs at least "
+                             f"{MIN_TOKEN} characters")
+        if not self.token and not is_loopback(self.address):
+            raise ValueError(
+                f"the dashboard would serve every queue, worker and result without "
+                f"credentials on {self.address}: set a token of {MIN_TOKEN}+ characters in "
+                f"{TOKEN_ENV} (then every read needs it), or bind 127.0.0.1 and reach it "
+                "with kubectl port-forward")
+
+    @classmethod
+    def from_environment(cls, address: str, actions: bool = False,
+                         hosts: Iterable[str] = ()) -> AccessSettings:
+        """The settings of a dashboard on ``address``, its token from $TASKFLEET_DASHBOARD_TOKEN;
+        ValueError, naming the fix, when the token rule refuses them."""
+        return cls(os.environ.get(TOKEN_ENV, ""), frozenset(hosts), actions, address)
 
     @property
     def allowed_hosts(self) -> frozenset[str]:
         return LOCAL_HOSTS | {h.lower().strip("[]") for h in self.hosts}
-
-    def check_address(self, address: str) -> None:
-        """Refuse to serve reads without a token anywhere but on loopback."""
-        if self.token and len(self.token) < MIN_TOKEN:
-            raise ValueError(f"the dashboard token in {TOKEN_ENV} needs at least "
-                             f"{MIN_TOKEN} characters")
-        if not self.token and not is_loopback(address):
-            raise ValueError(
-                f"the dashboard would serve every queue, worker and result without "
-                f"credentials on {address}: set a token of {MIN_TOKEN}+ characters in "
-                f"{TOKEN_ENV} (then every read needs it), or bind 127.0.0.1 and reach it "
-                "with kubectl port-forward")
 
     def host_refusal(self, request: web.Request) -> str | None:
         allowed = self.allowed_hosts
@@ -120,15 +135,9 @@ class AccessSettings:
         return (f"the dashboard token is needed: Authorization: Bearer <token> or the "
                 f"{TOKEN_HEADER} header")
 
-
-@dataclass(frozen=True)
-class ActionSettings:
-    enabled: bool = False
-    token: str = ""
-
-    def refusal(self, request: web.Request) -> str | None:
+    def action_refusal(self, request: web.Request) -> str | None:
         """Why an action request is refused, or None."""
-        if not self.enabled:
+        if not self.actions:
             return ("actions are off: this dashboard is read-only (start it with actions "
                     f"enabled and {TOKEN_ENV} set)")
         if not _token_matches(request.headers.get(TOKEN_HEADER, ""), self.token):
@@ -140,15 +149,9 @@ def _static(name: str) -> bytes:
     return resources.files("taskfleet.dashboard").joinpath("static", name).read_bytes()
 
 
-def build_app(source: DashboardSource, actions: ActionSettings | None = None,
-              access: AccessSettings | None = None) -> web.Application:
-    actions = actions or ActionSettings()
-    access = access or AccessSettings(token=actions.token if actions.enabled else "")
-    if actions.enabled and len(actions.token) < MIN_TOKEN:
-        raise ValueError(f"dashboard actions need a token of at least {MIN_TOKEN} characters "
-                         f"in {TOKEN_ENV}")
-    if actions.enabled and access.token != actions.token:
-        raise ValueError("dashboard reads and actions take the same token")
+def build_app(source: DashboardSource, access: AccessSettings | None = None
+              ) -> web.Application:
+    access = access or AccessSettings()
     history = PoolHistory()
     lock = threading.Lock()
     pages = {name: _static(name) for name in STATIC}
@@ -168,7 +171,7 @@ def build_app(source: DashboardSource, actions: ActionSettings | None = None,
             with lock:
                 return overview(source, history)
         data = await blocking(read)
-        data["actions"] = actions.enabled
+        data["actions"] = access.actions
         return web.json_response(data)
 
     async def api_dead(request: web.Request) -> web.StreamResponse:
@@ -187,7 +190,7 @@ def build_app(source: DashboardSource, actions: ActionSettings | None = None,
 
     def action(kind: str) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
-            refused = actions.refusal(request)
+            refused = access.action_refusal(request)
             if refused is not None:
                 log.warning("dashboard: %s refused: %s", kind, refused)
                 return _error(403, refused)

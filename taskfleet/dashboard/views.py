@@ -8,56 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
-
 from .. import keys
 from ..broker import Broker
-from ..connection import Client
 from ..errors import RecordError
-from ..heartbeat import live_workers
 from ..records import DEAD_PAGE_SIZE, MAX_RECORD_BYTES, ResultRecord, UnreadableRecord
-from ..stats import queue_stats
-from .sources import DashboardSource, PoolView, QueueSource
+from .sources import DashboardSource, PoolView, QueueSource, distinct_clients
 
 HISTORY_POINTS = 900
 """Replica samples kept per pool: 15 minutes at one a second."""
 REASONS_KEPT = 10
-
-
-def distinct_clients(queues: Sequence[QueueSource]) -> list[Client]:
-    seen: dict[int, Client] = {}
-    for q in queues:
-        seen.setdefault(id(q.client), q.client)
-    return list(seen.values())
-
-
-def queue_rows(queues: Sequence[QueueSource]) -> list[dict[str, Any]]:
-    """Each queue's figures; an unreachable Redis is a row with its error, not a failure."""
-    rows: list[dict[str, Any]] = []
-    for client in distinct_clients(queues):
-        mine = [q for q in queues if q.client is client]
-        try:
-            stats = queue_stats(client, [q.queue for q in mine])
-        except redis.RedisError as exc:
-            rows += [{"label": q.label, "queue": q.queue, "error": str(exc)} for q in mine]
-            continue
-        for q in mine:
-            rows.append({"label": q.label, "queue": q.queue, **stats[q.queue].as_dict()})
-    return sorted(rows, key=lambda r: str(r["label"]))
-
-
-def worker_rows(queues: Sequence[QueueSource], now: float) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for client in distinct_clients(queues):
-        try:
-            workers = live_workers(client, now)
-        except redis.RedisError:
-            continue
-        rows += [{"id": w.id, "pod": w.pod, "queues": w.queues, "busy": w.busy,
-                  "concurrency": w.concurrency, "state": "busy" if w.busy else "idle",
-                  "current": list(w.current), "seen_seconds_ago": round(now - w.last_seen, 1)}
-                 for w in workers]
-    return sorted(rows, key=lambda r: (str(r["pod"]), str(r["id"])))
 
 
 def find_queue(source: DashboardSource, label: str) -> QueueSource | None:
@@ -132,10 +91,9 @@ class PoolHistory:
 def overview(source: DashboardSource, history: PoolHistory,
              now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
-    queues = source.queues()
     pools = source.pools()
-    out: dict[str, Any] = {"time": now, "queues": queue_rows(queues),
-                           "workers": worker_rows(queues, now)}
+    out: dict[str, Any] = {"time": now, "queues": source.queue_rows(),
+                           "workers": source.worker_rows(now)}
     if pools is None:
         out["pools"] = None
         out["pools_unavailable"] = source.pools_unavailable

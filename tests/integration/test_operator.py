@@ -12,7 +12,7 @@ import yaml
 
 from taskfleet import App
 from taskfleet.keys import QueueKeys
-from taskfleet_operator.controller import REST_SECONDS
+from taskfleet_operator.agenda import REST_SECONDS
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess
 from tests.support.processes import WorkerProcess

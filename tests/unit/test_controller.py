@@ -5,6 +5,7 @@ behaviour against a real API server and Redis is in tests/integration/test_opera
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -14,8 +15,9 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from taskfleet import QueueStats
-from taskfleet_operator import controller as controller_module
-from taskfleet_operator.controller import REAPPLY_SECONDS, REST_SECONDS, Controller, DueHeap
+from taskfleet_operator import agenda as agenda_module
+from taskfleet_operator.agenda import QUEUE_STATUS_SECONDS, REST_SECONDS
+from taskfleet_operator.controller import REAPPLY_SECONDS, Controller
 from taskfleet_operator.deployment import DELETION_COST
 from taskfleet_operator.model import TaskQueue
 from taskfleet_operator.observe import QueueReading
@@ -487,7 +489,7 @@ def test_a_woken_pool_goes_first_and_a_watch_storm_waits_its_turn(
         setup.pool(f"p{i}", [f"q{i}"], generation=2)
     setup.work("hot", ready=10)
     setup.registry.queues_woken(["hot"])
-    monkeypatch.setattr(controller_module, "PASS_BUDGET_SECONDS", 0.0)
+    monkeypatch.setattr(agenda_module, "PASS_BUDGET_SECONDS", 0.0)
     seen = reconciled_pools(setup, monkeypatch)
     before = len(setup.actuator.applied)
     setup.tick(0.1)
@@ -525,22 +527,6 @@ def test_a_celery_pool_adds_its_workers_running_tasks_and_holds_without_heartbea
     assert (status["queueReady"], status["queueInFlight"], status["desiredReplicas"]) == (0, 3, 3)
 
 
-def test_the_due_heap_gives_each_key_once_at_its_latest_time() -> None:
-    heap = DueHeap()
-    heap.schedule(("ns", "a"), 10.0)
-    heap.schedule(("ns", "b"), 5.0)
-    heap.schedule(("ns", "a"), 20.0)  # rescheduled: the earlier time no longer counts
-    heap.schedule(("ns", "c"), 1.0)
-    heap.forget(("ns", "c"))
-    assert heap.pop_due(4.0) == frozenset()
-    assert heap.pop_due(12.0) == {("ns", "b")}
-    assert heap.pop_due(12.0) == frozenset(), "a popped key is no longer scheduled"
-    assert heap.pop_due(25.0) == {("ns", "a")}
-    for i in range(1000):  # stale entries do not pile up
-        heap.schedule(("ns", "d"), float(i))
-    assert len(heap._heap) < 200
-
-
 def test_an_unexpected_error_is_logged_without_a_secret_value(
         setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
     """A pool's reconcile that fails on an error nobody expected logs its traceback, but
@@ -555,3 +541,83 @@ def test_an_unexpected_error_is_logged_without_a_secret_value(
     text = record.getMessage() + (record.exc_text or "")
     assert "ConnectionError: Error connecting to ***:6379." in text
     assert SECRET_HOST not in text and record.exc_info is None
+
+
+def test_the_loop_sleeps_until_the_agenda_s_next_due_time(setup: Setup) -> None:
+    """A pool at rest is due at its safety read (REST_SECONDS +-25 %), so the loop sleeps
+    that long, not a poll interval; a pool with work makes it sleep one poll interval."""
+    setup.queue("uploads")
+    setup.pool("transcoder", ["uploads"], pollSeconds=1)
+    setup.reconcile()
+    setup.deployment("transcoder", 0)
+    setup.tick(0.0)
+    waited = run_once(setup)
+    assert 0.75 * REST_SECONDS <= waited <= 1.25 * REST_SECONDS, waited
+    setup.work("uploads", ready=4)
+    setup.registry.queues_woken(["uploads"])
+    setup.tick(0.0)
+    assert run_once(setup) == pytest.approx(1.0), "its poll interval"
+    setup.pool("transcoder", ["uploads"], generation=2, pollSeconds=5)
+    setup.tick(0.0)
+    assert run_once(setup) == pytest.approx(QUEUE_STATUS_SECONDS), \
+        "the queue's status (every 2 s) is due before the pool's poll (5 s)"
+
+
+def run_once(setup: Setup) -> float:
+    """How long the controller's loop sleeps before its next pass (the loop stops then)."""
+    stop = threading.Event()
+    waits: list[float] = []
+
+    class OneWait:
+        def wait(self, timeout: float) -> bool:
+            waits.append(timeout)
+            stop.set()
+            return False
+
+        def clear(self) -> None: ...
+
+    setup.registry.wake = OneWait()  # type: ignore[assignment]
+    try:
+        setup.controller.run(stop)
+    finally:
+        setup.registry.wake = threading.Event()
+    [waited] = waits
+    return waited
+
+
+def test_a_failed_pass_leaves_nothing_it_took_behind(setup: Setup) -> None:
+    """A pass that fails (here: reading Redis raises what nobody expected) took its pools
+    and queues off the agenda; the retry looks at them again, not at their next due time."""
+    setup.queue("q")
+    setup.pool("p", ["q"], pollSeconds=2)
+    setup.work("q", ready=3)
+    setup.reconcile()
+    setup.deployment("p", 1)
+    setup.tick(0.0)
+    read = setup.readings.read_queues
+    failures = [RuntimeError("nobody expected this")]
+
+    def failing_once(queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
+        if failures:
+            raise failures.pop()
+        return read(queues)
+
+    setup.readings.read_queues = failing_once  # type: ignore[method-assign]
+    setup.clock.now += 2.0  # the pool and its queue are due
+    setup.readings.read.clear()
+    stop = threading.Event()
+    passes: list[float] = []
+
+    class TwoPasses:
+        def wait(self, timeout: float) -> bool:
+            passes.append(timeout)
+            if len(passes) == 3:
+                stop.set()
+            return True
+
+        def clear(self) -> None: ...
+
+    setup.registry.wake = TwoPasses()  # type: ignore[assignment]
+    setup.controller.run(stop)
+    assert not failures, "the first pass failed"
+    assert setup.readings.read == ["q"], "the retry read the queue the failed pass took"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from taskfleet.dashboard import ActionSettings, PoolView, build_app
+from taskfleet.dashboard import AccessSettings, PoolView
 from taskfleet.dashboard.server import TOKEN_HEADER
 from taskfleet.dashboard.views import HISTORY_POINTS, REASONS_KEPT, PoolHistory
 
@@ -18,15 +18,15 @@ class Request:
         self.headers = headers
 
 
-def refusal(settings: ActionSettings, headers: dict[str, str]) -> str | None:
+def refusal(settings: AccessSettings, headers: dict[str, str]) -> str | None:
     request: Any = Request(headers)
-    return settings.refusal(request)
+    return settings.action_refusal(request)
 
 
 def test_actions_need_to_be_enabled_and_the_token() -> None:
-    off = ActionSettings(enabled=False, token=TOKEN)
+    off = AccessSettings(token=TOKEN, actions=False)
     assert "read-only" in (refusal(off, {TOKEN_HEADER: TOKEN}) or "")
-    on = ActionSettings(enabled=True, token=TOKEN)
+    on = AccessSettings(token=TOKEN, actions=True)
     assert refusal(on, {TOKEN_HEADER: TOKEN}) is None
     for wrong in ({}, {TOKEN_HEADER: ""}, {TOKEN_HEADER: TOKEN[:-1]},
                   {TOKEN_HEADER: TOKEN + "x"}):
@@ -34,9 +34,19 @@ def test_actions_need_to_be_enabled_and_the_token() -> None:
 
 
 def test_a_short_token_is_refused_at_start() -> None:
-    source: Any = object()
     with pytest.raises(ValueError, match="16 characters"):
-        build_app(source, ActionSettings(enabled=True, token="short"))
+        AccessSettings(token="short", actions=True)
+
+
+def test_the_token_rule_is_checked_when_the_settings_are_built() -> None:
+    with pytest.raises(ValueError, match="actions need a token"):
+        AccessSettings(actions=True)
+    with pytest.raises(ValueError, match="16 characters"):
+        AccessSettings(token="short")
+    with pytest.raises(ValueError, match=r"without credentials on 0\.0\.0\.0"):
+        AccessSettings(address="0.0.0.0")
+    assert AccessSettings(token=TOKEN, address="0.0.0.0", actions=True).actions
+    assert not AccessSettings().token, "on loopback, reads need no token (port-forward)"
 
 
 def pool(name: str, desired: int, ready: int, when: str | None = None,

@@ -54,3 +54,19 @@ def test_a_password_in_spec_redis_url_is_refused_pointing_to_password_from(url: 
     message = str(found.value)
     assert "hunter2" not in message
     assert "spec.redis.url" in message and "passwordFrom" in message and "urlFrom" in message
+
+
+def test_the_directory_raises_only_secret_ref_error_when_there_is_no_client() -> None:
+    """A cluster whose seed nodes do not answer raises redis-py's RedisClusterException (no
+    RedisError): the directory says it as a SecretRefError, the one error its callers
+    catch, and a host read from a Secret stays out of the message."""
+    from taskfleet_operator.model import RedisRef, SecretKey
+    from taskfleet_operator.observe import RedisDirectory, SecretRefError
+    from tests.support.redis_server import free_port
+
+    url = f"redis+cluster://127.0.0.1:{free_port()}"
+    directory = RedisDirectory(lambda namespace, ref: url)
+    with pytest.raises(SecretRefError) as raised:
+        directory.client("ns", RedisRef(url_from=SecretKey("redis", "url")))
+    assert "RedisClusterException" in str(raised.value)
+    assert url not in str(raised.value) and "127.0.0.1" not in str(raised.value)

@@ -34,7 +34,6 @@ taskfleet.celery_wire); the heartbeats cost one PSUBSCRIBE per Redis, held open.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import re
@@ -49,6 +48,7 @@ from taskfleet import QueueStats, keys
 from taskfleet.batch import Batch
 from taskfleet.celery_wire import UNACKED, priority_lists
 from taskfleet.connection import Client
+from taskfleet.subscription import hold_subscription
 
 from ..model import TaskQueue
 
@@ -230,19 +230,12 @@ class WorkerEvents:
             self.skip(f"{type(exc).__name__}")
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            try:
-                pubsub.psubscribe(heartbeat_channel_pattern(self.db))
-                self.subscribed(True)
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "pmessage":
-                        self._take(message)
-            except (redis.RedisError, OSError) as exc:
-                log.warning("celery worker events on db %d: %s; resubscribing", self.db, exc)
-                self.subscribed(False)
-                self._stop.wait(1.0)
-            finally:
-                with contextlib.suppress(redis.RedisError, OSError):
-                    pubsub.close()
+        hold_subscription(self.client,
+                          lambda pubsub: pubsub.psubscribe(heartbeat_channel_pattern(self.db)),
+                          self._message, self._stop, what=f"celery worker events on db {self.db}",
+                          on_subscribed=lambda: self.subscribed(True),
+                          on_lost=lambda: self.subscribed(False))
+
+    def _message(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "pmessage":
+            self._take(message)
