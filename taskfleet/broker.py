@@ -216,10 +216,9 @@ class Broker:
         if fetch is not None:
             queue, count, lease_ms = fetch
             if queue in self.celery_queues:  # Celery's messages first, into this queue
-                batch.script(self._adopt, [*keys.QueueKeys(queue).all_keys(),
-                                           *celery_wire.priority_lists(
-                                               queue, self.celery_queues[queue])],
-                             [count, queue, self.max_message_bytes, self.dead_letter_limit])
+                batch.script(self._adopt, *celery_wire.adopt_call(
+                    queue, self.celery_queues[queue], count, self.max_message_bytes,
+                    self.dead_letter_limit))
             batch.script(self._fetch, keys.QueueKeys(queue).all_keys(),
                          self._fetch_args(queue, count, lease_ms))
         replies = batch.execute()

@@ -102,6 +102,15 @@ def _json_arg(kind: type) -> Any:
     return parse
 
 
+def _priority_steps(value: str) -> tuple[str, tuple[int, ...]]:
+    from .celery_wire import parse_priority_steps_option
+
+    try:
+        return parse_priority_steps_option(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     """One line per mistake, naming the option, instead of the usage text and the error."""
 
@@ -121,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--celery-queues", type=_queues, default=[],
                    help="of --queues, those that also take tasks Celery clients send "
                         "(Celery protocol 2, JSON), from Celery's lists on the same Redis")
+    w.add_argument("--celery-priority-steps", type=_priority_steps, action="append", default=[],
+                   metavar="QUEUE=STEPS",
+                   help="a --celery-queues queue's priority lists, kombu's priority_steps "
+                        "(default 0,3,6,9), e.g. films=0,5,9; once per queue")
     w.add_argument("--concurrency", "-c", type=_number(int, 1), default=1,
                    help="tasks run at once: processes or threads (default 1)")
     w.add_argument("--pool", "-P", choices=["processes", "threads", "inline"], default="processes")
@@ -325,13 +338,18 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace, url: str) -> int:
-    from .celery_wire import DEFAULT_PRIORITY_STEPS
+    from .celery_wire import DEFAULT_PRIORITY_STEPS, priority_steps_option
     from .errors import ConfigError
 
     stray = [q for q in args.celery_queues if q not in args.queues]
     if stray:
         raise ConfigError(f"--celery-queues {stray[0]}: list it in --queues too (the order "
                           "there is the order queues are served)")
+    steps = dict(args.celery_priority_steps)
+    stray = [q for q in steps if q not in args.celery_queues]
+    if stray:
+        raise ConfigError(f"--celery-priority-steps {stray[0]}: list it in --celery-queues "
+                          "too")
     if args.pool == "processes":
         from .supervisor import Supervisor
 
@@ -340,6 +358,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
                  "--drain-timeout", str(args.drain_timeout)]
         if args.celery_queues:
             child += ["--celery-queues", ",".join(args.celery_queues)]
+        for value in args.celery_priority_steps:
+            child += ["--celery-priority-steps", priority_steps_option(*value)]
         if args.task_lease_seconds is not None:
             child += ["--task-lease-seconds", str(args.task_lease_seconds)]
         if args.redelivery_limit is not None:
@@ -369,7 +389,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
         app.redelivery_limit = args.redelivery_limit
     if args.dead_letter_limit is not None:
         app.dead_letter_limit = args.dead_letter_limit
-    app.broker.celery_queues = {q: DEFAULT_PRIORITY_STEPS for q in args.celery_queues}
+    app.broker.celery_queues = {q: steps.get(q, DEFAULT_PRIORITY_STEPS)
+                                for q in args.celery_queues}
     metrics = None
     if args.metrics_port is not None:
         from .metrics import PrometheusMetrics, serve

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from taskfleet import celery_wire
 from taskfleet.errors import MessageError
 from taskfleet_operator.controller import resolve_queues
-from taskfleet_operator.deployment import build_deployment
+from taskfleet_operator.deployment import build_deployment, pods_of_pool
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
 from taskfleet_operator.policy import SpecError
 from taskfleet_operator.protocols import celery, rq
@@ -98,18 +98,18 @@ class _NoRedis:
 def test_celery_pods_of_a_pool_by_the_deployments_pod_names() -> None:
     running = {"films-7d9c8b6f5-x2k4q": 1, "films-hd-7d9c8b6f5-x2k4q": 2, "films": 4,
                "other-7d9c8b6f5-x2k4q": 8}
-    assert celery.pods_of_pool("films", running) == {"films-7d9c8b6f5-x2k4q": 1}
-    assert celery.pods_of_pool("films-hd", running) == {"films-hd-7d9c8b6f5-x2k4q": 2}
+    assert pods_of_pool("films", running) == {"films-7d9c8b6f5-x2k4q": 1}
+    assert pods_of_pool("films-hd", running) == {"films-hd-7d9c8b6f5-x2k4q": 2}
     assert celery.pod_of("celery@films-1") == "films-1"
     assert celery.pod_of("worker1@host") is None
 
 
 def test_rq_reply_parsing() -> None:
-    stats = rq.parse([4, 1, 2, 3, 5, "2026-01-01T00:00:00.000000Z", "1767225610.5"])
+    stats = rq.PROTOCOL.parse([4, 1, 2, 3, 5, "2026-01-01T00:00:00.000000Z", "1767225610.5"])
     assert (stats.ready, stats.in_flight, stats.delayed, stats.dead) == (4, 3, 3, 5)
     assert stats.oldest_age_seconds == pytest.approx(10.5)
-    assert rq.parse([0, 0, 0, 0, 0, "", "1767225610.5"]).oldest_age_seconds == 0.0
-    assert rq.parse([1, 0, 0, 0, 0, "yesterday", "1767225610.5"]).oldest_age_seconds == 0.0
+    assert rq.PROTOCOL.parse([0, 0, 0, 0, 0, "", "1767225610.5"]).oldest_age_seconds == 0.0
+    assert rq.PROTOCOL.parse([1, 0, 0, 0, 0, "yesterday", "1767225610.5"]).oldest_age_seconds == 0.0
 
 
 def test_task_queue_protocols_parse_and_refuse_what_they_cannot_serve() -> None:

@@ -23,7 +23,7 @@ on a single Redis (RQ does not run on Redis Cluster).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -31,7 +31,10 @@ from taskfleet import QueueStats
 from taskfleet.batch import Batch
 from taskfleet.connection import Client, text
 
-from ..model import TaskQueue
+from .base import OneCallPerQueue
+
+if TYPE_CHECKING:
+    from ..model import TaskQueue
 
 QUEUE_PREFIX = "rq:queue:"
 JOB_PREFIX = "rq:job:"
@@ -86,21 +89,30 @@ return out
 """
 
 
-def queue_read(batch: Batch, client: Client, tq: TaskQueue) -> None:
-    batch.script(client.register_script(STATS), queue_keys(tq.queue_name), [JOB_PREFIX])
+class RqProtocol(OneCallPerQueue):
+    """No wake-ups (RQ clients publish none): its queues are read every poll."""
+
+    name = "rq"
+
+    def add_read(self, batch: Batch, client: Client, queue: TaskQueue) -> None:
+        batch.script(client.register_script(STATS), queue_keys(queue.queue_name),
+                     [JOB_PREFIX])
+
+    def parse(self, reply: Any) -> QueueStats:
+        ready, taken, started, scheduled, failed, enqueued_at, now = reply
+        age = 0.0
+        if enqueued_at:
+            try:
+                since = datetime.strptime(text(enqueued_at), TIMESTAMP_FORMAT).replace(
+                    tzinfo=UTC)
+                age = max(0.0, float(text(now)) - since.timestamp())
+            except ValueError:
+                age = 0.0  # a job hash written by something else: no age rather than a crash
+        return QueueStats(ready=int(ready), in_flight=int(taken) + int(started),
+                          delayed=int(scheduled), dead=int(failed), oldest_age_seconds=age)
 
 
-def parse(reply: Any) -> QueueStats:
-    ready, taken, started, scheduled, failed, enqueued_at, now = reply
-    age = 0.0
-    if enqueued_at:
-        try:
-            since = datetime.strptime(text(enqueued_at), TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-            age = max(0.0, float(text(now)) - since.timestamp())
-        except ValueError:
-            age = 0.0  # a job hash written by something else: no age rather than a crash
-    return QueueStats(ready=int(ready), in_flight=int(taken) + int(started),
-                      delayed=int(scheduled), dead=int(failed), oldest_age_seconds=age)
+PROTOCOL = RqProtocol()
 
 
 def busy_by_pod(client: redis.Redis, queue: str) -> dict[str, int]:
