@@ -1,6 +1,6 @@
 """The ``taskfleet`` command: worker, send, inspect, dead, health, beat, dashboard, operator.
 
-Light to import: redis-py and the runtime are imported by the commands that use them, so
+Light to import: redis-py and the library are imported by the commands that use them, so
 a worker holds stop signals (signals.hold_stop_signals) within milliseconds of its start,
 and a liveness probe (``taskfleet health``) imports nothing it does not need.
 """

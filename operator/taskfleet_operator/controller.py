@@ -130,7 +130,7 @@ class Controller:
         self.queue_settings: QueueSettingsWriter | None = None
         """Writes each TaskQueue's worker-side settings to its Redis, when set."""
         self.metrics = OperatorMetrics(is_leader)
-        """Prometheus figures of each pass (served by the runtime when asked)."""
+        """Prometheus figures of each pass (served by OperatorRuntime when asked)."""
 
     def _described(self, exc: BaseException) -> str:
         """An unexpected error's traceback for the log, through the observer's redaction:
