@@ -1,5 +1,6 @@
 """The celery and rq protocols' pure parts (layout, event decoding, worker bookkeeping,
-reply parsing), the runtime celery/rq Deployments and the spec checks, without servers."""
+reply parsing), the runtime celery/rq Deployments, the spec checks, and that the
+protocol and runtime objects are the CRDs' enums, without servers."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +22,9 @@ from taskfleet_operator.controller import resolve_queues
 from taskfleet_operator.deployment import build_deployment, pods_of_pool
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
 from taskfleet_operator.policy import SpecError
-from taskfleet_operator.protocols import celery, rq
+from taskfleet_operator.protocols import PROTOCOLS, celery, rq
+from taskfleet_operator.runtimes import RUNTIMES, own_runtime_of
+from tests.support.processes import ROOT
 from tests.support.skips import skip_for_opt_out
 
 
@@ -254,3 +258,31 @@ def test_celery_takes_the_broker_url_from_the_environment_before_the_apps_own(
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://from-the-pool:6379/0")
     app = Celery("users_app", broker="redis://hard-coded:6379/0")
     assert app.conf.broker_url == "redis://from-the-pool:6379/0"
+
+
+def _crd_enum(crd: str, field: str) -> list[str]:
+    schema = yaml.safe_load((ROOT / "crds" / crd).read_text())
+    spec = schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    values: list[str] = spec["properties"][field]["enum"]
+    return values
+
+
+def test_one_protocol_object_per_crd_protocol_and_one_runtime_object_per_crd_runtime() -> None:
+    assert list(PROTOCOLS) == _crd_enum("taskqueues.taskfleet.dev.yaml", "protocol")
+    assert list(RUNTIMES) == _crd_enum("workerpools.taskfleet.dev.yaml", "runtime")
+    for name, protocol in PROTOCOLS.items():
+        assert protocol.name == name
+        assert own_runtime_of(name).serves[0] == name, "a runtime of its own tells busy pods"
+    for name, runtime in RUNTIMES.items():
+        assert runtime.name == name
+        assert set(runtime.serves) <= set(PROTOCOLS)
+
+
+def test_only_a_protocol_with_wake_ups_lets_its_queues_rest() -> None:
+    """Celery and RQ clients publish no wake-up: their queues are read every poll."""
+    assert [n for n, p in PROTOCOLS.items() if p.wakes_on_enqueue] == ["native"]
+    tq = parse_task_queue(queue_body("celery"))
+    assert tq.queue_protocol is PROTOCOLS["celery"]
+    pool = parse_worker_pool(pool_body(runtime="celery", app="video.celery:app"))
+    assert pool.runtime is RUNTIMES["celery"]
+    assert parse_worker_pool(pool_body(app="video.tasks:app")).runtime is RUNTIMES["taskfleet"]
