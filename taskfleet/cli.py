@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(Celery protocol 2, JSON), from Celery's lists on the same Redis")
     w.add_argument("--celery-priority-steps", type=_priority_steps, action="append", default=[],
                    metavar="QUEUE=STEPS",
-                   help="a --celery-queues queue's priority lists, kombu's priority_steps "
-                        "(default 0,3,6,9), e.g. films=0,5,9; once per queue")
+                   help="a --celery-queues queue's priority lists, as its Celery clients' "
+                        "priority_steps say (default: kombu's), e.g. films=0,5,9; once per "
+                        "queue")
     w.add_argument("--concurrency", "-c", type=_number(int, 1), default=1,
                    help="tasks run at once: processes or threads (default 1)")
     w.add_argument("--pool", "-P", choices=["processes", "threads", "inline"], default="processes")

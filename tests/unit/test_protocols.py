@@ -16,8 +16,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskfleet import celery_wire
-from taskfleet.errors import MessageError
+from taskfleet import celery_wire, cli
+from taskfleet.cli import build_parser
+from taskfleet.errors import ConfigError, MessageError
 from taskfleet_operator.controller import resolve_queues
 from taskfleet_operator.deployment import build_deployment, pods_of_pool
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
@@ -286,3 +287,27 @@ def test_only_a_protocol_with_wake_ups_lets_its_queues_rest() -> None:
     pool = parse_worker_pool(pool_body(runtime="celery", app="video.celery:app"))
     assert pool.runtime is RUNTIMES["celery"]
     assert parse_worker_pool(pool_body(app="video.tasks:app")).runtime is RUNTIMES["taskfleet"]
+
+
+def test_priority_steps_option_round_trip_and_mistakes_named() -> None:
+    value = celery_wire.priority_steps_option("films", (9, 0, 5))
+    assert value == "films=0,5,9"
+    args = build_parser().parse_args(["worker", "--app", "a:b", "-Q", "films,clips",
+                                      "--celery-queues", "films",
+                                      "--celery-priority-steps", value])
+    assert args.celery_priority_steps == [("films", (0, 5, 9))]
+    for bad in ("films", "=0,3", "films=", "films=a", "films=0,256", "films=-1"):
+        with pytest.raises(ValueError, match="must be QUEUE=STEPS"):
+            celery_wire.parse_priority_steps_option(bad)
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["worker", "--app", "a:b", "--celery-priority-steps",
+                                       bad])
+
+
+def test_priority_steps_of_a_queue_not_taking_celery_messages_are_refused() -> None:
+    args = build_parser().parse_args(["worker", "--app", "a:b", "-Q", "films,clips",
+                                      "--celery-queues", "films",
+                                      "--celery-priority-steps", "clips=0,5"])
+    with pytest.raises(ConfigError, match="--celery-priority-steps clips: list it in "
+                                          "--celery-queues too"):
+        cli._worker(args, "redis://unused:6379/0")
