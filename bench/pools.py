@@ -40,6 +40,7 @@ from taskfleet_operator.controller import Controller
 from taskfleet_operator.model import TaskQueue
 from taskfleet_operator.observe import QueueReading
 from taskfleet_operator.registry import Registry
+from taskfleet_operator.runtimes import WorkerRuntime
 from tests.support.cluster import Cluster
 from tests.support.operator import OperatorProcess, crds_applied
 from tests.support.processes import cpu_seconds, rss_mb
@@ -187,7 +188,7 @@ class _EmptyQueues:
     def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
         return {q.key: QueueReading(QueueStats(0, 0, 0, 0, 0.0)) for q in queues}
 
-    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+    def busy_by_pod(self, queue: TaskQueue, runtime: WorkerRuntime | None = None
                     ) -> dict[str, int] | None:
         return {}
 

@@ -2,7 +2,7 @@
 
 The rule lives in code, beside the key layout it follows, so that the README
 quotes it, the tests create the user from it, and a new Redis command in the
-runtime cannot be forgotten here (tests/unit/test_acl.py checks the Lua scripts
+library cannot be forgotten here (tests/unit/test_acl.py checks the Lua scripts
 against it; tests/integration/test_redis_acl.py runs producer, worker, CLI, beat
 and the operator's reads under it).
 

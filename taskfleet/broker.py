@@ -221,10 +221,9 @@ class Broker:
             queue, count, lease_ms = fetch
             steps = self.settings.celery_queues.get(queue)
             if steps is not None:  # Celery's messages first, into this queue
-                batch.script(self._adopt, [*keys.QueueKeys(queue).all_keys(),
-                                           *celery_wire.priority_lists(queue, steps)],
-                             [count, queue, self.settings.max_message_bytes,
-                              self.settings.dead_letter_limit])
+                batch.script(self._adopt, *celery_wire.adopt_call(
+                    queue, steps, count, self.settings.max_message_bytes,
+                    self.settings.dead_letter_limit))
             batch.script(self._fetch, keys.QueueKeys(queue).all_keys(),
                          self._fetch_args(queue, count, lease_ms))
         replies = batch.execute()

@@ -32,12 +32,14 @@ import json
 import time
 import uuid
 from bisect import bisect
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import MessageError
+from .keys import QueueKeys
 from .message import Message
-from .scripts import _DEAD_LETTER, _QUEUE_KEYS
+from .scripts import _DEAD_LETTER
 
 if TYPE_CHECKING:
     from .records import ResultRecord
@@ -110,24 +112,44 @@ def result_key(task_id: str) -> str:
     return f"{RESULT_PREFIX}{task_id}"
 
 
-# ADOPT. KEYS: the taskfleet queue's all_keys() (keys.QueueKeys), then the Celery
-# queue's priority lists in serving order (priority_lists). ARGV: how many, the queue's
-# name, and optionally the largest message taken (bytes) and the dead-letter limit.
-# Moves up to `want` messages (oldest first: the right end) into the taskfleet
-# queue: body into `messages` under the Celery task id (headers.id; a message without
-# one gets `celery-<time>-<n>` and is dead-lettered by the worker's decoder), id onto
-# the normal band. An id already stored is not stored twice. A message over the
-# largest size is not decoded: it goes to the dead-letter list whole, with the reason.
-# Returns how many moved.
-ADOPT = _QUEUE_KEYS + _DEAD_LETTER + """
-local want, queue = tonumber(ARGV[1]), ARGV[2]
-local max_bytes, dead_limit = tonumber(ARGV[3] or ''), ARGV[4] or '0'
+def priority_steps_option(queue: str, steps: Sequence[int]) -> str:
+    """``--celery-priority-steps``'s value for one queue: ``films=0,5,9``."""
+    return f"{queue}={','.join(str(step) for step in sorted(set(steps)))}"
+
+
+def parse_priority_steps_option(value: str) -> tuple[str, tuple[int, ...]]:
+    """(queue, steps) from ``--celery-priority-steps``'s value; ValueError saying what is
+    wrong."""
+    queue, equals, steps = value.partition("=")
+    try:
+        parsed = tuple(sorted({int(step) for step in steps.split(",")}))
+    except ValueError:
+        parsed = ()
+    if not queue or not equals or not parsed or not all(0 <= s <= 255 for s in parsed):
+        raise ValueError("must be QUEUE=STEPS, the steps from 0 to 255, e.g. films=0,3,6,9")
+    return queue, parsed
+
+
+# ADOPT moves up to `want` messages of a Celery queue (oldest first: the right end of
+# each priority list, the lists in serving order) into the taskfleet queue of the same
+# name: the body into `messages` under the Celery task id (headers.id; a message without
+# one gets `celery-<time>-<n>` and is dead-lettered by the worker's decoder), the id onto
+# the adopted band's ready list. An id already stored is not stored twice. A message
+# over the largest size is not decoded: it goes to the dead-letter list whole, with the
+# reason. Returns how many moved. KEYS and ARGV as adopt_call gives them.
+ADOPT = """
+local messages, ready, dead, dead_trimmed, settings = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
+  KEYS[5]
+local celery_lists = {unpack(KEYS, 6)}
+local want, queue, band = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local max_bytes, dead_limit = tonumber(ARGV[4]), ARGV[5]
+""" + _DEAD_LETTER + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local moved = 0
-for i = 11, #KEYS do
+for _, list in ipairs(celery_lists) do
   while moved < want do
-    local raw = redis.call('RPOP', KEYS[i])
+    local raw = redis.call('RPOP', list)
     if not raw then break end
     if max_bytes and #raw > max_bytes then
       push_dead(dead_record('celery-' .. now .. '-' .. moved, queue,
@@ -142,8 +164,8 @@ for i = 11, #KEYS do
       else
         id = 'celery-' .. now .. '-' .. moved
       end
-      if redis.call('HSETNX', messages, id, '1' .. raw) == 1 then
-        redis.call('RPUSH', normal, now .. ':' .. id)
+      if redis.call('HSETNX', messages, id, band .. raw) == 1 then
+        redis.call('RPUSH', ready, now .. ':' .. id)
       end
     end
     moved = moved + 1
@@ -151,6 +173,19 @@ for i = 11, #KEYS do
 end
 return moved
 """
+
+
+def adopt_call(queue: str, steps: Sequence[int], want: int, max_bytes: int,
+               dead_letter_limit: int) -> tuple[list[str], list[str | int]]:
+    """ADOPT's KEYS and ARGV: the taskfleet queue's messages hash, the adopted band's ready
+    list and the keys of its dead-letter list (scripts._DEAD_LETTER), then the Celery
+    queue's priority lists in serving order; how many to move, the queue's name, the
+    band (a stored body's first byte), the largest message taken (bytes) and the
+    dead-letter limit."""
+    qk = QueueKeys(queue)
+    return ([qk.messages, qk.ready(ADOPTED_BAND), qk.dead, qk.dead_trimmed, qk.settings,
+             *priority_lists(queue, tuple(steps))],
+            [want, queue, ADOPTED_BAND, max_bytes, dead_letter_limit])
 
 
 def is_envelope(text: str) -> bool:

@@ -1,7 +1,7 @@
 """The ``taskfleet`` command: worker, send, inspect, dead, health, beat, dashboard, and the
 commands other packages add (``operator``: :mod:`taskfleet.commands`).
 
-Light to import: redis-py and the runtime are imported by the commands that use them, so
+Light to import: redis-py and the library are imported by the commands that use them, so
 a worker holds stop signals (signals.hold_stop_signals) within milliseconds of its start,
 and a liveness probe (``taskfleet health``) imports nothing it does not need; the added
 commands are looked up only when the command is not one of these.
@@ -105,6 +105,15 @@ def _json_arg(kind: type) -> Any:
     return parse
 
 
+def _priority_steps(value: str) -> tuple[str, tuple[int, ...]]:
+    from .celery_wire import parse_priority_steps_option
+
+    try:
+        return parse_priority_steps_option(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class _Parser(argparse.ArgumentParser):
     """One line per mistake, naming the option, instead of the usage text and the error."""
 
@@ -126,6 +135,11 @@ def build_parser(added: Mapping[str, Command] | None = None) -> argparse.Argumen
     w.add_argument("--celery-queues", type=_queues, default=[],
                    help="of --queues, those that also take tasks Celery clients send "
                         "(Celery protocol 2, JSON), from Celery's lists on the same Redis")
+    w.add_argument("--celery-priority-steps", type=_priority_steps, action="append", default=[],
+                   metavar="QUEUE=STEPS",
+                   help="a --celery-queues queue's priority lists, as its Celery clients' "
+                        "priority_steps say (default: kombu's), e.g. films=0,5,9; once per "
+                        "queue")
     w.add_argument("--concurrency", "-c", type=_number(int, 1), default=1,
                    help="tasks run at once: processes or threads (default 1)")
     w.add_argument("--pool", "-P", choices=["processes", "threads", "inline"], default="processes")
@@ -357,6 +371,11 @@ def _worker(args: argparse.Namespace) -> int:
     if stray:
         raise ConfigError(f"--celery-queues {stray[0]}: list it in --queues too (the order "
                           "there is the order queues are served)")
+    steps = dict(args.celery_priority_steps)
+    stray = [q for q in steps if q not in args.celery_queues]
+    if stray:
+        raise ConfigError(f"--celery-priority-steps {stray[0]}: list it in --celery-queues "
+                          "too")
     processes = args.pool == "processes"
     try:  # the processes pool: what each of its children runs with
         worker = WorkerSettings(queues=args.queues, concurrency=1 if processes
@@ -372,7 +391,8 @@ def _worker(args: argparse.Namespace) -> int:
                                               ("dead_letter_limit", args.dead_letter_limit))
               if value is not None}
     broker = replace(app.broker_settings, **limits,
-                     celery_queues={q: DEFAULT_PRIORITY_STEPS for q in args.celery_queues})
+                     celery_queues={q: steps.get(q, DEFAULT_PRIORITY_STEPS)
+                                   for q in args.celery_queues})
     if not processes:
         return _serve(app, url, broker, worker, args.metrics_port, args.metrics_address)
     from .supervisor import Supervisor

@@ -1,4 +1,4 @@
-"""Exceptions raised by the task runtime."""
+"""Exceptions raised by the taskfleet library."""
 
 from __future__ import annotations
 

@@ -26,8 +26,8 @@ from .conditions import parse_rfc3339, set_condition
 from .decide import Decision, History, Observation, decide
 from .deployment import (
     DELETION_COST,
-    SERVES,
     build_deployment,
+    pods_of_pool,
     selector_string,
     shared_redis,
 )
@@ -36,7 +36,6 @@ from .metrics import OperatorMetrics
 from .model import TaskQueue, WorkerPool
 from .observe import Observer, QueueReading
 from .policy import SpecError
-from .protocols import celery
 from .queue_settings import QueueSettingsWriter
 from .registry import DeploymentSeen, Key, Registry, Snapshot
 from .schedules import ScheduleRunner
@@ -227,7 +226,8 @@ class Controller:
         if problem is not None:
             self._report_not_ready(pool, state, status, problem, now)
             return None
-        obs = self._with_celery_running(pool, queues, observe_pool(queues, readings, dep, now))
+        obs = self._with_running_outside_queues(pool, queues,
+                                                observe_pool(queues, readings, dep, now))
         decision = decide(pool.policy, obs, state.history)
         state.history = decision.history
         self.metrics.pool_decided(pool.key, decision.replicas, obs.metrics_error is None)
@@ -290,25 +290,23 @@ class Controller:
         state.applied_generation = generation
         return None
 
-    def _with_celery_running(self, pool: WorkerPool, queues: list[TaskQueue],
-                             obs: Observation) -> Observation:
-        """Celery acknowledges a task when it starts (acks_late=False), so a running task
-        is in no Redis key: its worker's heartbeat says it runs. A celery pool's own
-        workers' running tasks are added to its in-flight work; with no heartbeats heard
-        yet, the pool holds. (taskfleet workers serving a celery queue hold leases, which
-        the queue's figures count.)"""
-        if pool.spec.get("runtime") != "celery" or obs.metrics_error is not None:
+    def _with_running_outside_queues(self, pool: WorkerPool, queues: list[TaskQueue],
+                                     obs: Observation) -> Observation:
+        """A runtime whose running tasks are in no Redis key (Celery acknowledges a task
+        when it starts) has them added to the pool's in-flight work, as its workers tell
+        (WorkerRuntime.running_outside_queues); while that is unknown, the pool holds."""
+        runtime = pool.runtime
+        if not runtime.running_outside_queues or obs.metrics_error is not None:
             return obs
-        running = self.observer.busy_by_pod(queues[0], "celery")
+        running = self.observer.busy_by_pod(queues[0], runtime)
         if running is None:
-            return replace(obs, metrics_error="no Celery worker heartbeats heard yet "
-                                              "(listening for worker-heartbeat events)")
+            return replace(obs, metrics_error=runtime.running_unknown)
         return replace(obs, in_flight=obs.in_flight
-                       + sum(celery.pods_of_pool(pool.name, running).values()))
+                       + sum(pods_of_pool(pool.name, running).values()))
 
     def _mark_deletion_costs(self, pool: WorkerPool, queue: TaskQueue) -> None:
         """Idle pods cheapest, busy ones dearest, so a scale-down removes idle workers first."""
-        busy = self.observer.busy_by_pod(queue, pool.spec.get("runtime", "taskfleet"))
+        busy = self.observer.busy_by_pod(queue, pool.runtime)
         if busy is None:
             return
         for pod in self.actuator.list_pods(pool.namespace, selector_string(pool)):
@@ -346,20 +344,17 @@ def resolve_queues(pool: WorkerPool, queues: dict[Key, TaskQueue]
         return [], ("QueueNotFound", f"TaskQueue {missing[0]!r} not found in namespace "
                     f"{pool.namespace}; create it or fix spec.queues")
     present = [q for q in found if q is not None]
-    runtime = pool.spec.get("runtime", "taskfleet")
+    runtime = pool.runtime
     for q in present:
-        if q.protocol not in SERVES[runtime]:
-            return [], ("InvalidSpec", f"spec.runtime {runtime} cannot serve TaskQueue "
-                        f"{q.name!r} (protocol {q.protocol}); use a {runtime} queue "
-                        f"(spec.protocol: {SERVES[runtime][0]}) or another runtime")
+        refused = runtime.cannot_serve(q)
+        if refused is not None:
+            return [], ("InvalidSpec", refused)
     try:
-        ref = shared_redis(present)
+        refused = runtime.cannot_reach(shared_redis(present))
     except SpecError as exc:
-        return [], ("InvalidSpec", str(exc))
-    if runtime != "taskfleet" and (ref.password_from or ref.tls or ref.tls_insecure):
-        return [], ("InvalidSpec", f"spec.runtime {runtime}: {runtime} workers take the "
-                    "password and TLS in the URL; put them there (redis.urlFrom a Secret, "
-                    "rediss:// for TLS) instead of redis.passwordFrom and redis.tls")
+        refused = str(exc)
+    if refused is not None:
+        return [], ("InvalidSpec", refused)
     return present, None
 
 
@@ -368,8 +363,9 @@ def _reapply_due(state: PoolState, now: float) -> bool:
 
 
 def _quiet(tq: TaskQueue, reading: QueueReading | None) -> bool:
-    """Read, and nothing in it: no task ready, in flight or delayed. Only taskfleet's own
-    queues: Celery and RQ clients publish no wake-up, so theirs are read every poll."""
+    """Read, and nothing in it: no task ready, in flight or delayed. Only a queue whose
+    clients publish a wake-up on enqueue (QueueProtocol.wakes_on_enqueue): the others
+    are read every poll."""
     s = reading.stats if reading is not None and reading.error is None else None
-    return (tq.protocol == "native" and s is not None and s.ready == 0 and s.in_flight == 0
-            and s.delayed == 0)
+    return (tq.queue_protocol.wakes_on_enqueue and s is not None and s.ready == 0
+            and s.in_flight == 0 and s.delayed == 0)

@@ -6,18 +6,19 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskfleet.celery_wire import DEFAULT_PRIORITY_STEPS
 from taskfleet.connection import has_password, parse_broker_url
 from taskfleet.errors import ConfigError
 
 from .policy import ScalingPolicy, SpecError, _int, parse_policy
+from .protocols import DEFAULT_PROTOCOL, PROTOCOLS, QueueProtocol, protocol_named
+from .runtimes import DEFAULT_RUNTIME, RUNTIMES, WorkerRuntime, runtime_named
 
 GROUP = "taskfleet.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
-PROTOCOLS = ("native", "celery", "rq")
-"""TaskQueue.spec.protocol: taskfleet's layout, kombu's (Celery on Redis), RQ's."""
-RUNTIMES = ("taskfleet", "celery", "rq")
-"""WorkerPool.spec.runtime: what the pool's containers run."""
+DEFAULT_GRACE_SECONDS = 600
+"""spec.terminationGracePeriodSeconds's default: the drain window after SIGTERM."""
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,20 @@ class TaskQueue:
     schedules: tuple[dict[str, Any], ...] = ()
     dead_letter_limit: int | None = None
     """spec.deadLetterLimit; None: the workers' own default."""
-    protocol: str = "native"
-    """spec.protocol: how the queue is laid out in Redis (native, celery or rq)."""
-    priority_steps: tuple[int, ...] = (0, 3, 6, 9)
+    protocol: str = DEFAULT_PROTOCOL
+    """spec.protocol: how the queue is laid out in Redis (a name in protocols.PROTOCOLS)."""
+    priority_steps: tuple[int, ...] = DEFAULT_PRIORITY_STEPS
     """spec.celery.prioritySteps: kombu's priority sub-lists of a celery queue."""
     key: tuple[str, str] = field(init=False, repr=False, compare=False)
     """(namespace, name), kept: the controller asks for it many times per pass."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", (self.namespace, self.name))
+
+    @property
+    def queue_protocol(self) -> QueueProtocol:
+        """What reads the queue and says how new work in it is learnt of (spec.protocol)."""
+        return protocol_named(self.protocol)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,22 @@ class WorkerPool:
     @property
     def queues(self) -> list[str]:
         return list(self.spec["queues"])
+
+    @property
+    def runtime(self) -> WorkerRuntime:
+        """The program its containers run (spec.runtime)."""
+        return runtime_named(self.spec.get("runtime", DEFAULT_RUNTIME))
+
+    @property
+    def grace_seconds(self) -> int:
+        """spec.terminationGracePeriodSeconds: how long a worker has to drain."""
+        return int(self.spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS))
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The workers' Prometheus port when spec.metrics.enabled, else None."""
+        metrics = self.spec.get("metrics") or {}
+        return int(metrics.get("port", METRICS_PORT)) if metrics.get("enabled") else None
 
 
 def _secret_key(d: Any, path: str) -> SecretKey | None:
@@ -144,21 +166,23 @@ def parse_task_queue(body: dict[str, Any]) -> TaskQueue:
         raise SpecError("spec.schedules must be a list of objects with name, cron and task")
     dead_letter_limit = (None if spec.get("deadLetterLimit") is None
                          else _int(spec, "deadLetterLimit", "spec", 0))
-    protocol = spec.get("protocol") or "native"
-    if protocol not in PROTOCOLS:
+    protocol = spec.get("protocol") or DEFAULT_PROTOCOL
+    if not isinstance(protocol, str) or protocol not in PROTOCOLS:
         raise SpecError(f"spec.protocol must be one of {', '.join(PROTOCOLS)}, "
                         f"got {protocol!r:.40}")
-    steps = _object(spec.get("celery"), "spec.celery").get("prioritySteps", [0, 3, 6, 9])
+    steps = _object(spec.get("celery"), "spec.celery").get("prioritySteps",
+                                                           list(DEFAULT_PRIORITY_STEPS))
     if (not isinstance(steps, list) or not steps
             or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 255
                        for n in steps)):
         raise SpecError("spec.celery.prioritySteps must list priorities such as [0, 3, 6, 9] "
                         "(kombu's priority_steps)")
-    if protocol != "native" and str(ref.url or "").startswith("redis+cluster://"):
+    kind = PROTOCOLS[protocol]
+    if not kind.on_a_cluster and str(ref.url or "").startswith("redis+cluster://"):
         raise SpecError(f"spec.protocol: a {protocol} queue lives on one Redis server (or "
                         "behind Sentinel), as its workers expect; use a redis:// or "
                         "redis+sentinel:// URL, or protocol native on a cluster")
-    if protocol != "native" and schedules:
+    if not kind.takes_schedules and schedules:
         raise SpecError(f"spec.schedules: a {protocol} queue cannot take taskfleet's scheduled "
                         "tasks; use a native queue for schedules")
     return TaskQueue(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
@@ -182,7 +206,7 @@ def _check_pod_fields(spec: dict[str, Any]) -> None:
     for key in ("automountServiceAccountToken", "enableServiceLinks"):
         _flag(spec, key, "spec")
     _int(spec, "concurrency", "spec", 1, 1)
-    _int(spec, "terminationGracePeriodSeconds", "spec", 600, 1)
+    _int(spec, "terminationGracePeriodSeconds", "spec", DEFAULT_GRACE_SECONDS, 1)
     health = _object(spec.get("healthCheck"), "spec.healthCheck")
     for key, minimum in HEALTH_CHECK_MINIMUMS.items():
         _int(health, key, "spec.healthCheck", minimum, minimum)
@@ -232,16 +256,15 @@ def parse_worker_pool(body: dict[str, Any]) -> WorkerPool:
     queues = spec.get("queues")
     if not isinstance(queues, list) or not queues or not all(isinstance(q, str) for q in queues):
         raise SpecError("spec.queues must list at least one TaskQueue name")
-    runtime = spec.get("runtime", "taskfleet")
-    if runtime not in RUNTIMES:
+    name = spec.get("runtime", DEFAULT_RUNTIME)
+    if not isinstance(name, str) or name not in RUNTIMES:
         raise SpecError(f"spec.runtime must be one of {', '.join(RUNTIMES)}, "
-                        f"got {runtime!r:.40}")
-    if runtime != "rq" and (not isinstance(spec.get("app"), str) or ":" not in spec["app"]):
+                        f"got {name!r:.40}")
+    runtime = RUNTIMES[name]
+    if runtime.needs_app and (not isinstance(spec.get("app"), str) or ":" not in spec["app"]):
         raise SpecError("spec.app must be an import path like video.tasks:app")
     _check_pod_fields(spec)
-    if runtime == "rq" and spec.get("concurrency", 1) != 1:
-        raise SpecError("spec.concurrency: an rq worker runs one job at a time; "
-                        "leave it at 1 and scale replicas instead")
+    runtime.check(spec)
     return WorkerPool(namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
                       generation=int(meta.get("generation", 0)), spec=spec,
                       policy=parse_policy(spec), status=dict(body.get("status") or {}))

@@ -12,12 +12,13 @@ from typing import Any, Protocol
 
 import redis
 
-from taskfleet import QueueStats, WorkerInfo, live_workers
+from taskfleet import QueueStats
 from taskfleet.batch import Batch
 from taskfleet.connection import BrokerURLError, Client, connect, parse_broker_url, redact
 
 from .model import RedisRef, SecretKey, TaskQueue
-from .protocols import READERS, celery, rq
+from .protocols.base import L, Listener
+from .runtimes import WorkerRuntime, own_runtime_of
 
 log = logging.getLogger("taskfleet.operator")
 
@@ -86,8 +87,6 @@ def _parts(url: str) -> set[str]:
 _RESOLVE_TTL_SECONDS = 60.0
 Settings = tuple[str, str | None, str, str | None]
 """(url, password, tls mode, sentinels' password) of one Redis."""
-RUNTIME_OF_PROTOCOL = {"native": "taskfleet", "celery": "celery", "rq": "rq"}
-"""The workers that report a queue's busy pods when no pool runtime is given."""
 
 
 @dataclass(frozen=True)
@@ -216,8 +215,8 @@ def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
         by_protocol: dict[str, list[TaskQueue]] = {}
         for tq in members:
             by_protocol.setdefault(tq.protocol, []).append(tq)
-        figures = [(tqs, READERS[protocol].add(batch, client, tqs))
-                   for protocol, tqs in by_protocol.items()]
+        figures = [(tqs, tqs[0].queue_protocol.add_reads(batch, client, tqs))
+                   for tqs in by_protocol.values()]
         try:
             replies = batch.execute(raise_on_error=False)
         except redis.RedisError as exc:
@@ -236,14 +235,6 @@ def read_queues(directory: RedisDirectory, queues: Iterable[TaskQueue]
     return out
 
 
-def read_workers(client: Client, scrub: Callable[[str], str] = redact) -> list[WorkerInfo]:
-    try:
-        return live_workers(client)
-    except redis.RedisError as exc:
-        log.warning("cannot read worker heartbeats: %s", scrub(str(exc)))
-        return []
-
-
 class Observer(Protocol):
     """What the controller reads from the queues' Redis servers."""
 
@@ -251,12 +242,11 @@ class Observer(Protocol):
         """Figures of every queue, keyed by (namespace, TaskQueue name)."""
         ...
 
-    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+    def busy_by_pod(self, queue: TaskQueue, runtime: WorkerRuntime | None = None
                     ) -> dict[str, int] | None:
-        """Running tasks per pod, as the workers of ``runtime`` (default: the queue
-        protocol's own) tell it (taskfleet heartbeats,
-        Celery worker-heartbeat events, RQ's worker registry); None when not known (the
-        Redis cannot be resolved or read, or no Celery heartbeats heard yet)."""
+        """Running tasks per pod, as the workers of ``runtime`` (default: the one whose
+        own protocol is the queue's) tell it (WorkerRuntime.running_by_pod); None when
+        not known."""
         ...
 
     def redact(self, text: str) -> str:
@@ -266,11 +256,13 @@ class Observer(Protocol):
 
 
 class RedisObserver:
-    """The Observer of a running operator: real Redis servers through a directory."""
+    """The Observer of a running operator: real Redis servers through a directory. It is
+    the QueueRedis (protocols.base) that queue protocols and worker runtimes read
+    through, and keeps their listeners."""
 
     def __init__(self, directory: RedisDirectory) -> None:
         self.directory = directory
-        self._celery_events: dict[int, celery.WorkerEvents] = {}
+        self._listeners: dict[tuple[int, Callable[..., Any]], Listener] = {}
         self._lock = threading.Lock()
 
     def redact(self, text: str) -> str:
@@ -279,52 +271,33 @@ class RedisObserver:
     def read_queues(self, queues: Iterable[TaskQueue]) -> dict[tuple[str, str], QueueReading]:
         queues = list(queues)
         for tq in queues:
-            if tq.protocol == "celery":
-                self._events_of(tq)  # subscribe early: heartbeats take a few seconds
+            tq.queue_protocol.watch(self, tq)
         return read_queues(self.directory, queues)
 
-    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+    def busy_by_pod(self, queue: TaskQueue, runtime: WorkerRuntime | None = None
                     ) -> dict[str, int] | None:
+        return (runtime or own_runtime_of(queue.protocol)).running_by_pod(self, queue)
+
+    def client_of(self, queue: TaskQueue) -> Client | None:
         try:
-            client = self.directory.client(queue.namespace, queue.redis)
+            return self.directory.client(queue.namespace, queue.redis)
         except SecretRefError:  # no costs this pass, the scale-down still happens
             return None
-        runtime = runtime or RUNTIME_OF_PROTOCOL[queue.protocol]
-        if runtime == "celery":
-            events = self._events_of(queue)
-            return None if events is None else events.running_by_pod()
-        if runtime == "rq":
-            if not isinstance(client, redis.Redis):
-                return None  # RQ runs on one server (the spec refuses a cluster)
-            try:
-                return rq.busy_by_pod(client, queue.queue_name)
-            except redis.RedisError as exc:
-                log.warning("cannot read RQ workers of %s: %s", queue.queue_name,
-                            self.directory.redact(str(exc)))
-                return None
-        busy: dict[str, int] = {}
-        for w in read_workers(client, self.directory.redact):
-            busy[w.pod] = busy.get(w.pod, 0) + w.busy
-        return busy
 
-    def _events_of(self, queue: TaskQueue) -> celery.WorkerEvents | None:
-        """The Celery event subscription of the queue's Redis, started on first use."""
-        try:
-            client = self.directory.client(queue.namespace, queue.redis)
-        except SecretRefError:
-            return None
+    def listener_of(self, queue: TaskQueue, start: Callable[[redis.Redis], L]) -> L | None:
+        client = self.client_of(queue)
         if not isinstance(client, redis.Redis):
-            return None  # Celery runs on one server (the spec refuses a cluster)
+            return None
         with self._lock:
-            found = self._celery_events.get(id(client))
+            found = self._listeners.get((id(client), start))
             if found is None:
-                found = self._celery_events[id(client)] = celery.WorkerEvents(client).start()
-            return found
+                found = self._listeners[(id(client), start)] = start(client)
+            return found  # type: ignore[return-value]  # the one ``start`` returned
 
     def close(self) -> None:
         with self._lock:
-            for events in self._celery_events.values():
-                events.stop()
+            for listener in self._listeners.values():
+                listener.stop()
 
 
 def secret_reader(core_api: Any) -> SecretReader:

@@ -1,5 +1,5 @@
-"""Fires TaskQueue schedules on each controller pass (leader only), through the runtime's
-Scheduler, and reports them in status.schedules and as Events."""
+"""Fires TaskQueue schedules on each controller pass (leader only), through the taskfleet
+library's Scheduler, and reports them in status.schedules and as Events."""
 
 from __future__ import annotations
 

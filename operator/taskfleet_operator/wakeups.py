@@ -1,6 +1,6 @@
 """Wake the controller the moment a queue goes from empty to non-empty.
 
-The runtime publishes on the queue's wake channel when an enqueue finds it
+The taskfleet library publishes on the queue's wake channel when an enqueue finds it
 empty (or its delayed set empty); one pattern subscription per Redis server
 hears every queue, so a pool at zero starts in about a second instead of
 waiting for its next poll. The channel names the queue, so only its pools are

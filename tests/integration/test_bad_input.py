@@ -121,7 +121,7 @@ def test_the_operator_reports_odd_objects_and_keeps_reconciling_the_rest(
 
     cluster.apply(yaml.safe_dump_all([
         task_queue("work", redis_url),
-        # passes the CRD (five fields) but never fires: the runtime refuses it at parse
+        # passes the CRD (five fields) but never fires: the library refuses it at parse
         # time, so the operator reports it instead of failing every pass
         task_queue("never", redis_url, schedules=[
             {"name": "feb-30", "cron": "0 0 30 2 *", "task": "sample.add"}]),

@@ -15,6 +15,8 @@ from celery import Celery
 
 from taskfleet import App
 from taskfleet.keys import QueueKeys
+from taskfleet_operator.deployment import build_deployment
+from taskfleet_operator.model import parse_task_queue, parse_worker_pool
 from tests.support.foreign_workers import ForeignWorker, celery_worker
 from tests.support.processes import WorkerProcess
 from tests.support.waiting import wait_for
@@ -188,3 +190,30 @@ def test_dead_lettered_celery_tasks_are_requeued_onto_their_celery_queue_for_cel
 def dead_command(redis_url: str, action: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "taskfleet", "--broker", redis_url, "dead",
                            action, "films"], capture_output=True, text=True, timeout=60)
+
+
+def test_a_queues_priority_steps_reach_the_worker_through_its_deployment(
+        redis_url: str, redis_client: redis.Redis, workers: list[WorkerProcess]) -> None:
+    """spec.celery.prioritySteps other than kombu's default: Celery clients configured
+    with them send into other priority lists, which the worker serves because the
+    Deployment passes the steps and the worker takes them (it read the default lists
+    whatever the TaskQueue said)."""
+    client = Celery("web", broker=redis_url, backend=redis_url)
+    client.conf.broker_transport_options = {"priority_steps": [0, 5]}
+    try:
+        results = [client.send_task("video.sleep", args=[f"s{p}", 0.01], queue="films",
+                                    priority=p) for p in range(10)]
+        assert redis_client.llen("films\x06\x165") > 0, "kombu used the step-5 list"
+        pool = parse_worker_pool({"metadata": {"namespace": "ns", "name": "films"},
+                                  "spec": {"queues": ["films"], "app": MOVED_APP}})
+        tq = parse_task_queue({"metadata": {"namespace": "ns", "name": "films"},
+                               "spec": {"redis": {"url": redis_url}, "protocol": "celery",
+                                        "celery": {"prioritySteps": [0, 5]}}})
+        args = build_deployment(pool, [tq], 1)["spec"]["template"]["spec"][
+            "containers"][0]["args"]
+        workers.append(WorkerProcess(redis_url, MOVED_APP, ["films"],
+                                     extra=args[args.index("--celery-queues"):]).start())
+        assert sorted(r.get(timeout=30) for r in results) == sorted(f"s{p}" for p in range(10))
+        assert redis_client.llen("films") == redis_client.llen("films\x06\x165") == 0
+    finally:
+        client.close()

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
+from rq import Queue, Worker
+from rq.executions import prepare_execution
 
 from taskfleet import celery_wire
 from taskfleet.broker import Broker
@@ -114,6 +115,25 @@ def test_rq_ready_oldest_age_started_and_busy_workers(
     assert stats is not None
     assert (stats.ready, stats.in_flight) == (2, 1)
     assert observer.busy_by_pod(tq) == {POD: 1}
+
+
+def test_an_rq_job_being_started_is_counted_once(redis_url: str,
+                                                observer: RedisObserver) -> None:
+    """RQ's worker registers a job's execution (the started registry) before its work
+    horse removes the id from the intermediate list (rq/executions.py prepare_execution,
+    BaseWorker.prepare_job_execution): in between, the job is in both, and must be
+    counted once (counted twice, a pool scaled up for a job it already runs)."""
+    connection = redis.Redis.from_url(redis_url)
+    rq_queue = Queue("clips", connection=connection)
+    job = rq_queue.enqueue("tests.integration.apps.rq_jobs.sleep", "x", 0.0)
+    rq_queue.enqueue("tests.integration.apps.rq_jobs.sleep", "y", 0.0)
+    # as a worker takes it: moved to the intermediate list, then its execution prepared
+    connection.lmove(rq_queue.key, rq_queue.intermediate_queue_key, "LEFT", "RIGHT")
+    prepare_execution(Worker([rq_queue], connection=connection, name=POD), job)
+    tq = queue("clips", redis_url, "rq")
+    stats = observer.read_queues([tq])[tq.key].stats
+    assert stats is not None
+    assert (stats.ready, stats.in_flight) == (1, 1)
 
 
 def test_celery_tasks_a_taskfleet_worker_took_stay_counted(

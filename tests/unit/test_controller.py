@@ -22,6 +22,7 @@ from taskfleet_operator.deployment import DELETION_COST
 from taskfleet_operator.model import TaskQueue
 from taskfleet_operator.observe import QueueReading
 from taskfleet_operator.registry import Registry
+from taskfleet_operator.runtimes import WorkerRuntime
 
 NS = "shop"
 
@@ -92,7 +93,7 @@ class GivenReadings:
                 else QueueReading(value)
         return out
 
-    def busy_by_pod(self, queue: TaskQueue, runtime: str | None = None
+    def busy_by_pod(self, queue: TaskQueue, runtime: WorkerRuntime | None = None
                     ) -> dict[str, int] | None:
         return self.busy
 

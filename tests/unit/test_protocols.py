@@ -1,5 +1,6 @@
 """The celery and rq protocols' pure parts (layout, event decoding, worker bookkeeping,
-reply parsing), the runtime celery/rq Deployments and the spec checks, without servers."""
+reply parsing), the runtime celery/rq Deployments, the spec checks, and that the
+protocol and runtime objects are the CRDs' enums, without servers."""
 
 from __future__ import annotations
 
@@ -11,16 +12,20 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from taskfleet import celery_wire
-from taskfleet.errors import MessageError
+from taskfleet import celery_wire, cli
+from taskfleet.cli import build_parser
+from taskfleet.errors import ConfigError, MessageError
 from taskfleet_operator.controller import resolve_queues
-from taskfleet_operator.deployment import build_deployment
+from taskfleet_operator.deployment import build_deployment, pods_of_pool
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
 from taskfleet_operator.policy import SpecError
-from taskfleet_operator.protocols import celery, rq
+from taskfleet_operator.protocols import PROTOCOLS, celery, rq
+from taskfleet_operator.runtimes import RUNTIMES, own_runtime_of
+from tests.support.processes import ROOT
 from tests.support.skips import skip_for_opt_out
 
 
@@ -98,18 +103,18 @@ class _NoRedis:
 def test_celery_pods_of_a_pool_by_the_deployments_pod_names() -> None:
     running = {"films-7d9c8b6f5-x2k4q": 1, "films-hd-7d9c8b6f5-x2k4q": 2, "films": 4,
                "other-7d9c8b6f5-x2k4q": 8}
-    assert celery.pods_of_pool("films", running) == {"films-7d9c8b6f5-x2k4q": 1}
-    assert celery.pods_of_pool("films-hd", running) == {"films-hd-7d9c8b6f5-x2k4q": 2}
+    assert pods_of_pool("films", running) == {"films-7d9c8b6f5-x2k4q": 1}
+    assert pods_of_pool("films-hd", running) == {"films-hd-7d9c8b6f5-x2k4q": 2}
     assert celery.pod_of("celery@films-1") == "films-1"
     assert celery.pod_of("worker1@host") is None
 
 
 def test_rq_reply_parsing() -> None:
-    stats = rq.parse([4, 1, 2, 3, 5, "2026-01-01T00:00:00.000000Z", "1767225610.5"])
+    stats = rq.PROTOCOL.parse([4, 1, 2, 3, 5, "2026-01-01T00:00:00.000000Z", "1767225610.5"])
     assert (stats.ready, stats.in_flight, stats.delayed, stats.dead) == (4, 3, 3, 5)
     assert stats.oldest_age_seconds == pytest.approx(10.5)
-    assert rq.parse([0, 0, 0, 0, 0, "", "1767225610.5"]).oldest_age_seconds == 0.0
-    assert rq.parse([1, 0, 0, 0, 0, "yesterday", "1767225610.5"]).oldest_age_seconds == 0.0
+    assert rq.PROTOCOL.parse([0, 0, 0, 0, 0, "", "1767225610.5"]).oldest_age_seconds == 0.0
+    assert rq.PROTOCOL.parse([1, 0, 0, 0, 0, "yesterday", "1767225610.5"]).oldest_age_seconds == 0.0
 
 
 def test_task_queue_protocols_parse_and_refuse_what_they_cannot_serve() -> None:
@@ -254,3 +259,55 @@ def test_celery_takes_the_broker_url_from_the_environment_before_the_apps_own(
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://from-the-pool:6379/0")
     app = Celery("users_app", broker="redis://hard-coded:6379/0")
     assert app.conf.broker_url == "redis://from-the-pool:6379/0"
+
+
+def _crd_enum(crd: str, field: str) -> list[str]:
+    schema = yaml.safe_load((ROOT / "crds" / crd).read_text())
+    spec = schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    values: list[str] = spec["properties"][field]["enum"]
+    return values
+
+
+def test_one_protocol_object_per_crd_protocol_and_one_runtime_object_per_crd_runtime() -> None:
+    assert list(PROTOCOLS) == _crd_enum("taskqueues.taskfleet.dev.yaml", "protocol")
+    assert list(RUNTIMES) == _crd_enum("workerpools.taskfleet.dev.yaml", "runtime")
+    for name, protocol in PROTOCOLS.items():
+        assert protocol.name == name
+        assert own_runtime_of(name).serves[0] == name, "a runtime of its own tells busy pods"
+    for name, runtime in RUNTIMES.items():
+        assert runtime.name == name
+        assert set(runtime.serves) <= set(PROTOCOLS)
+
+
+def test_only_a_protocol_with_wake_ups_lets_its_queues_rest() -> None:
+    """Celery and RQ clients publish no wake-up: their queues are read every poll."""
+    assert [n for n, p in PROTOCOLS.items() if p.wakes_on_enqueue] == ["native"]
+    tq = parse_task_queue(queue_body("celery"))
+    assert tq.queue_protocol is PROTOCOLS["celery"]
+    pool = parse_worker_pool(pool_body(runtime="celery", app="video.celery:app"))
+    assert pool.runtime is RUNTIMES["celery"]
+    assert parse_worker_pool(pool_body(app="video.tasks:app")).runtime is RUNTIMES["taskfleet"]
+
+
+def test_priority_steps_option_round_trip_and_mistakes_named() -> None:
+    value = celery_wire.priority_steps_option("films", (9, 0, 5))
+    assert value == "films=0,5,9"
+    args = build_parser().parse_args(["worker", "--app", "a:b", "-Q", "films,clips",
+                                      "--celery-queues", "films",
+                                      "--celery-priority-steps", value])
+    assert args.celery_priority_steps == [("films", (0, 5, 9))]
+    for bad in ("films", "=0,3", "films=", "films=a", "films=0,256", "films=-1"):
+        with pytest.raises(ValueError, match="must be QUEUE=STEPS"):
+            celery_wire.parse_priority_steps_option(bad)
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["worker", "--app", "a:b", "--celery-priority-steps",
+                                       bad])
+
+
+def test_priority_steps_of_a_queue_not_taking_celery_messages_are_refused() -> None:
+    args = build_parser().parse_args(["worker", "--app", "a:b", "-Q", "films,clips",
+                                      "--celery-queues", "films",
+                                      "--celery-priority-steps", "clips=0,5"])
+    with pytest.raises(ConfigError, match="--celery-priority-steps clips: list it in "
+                                          "--celery-queues too"):
+        cli._worker(args)

@@ -77,7 +77,7 @@ def build(shape: str, user: str, password: str) -> str:
 
 def texts_of(url: str, monkeypatch: pytest.MonkeyPatch,
              capsys: pytest.CaptureFixture[str]) -> list[str]:
-    """Every error text the runtime has for the URL: the parser's, broker_url's (from
+    """Every error text the library has for the URL: the parser's, broker_url's (from
     the command line and from $TASKFLEET_BROKER_URL), connect's (one server: redis-py
     parses the URL without connecting) and the ``taskfleet`` command's stderr."""
     out: list[str] = []
@@ -104,7 +104,7 @@ def texts_of(url: str, monkeypatch: pytest.MonkeyPatch,
 @settings(max_examples=250, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shape=st.sampled_from(SHAPES), user=users, password=passwords)
-def test_no_error_of_the_runtime_repeats_any_part_of_a_password(
+def test_no_error_of_the_library_repeats_any_part_of_a_password(
         shape: str, user: str, password: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     url = build(shape, user, password)

@@ -108,7 +108,8 @@ def test_pool_child_settings_come_back_equal_from_their_encoding() -> None:
 
 
 EVERY_OPTION = ["--log-level", "DEBUG", "worker", "--app", SAMPLE, "--queues", "films,default",
-                "--celery-queues", "films", "--concurrency", "3", "--drain-timeout", "4.5",
+                "--celery-queues", "films", "--celery-priority-steps", "films=0,5",
+                "--concurrency", "3", "--drain-timeout", "4.5",
                 "--task-lease-seconds", "12", "--redelivery-limit", "2",
                 "--dead-letter-limit", "40", "--health-file", "/tmp/taskfleet-test-health"]
 
@@ -132,7 +133,7 @@ def test_every_worker_option_reaches_the_processes_pools_children(
     expected = PoolChildSettings(
         app=SAMPLE, broker_url=FLAG, log_level="DEBUG", metrics=False,
         broker=BrokerSettings(redelivery_limit=2, dead_letter_limit=40,
-                              celery_queues={"films": DEFAULT_PRIORITY_STEPS}),
+                              celery_queues={"films": (0, 5)}),
         worker=WorkerSettings(queues=["films", "default"], concurrency=1, pool="inline",
                               drain_timeout=4.5, task_lease_seconds=12.0,
                               health_file="/tmp/taskfleet-test-health", supervised=True))
@@ -154,7 +155,7 @@ def test_every_worker_option_reaches_a_threads_worker(monkeypatch: pytest.Monkey
     assert w.app.broker_url == FLAG
     assert w.app.broker.settings == BrokerSettings(
         redelivery_limit=2, dead_letter_limit=40, replica_acks=0, replica_ack_timeout_ms=1000,
-        celery_queues={"films": DEFAULT_PRIORITY_STEPS})
+        celery_queues={"films": (0, 5)})
 
 
 def test_a_pool_child_started_by_hand_says_what_starts_it(

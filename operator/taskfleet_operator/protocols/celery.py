@@ -36,11 +36,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -50,7 +49,10 @@ from taskfleet.celery_wire import UNACKED, priority_lists
 from taskfleet.connection import Client
 from taskfleet.subscription import hold_subscription
 
-from ..model import TaskQueue
+from .base import OneCallPerQueue, QueueRedis
+
+if TYPE_CHECKING:
+    from ..model import TaskQueue
 
 log = logging.getLogger("taskfleet.operator")
 
@@ -82,17 +84,29 @@ return {ready, reserved}
 """
 
 
-def queue_read(batch: Batch, client: Client, tq: TaskQueue) -> None:
-    native = keys.QueueKeys(tq.queue_name)
-    batch.script(client.register_script(STATS),
-                 [UNACKED, *native.ready_bands, native.leases,
-                  *priority_lists(tq.queue_name, tq.priority_steps)], [tq.queue_name])
+class CeleryProtocol(OneCallPerQueue):
+    """No wake-ups (Celery clients publish none): its queues are read every poll. Its
+    workers' heartbeats are listened to from a queue's first read on (``watch``)."""
+
+    name = "celery"
+
+    def add_read(self, batch: Batch, client: Client, queue: TaskQueue) -> None:
+        native = keys.QueueKeys(queue.queue_name)
+        batch.script(client.register_script(STATS),
+                     [UNACKED, *native.ready_bands, native.leases,
+                      *priority_lists(queue.queue_name, queue.priority_steps)],
+                     [queue.queue_name])
+
+    def parse(self, reply: Any) -> QueueStats:
+        ready, reserved = reply
+        return QueueStats(ready=int(ready), in_flight=int(reserved), delayed=0, dead=0,
+                          oldest_age_seconds=0.0)
+
+    def watch(self, queue_redis: QueueRedis, queue: TaskQueue) -> None:
+        queue_redis.listener_of(queue, start_worker_events)
 
 
-def parse(reply: Any) -> QueueStats:
-    ready, reserved = reply
-    return QueueStats(ready=int(ready), in_flight=int(reserved), delayed=0, dead=0,
-                      oldest_age_seconds=0.0)
+PROTOCOL = CeleryProtocol()
 
 
 def heartbeat_channel_pattern(db: int) -> str:
@@ -134,12 +148,6 @@ def pod_of(hostname: str) -> str | None:
     if not hostname.startswith(HOSTNAME_PREFIX):
         return None
     return hostname[len(HOSTNAME_PREFIX):] or None
-
-
-def pods_of_pool(pool: str, pods: dict[str, int]) -> dict[str, int]:
-    """The entries whose pod a Deployment named ``pool`` created (``<pool>-<hash>-<id>``)."""
-    pattern = re.compile(re.escape(pool) + r"-[a-z0-9]+-[a-z0-9]+")
-    return {pod: n for pod, n in pods.items() if pattern.fullmatch(pod)}
 
 
 class WorkerEvents:
@@ -239,3 +247,9 @@ class WorkerEvents:
     def _message(self, message: dict[str, Any]) -> None:
         if message.get("type") == "pmessage":
             self._take(message)
+
+
+def start_worker_events(client: redis.Redis) -> WorkerEvents:
+    """The heartbeat listener of one Redis server (QueueRedis.listener_of starts one per
+    server)."""
+    return WorkerEvents(client).start()

@@ -3,11 +3,16 @@
 - Ready jobs: the list ``rq:queue:<name>`` of job ids, RPUSHed and LPOPed
   (``Queue.redis_queue_namespace_prefix``; ``Queue.push_job_id``, ``Queue.lpop``).
 - Taken, not yet started: a worker serving one queue moves the id with BLMOVE into
-  ``rq:queue:<name>:intermediate`` (``Queue.lmove``, ``IntermediateQueue``) and removes
-  it there once the job is registered as started (``BaseWorker.prepare_job_execution``).
+  ``rq:queue:<name>:intermediate`` (``Queue.lmove``, ``IntermediateQueue``); its work
+  horse removes it there (``BaseWorker.prepare_job_execution``) after the worker has
+  registered the execution (``rq.executions.prepare_execution``), so for a moment (a
+  fork) a starting job is in both lists.
 - Running: the started-job registry ``rq:wip:<name>``, a sorted set of
   ``<job id>:<execution id>`` scored by when the execution's heartbeat expires
   (``StartedJobRegistry.key_template``, ``add_execution``); only unexpired entries count.
+  Each job's executions are also in ``rq:executions:<job id>``, scored by their expiry
+  (``ExecutionRegistry``, written in the same transaction): an id of the intermediate
+  list with an unexpired execution there is counted as running only.
 - Waiting for a time: ``rq:scheduled:<name>``; failed: ``rq:failed:<name>``.
 - Oldest age: the head job's hash ``rq:job:<id>``, field ``enqueued_at``
   (``Job.to_dict``, ``utcformat``: ``%Y-%m-%dT%H:%M:%S.%fZ``, UTC).
@@ -16,14 +21,16 @@
   field is ``busy`` while a job runs (``prepare_execution``, ``BaseWorker.set_state``).
 
 Per queue per cycle: one EVALSHA (LLEN x2, ZCOUNT, ZCARD x2, LINDEX and one HGET of the
-head job: O(1)). The job hash is a key the script is not given in KEYS, which is fine
-on a single Redis (RQ does not run on Redis Cluster).
+head job, and one ZCOUNT per id of the intermediate list, which holds one per worker
+taking a job, up to TAKEN_CHECKED). The job hash and execution registries are keys the
+script is not given in KEYS, which is fine on a single Redis (RQ does not run on Redis
+Cluster).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -31,10 +38,17 @@ from taskfleet import QueueStats
 from taskfleet.batch import Batch
 from taskfleet.connection import Client, text
 
-from ..model import TaskQueue
+from .base import OneCallPerQueue
+
+if TYPE_CHECKING:
+    from ..model import TaskQueue
 
 QUEUE_PREFIX = "rq:queue:"
 JOB_PREFIX = "rq:job:"
+EXECUTIONS_PREFIX = "rq:executions:"
+TAKEN_CHECKED = 1000
+"""Intermediate-list ids looked up for a starting execution, at most (the list holds
+about one per worker; more only when workers died holding jobs)."""
 WORKER_PREFIX = "rq:worker:"
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -50,12 +64,14 @@ def workers_key(queue: str) -> str:
 
 
 # KEYS: ready list, intermediate list, started registry, scheduled registry, failed
-# registry (queue_keys). ARGV[1]: the job hash prefix (rq:job:).
-# Returns {ready, taken, started, scheduled, failed, head job's enqueued_at or '', now}.
+# registry (queue_keys). ARGV: the job hash prefix (rq:job:), the execution registry
+# prefix (rq:executions:), how many intermediate ids to look up at most.
+# Returns {ready, taken and not started, started, scheduled, failed, head job's
+# enqueued_at or '', now}.
 STATS = """
 local ready_list, intermediate, started, scheduled, failed = KEYS[1], KEYS[2], KEYS[3],
   KEYS[4], KEYS[5]
-local job_prefix = ARGV[1]
+local job_prefix, executions_prefix, checked = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local ready = redis.call('LLEN', ready_list)
@@ -64,7 +80,13 @@ if ready > 0 then
   enqueued_at = redis.call('HGET', job_prefix .. redis.call('LINDEX', ready_list, 0),
                            'enqueued_at')
 end
-return {ready, redis.call('LLEN', intermediate), redis.call('ZCOUNT', started, now, '+inf'),
+local taken = redis.call('LLEN', intermediate)
+for _, id in ipairs(redis.call('LRANGE', intermediate, 0, checked - 1)) do
+  if redis.call('ZCOUNT', executions_prefix .. id, now, '+inf') > 0 then
+    taken = taken - 1
+  end
+end
+return {ready, taken, redis.call('ZCOUNT', started, now, '+inf'),
         redis.call('ZCARD', scheduled), redis.call('ZCARD', failed), enqueued_at or '',
         tostring(now)}
 """
@@ -86,21 +108,30 @@ return out
 """
 
 
-def queue_read(batch: Batch, client: Client, tq: TaskQueue) -> None:
-    batch.script(client.register_script(STATS), queue_keys(tq.queue_name), [JOB_PREFIX])
+class RqProtocol(OneCallPerQueue):
+    """No wake-ups (RQ clients publish none): its queues are read every poll."""
+
+    name = "rq"
+
+    def add_read(self, batch: Batch, client: Client, queue: TaskQueue) -> None:
+        batch.script(client.register_script(STATS), queue_keys(queue.queue_name),
+                     [JOB_PREFIX, EXECUTIONS_PREFIX, TAKEN_CHECKED])
+
+    def parse(self, reply: Any) -> QueueStats:
+        ready, taken, started, scheduled, failed, enqueued_at, now = reply
+        age = 0.0
+        if enqueued_at:
+            try:
+                since = datetime.strptime(text(enqueued_at), TIMESTAMP_FORMAT).replace(
+                    tzinfo=UTC)
+                age = max(0.0, float(text(now)) - since.timestamp())
+            except ValueError:
+                age = 0.0  # a job hash written by something else: no age rather than a crash
+        return QueueStats(ready=int(ready), in_flight=int(taken) + int(started),
+                          delayed=int(scheduled), dead=int(failed), oldest_age_seconds=age)
 
 
-def parse(reply: Any) -> QueueStats:
-    ready, taken, started, scheduled, failed, enqueued_at, now = reply
-    age = 0.0
-    if enqueued_at:
-        try:
-            since = datetime.strptime(text(enqueued_at), TIMESTAMP_FORMAT).replace(tzinfo=UTC)
-            age = max(0.0, float(text(now)) - since.timestamp())
-        except ValueError:
-            age = 0.0  # a job hash written by something else: no age rather than a crash
-    return QueueStats(ready=int(ready), in_flight=int(taken) + int(started),
-                      delayed=int(scheduled), dead=int(failed), oldest_age_seconds=age)
+PROTOCOL = RqProtocol()
 
 
 def busy_by_pod(client: redis.Redis, queue: str) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Tasks used by the runtime's integration tests, run by real worker processes."""
+"""Tasks used by the library's integration tests, run by real worker processes."""
 
 from __future__ import annotations
 
