@@ -124,7 +124,7 @@ class App:
     ``max_message_bytes`` (1 MiB) is refused at the producer: queues carry
     references to data, not the data. ``replica_acks`` (or the URL's ``?replica_acks=``)
     makes every enqueue and settle wait until that many replicas have it, so a
-    failover does not lose an acknowledged task (see README, Redis).
+    failover does not lose an acknowledged task (see docs/redis-modes.md).
     """
 
     def __init__(self, broker: str | None = None, *, default_queue: str = DEFAULT_QUEUE,
