@@ -43,7 +43,7 @@ test-e2e: setup
 	$(PY) -m pytest tests/e2e $(PYTEST_PARALLEL)
 
 lint: setup
-	$(VENV)/bin/ruff check taskfleet operator tests bench examples
+	$(VENV)/bin/ruff check taskfleet operator testenv tests bench examples
 	$(VENV)/bin/mypy
 
 demo: setup

@@ -44,14 +44,14 @@ from taskfleet_operator.decide import History, Observation, decide
 from taskfleet_operator.model import RedisRef, TaskQueue
 from taskfleet_operator.observe import RedisDirectory, read_queues
 from taskfleet_operator.policy import ScalingPolicy
-from tests.support.cluster import Cluster
-from tests.support.images import WORKER_IMAGE, oci_archives
-from tests.support.node import RealNode
-from tests.support.operator import OperatorProcess, crds_applied
-from tests.support.processes import cpu_seconds, rss_mb
-from tests.support.redis_server import RedisServer
-from tests.support.resources import task_queue, worker_pool
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.images import WORKER_IMAGE, oci_archives
+from testenv.node import RealNode
+from testenv.operator import OperatorProcess, crds_applied
+from testenv.processes import cpu_seconds, rss_mb
+from testenv.redis_server import RedisServer
+from testenv.resources import task_queue, worker_pool
+from testenv.waiting import wait_for
 
 KEDA = {"activation_poll_seconds": 30, "hpa_sync_seconds": 15}
 BENCH_APP = "bench.peers.taskfleet_app:app"

@@ -32,9 +32,9 @@ from taskfleet import App, queue_stats
 from taskfleet.connection import Client, connect
 from taskfleet_operator.model import RedisRef, TaskQueue
 from taskfleet_operator.observe import RedisDirectory, read_queues
-from tests.support.processes import WorkerProcess, stop_all
-from tests.support.redis_cluster import RedisClusterServers
-from tests.support.redis_server import RedisServer
+from testenv.processes import WorkerProcess, stop_all
+from testenv.redis_cluster import RedisClusterServers
+from testenv.redis_server import RedisServer
 
 QUEUES = [f"spread-{i}" for i in range(12)]
 WORKERS = 4

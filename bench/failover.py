@@ -25,10 +25,10 @@ from typing import Any
 
 from bench.report import write_json
 from taskfleet import App, queue_stats
-from tests.support.failover_run import PROBE_SECONDS, SAMPLE, run_failover
-from tests.support.processes import WorkerProcess
-from tests.support.sentinel_group import DOWN_AFTER_MS, SentinelGroup
-from tests.support.waiting import wait_for
+from testenv.failover_run import PROBE_SECONDS, SAMPLE, run_failover
+from testenv.processes import WorkerProcess
+from testenv.sentinel_group import DOWN_AFTER_MS, SentinelGroup
+from testenv.waiting import wait_for
 
 QUEUE = "cost"
 WORKERS = 2

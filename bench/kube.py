@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tests.support.cluster import Cluster
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.waiting import wait_for
 
 
 def spec_replicas(cluster: Cluster, ns: str, name: str) -> int:

@@ -41,12 +41,12 @@ from taskfleet_operator.model import TaskQueue
 from taskfleet_operator.observe import QueueReading
 from taskfleet_operator.registry import Registry
 from taskfleet_operator.runtimes import WorkerRuntime
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess, crds_applied
-from tests.support.processes import cpu_seconds, rss_mb
-from tests.support.redis_server import RedisServer
-from tests.support.resources import task_queue, worker_pool
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess, crds_applied
+from testenv.processes import cpu_seconds, rss_mb
+from testenv.redis_server import RedisServer
+from testenv.resources import task_queue, worker_pool
+from testenv.waiting import wait_for
 
 GOALS = {"redis_ms_per_cycle": 100.0, "rss_mb": 500.0, "steady_cpu_percent": 10.0}
 """What one operator must stay within at 10,000 pools."""

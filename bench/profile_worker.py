@@ -21,7 +21,7 @@ import redis
 
 from bench.peers import body
 from taskfleet.worker import Worker, WorkerSettings
-from tests.support.redis_server import RedisServer
+from testenv.redis_server import RedisServer
 
 
 def main() -> int:

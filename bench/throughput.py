@@ -43,9 +43,9 @@ from bench.peers import body
 from bench.report import write_json
 from taskfleet import App, keys, scripts
 from taskfleet.message import new_task_id
-from tests.support.processes import ROOT, children_of, cpu_seconds
-from tests.support.redis_server import RedisServer
-from tests.support.waiting import wait_for
+from testenv.processes import ROOT, children_of, cpu_seconds
+from testenv.redis_server import RedisServer
+from testenv.waiting import wait_for
 
 BIN = Path(sys.executable).parent
 QUEUE = "bench"

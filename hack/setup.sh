@@ -39,7 +39,7 @@ if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ "$root/pyproject.toml" -nt
   touch "$stamp"
 fi
 # The repository root on the virtualenv's path, as an editable install puts its
-# packages there: the benchmarks and the demo import tests.support (the same
+# packages there: the benchmarks and the demo import testenv (the same
 # servers and fixtures the tests use) from any working directory.
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$root" > "$site/taskfleet-dev.pth"

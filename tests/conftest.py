@@ -5,7 +5,7 @@ Tests run in parallel (pytest-xdist, ``make test``): every test process owns its
 servers and processes, and all of them share one control plane (a namespace per test),
 started by the first test that needs it and removed by the controlling process at the
 end of the run. No test is skipped silently: a skip fails the run unless an opt-out in
-``tests/support/skips.py`` asked for it."""
+``testenv/skips.py`` asked for it."""
 
 from __future__ import annotations
 
@@ -23,17 +23,17 @@ import pytest
 import redis
 
 from taskfleet.connection import connect
-from tests.support.cluster import Cluster, shared_cluster, shared_cluster_down
-from tests.support.foreign_workers import ForeignWorker
-from tests.support.images import build_images
-from tests.support.node import RealNode
-from tests.support.operator import OperatorProcess, crds_applied
-from tests.support.processes import WorkerProcess, stopped_at_end
-from tests.support.redis_cluster import RedisClusterServers
-from tests.support.redis_server import RedisServer
-from tests.support.resources import Pool
-from tests.support.sentinel_group import SentinelGroup
-from tests.support.skips import OPT_OUTS, allowed_skip, skip_for_opt_out
+from testenv.cluster import Cluster, shared_cluster, shared_cluster_down
+from testenv.foreign_workers import ForeignWorker
+from testenv.images import build_images
+from testenv.node import RealNode
+from testenv.operator import OperatorProcess, crds_applied
+from testenv.processes import WorkerProcess, stopped_at_end
+from testenv.redis_cluster import RedisClusterServers
+from testenv.redis_server import RedisServer
+from testenv.resources import Pool
+from testenv.sentinel_group import SentinelGroup
+from testenv.skips import OPT_OUTS, allowed_skip, skip_for_opt_out
 
 RUN_DIR = "TASKFLEET_TEST_RUN_DIR"
 """Where the test processes of one run meet: the shared control plane's state."""

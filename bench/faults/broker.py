@@ -13,7 +13,7 @@ from typing import Any
 from bench.faults.paced import PacedRun
 from bench.faults.plan import CONCURRENCY, LEASE_SECONDS, Plan
 from bench.faults.traffic import in_flight
-from tests.support.redis_server import RedisServer
+from testenv.redis_server import RedisServer
 
 
 def redis_restart(plan: Plan, rng: random.Random, logs: Path, appendfsync: str

@@ -28,18 +28,18 @@ from bench.faults.cron_ticks import count_ticks, first_tick_of, next_tick_after,
 from bench.faults.plan import TASK, TASK_APP
 from bench.report import chart_lease_seconds
 from taskfleet import App
-from tests.support.cluster import Cluster
-from tests.support.processes import processes_with
-from tests.support.redis_server import RedisServer
-from tests.support.waiting import sleep_until_second, wait_for
+from testenv.cluster import Cluster
+from testenv.processes import processes_with
+from testenv.redis_server import RedisServer
+from testenv.waiting import sleep_until_second, wait_for
 
 if TYPE_CHECKING:
-    from tests.support.operator import OperatorProcess
+    from testenv.operator import OperatorProcess
 
 
 def control_plane(rng: random.Random, logs: Path) -> dict[str, Any]:
     # the operator's and the Kubernetes client's imports only for this phase
-    from tests.support.operator import crds_applied
+    from testenv.operator import crds_applied
 
     broker = RedisServer().start()
     cluster = Cluster(name=f"tf-chaos-{os.getpid()}")
@@ -65,7 +65,7 @@ class ControlPlaneChaos:
         from kubernetes import client as k8s
         from kubernetes import config as k8s_config
 
-        from tests.support.operator import OperatorProcess
+        from testenv.operator import OperatorProcess
 
         self.cluster = cluster
         self.redis_url = redis_url
@@ -103,7 +103,7 @@ class ControlPlaneChaos:
                 op.stop()
 
     def apply_resources(self) -> None:
-        from tests.support.resources import task_queue, worker_pool
+        from testenv.resources import task_queue, worker_pool
 
         scaling = {"minReplicas": 0, "maxReplicas": self.TARGET, "targetPerReplica": 50,
                    "pollSeconds": 0.5, "scaleDown": {"stabilizationSeconds": 600}}

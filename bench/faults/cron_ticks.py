@@ -14,8 +14,8 @@ from taskfleet import keys
 from taskfleet.broker import message_json
 from taskfleet.connection import text
 from taskfleet.message import Message
-from tests.support.cluster import Cluster
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.waiting import wait_for
 
 
 def first_tick_of(cluster: Cluster, namespace: str, queue: str, schedule: str) -> float:

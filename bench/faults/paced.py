@@ -29,8 +29,8 @@ from bench.faults.traffic import (
     wait_drained,
 )
 from taskfleet import App
-from tests.support.redis_server import RedisServer
-from tests.support.waiting import WaitTimedOut, wait_for
+from testenv.redis_server import RedisServer
+from testenv.waiting import WaitTimedOut, wait_for
 
 
 @dataclass

@@ -21,8 +21,8 @@ from taskfleet import keys
 from taskfleet.broker import message_json
 from taskfleet.connection import text
 from taskfleet.message import Message
-from tests.support.netns import VethNamespace, netns_available
-from tests.support.redis_server import RedisServer
+from testenv.netns import VethNamespace, netns_available
+from testenv.redis_server import RedisServer
 
 
 def partition(plan: Plan, rng: random.Random, logs: Path) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from bench.faults.ledger import Ledger
 from bench.faults.plan import CONCURRENCY, LEASE_SECONDS, TASK_APP
 from bench.peers.chaos_tasks import LEDGER_ENV
 from taskfleet import keys, live_workers
-from tests.support.processes import ROOT, WorkerProcess, children_of
-from tests.support.waiting import wait_for
+from testenv.processes import ROOT, WorkerProcess, children_of
+from testenv.waiting import wait_for
 
 
 class Pod(WorkerProcess):

@@ -14,7 +14,7 @@ import redis
 
 from bench.faults.plan import DRAIN_TIMEOUT_SECONDS, TASK, TASK_MS
 from taskfleet import App, queue_stats
-from tests.support.waiting import WaitTimedOut, wait_for
+from testenv.waiting import WaitTimedOut, wait_for
 
 
 @dataclass

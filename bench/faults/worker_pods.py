@@ -26,7 +26,7 @@ from bench.faults.traffic import (
     wait_drained,
 )
 from taskfleet import App
-from tests.support.redis_server import RedisServer
+from testenv.redis_server import RedisServer
 
 
 def worker_faults(plan: Plan, rng: random.Random, logs: Path) -> dict[str, Any]:

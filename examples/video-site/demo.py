@@ -27,12 +27,12 @@ import yaml
 from web import app as web  # this directory: run as a script, it is sys.path[0]
 
 from taskfleet import App, queue_stats
-from tests.support.cluster import Cluster
-from tests.support.images import EXAMPLE_IMAGE, oci_archives
-from tests.support.node import RealNode
-from tests.support.operator import OperatorProcess, crds_applied
-from tests.support.redis_server import RedisServer, free_port
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.images import EXAMPLE_IMAGE, oci_archives
+from testenv.node import RealNode
+from testenv.operator import OperatorProcess, crds_applied
+from testenv.redis_server import RedisServer, free_port
+from testenv.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -36,11 +36,11 @@ from typing import Any
 
 import yaml
 
-from tests.support.cluster import Cluster
-from tests.support.images import EXAMPLE_IMAGE, OPERATOR_IMAGE, WORKER_IMAGE
-from tests.support.node import RealNode
-from tests.support.redis_server import free_port, port_is_free
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.images import EXAMPLE_IMAGE, OPERATOR_IMAGE, WORKER_IMAGE
+from testenv.node import RealNode
+from testenv.redis_server import free_port, port_is_free
+from testenv.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

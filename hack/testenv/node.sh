@@ -28,7 +28,7 @@
 #   nodes do not share /kubepods.
 # - The Service CIDR is blackholed: there is no kube-proxy, and the Service
 #   range leads off this machine. Pods use the host network and reach the API
-#   server at 127.0.0.1 (KUBERNETES_SERVICE_HOST/PORT, see tests/support/node.py).
+#   server at 127.0.0.1 (KUBERNETES_SERVICE_HOST/PORT, see testenv/node.py).
 #   Nodes of several clusters share a route (the same range) through a registry
 #   under a host-wide lock, and every 'up' puts a missing route back.
 # - No registry: containerd resolves every registry to a closed port on loopback

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.throughput import SYSTEMS
-from tests.support.processes import run_to_the_end
+from testenv.processes import run_to_the_end
 
 
 @pytest.mark.timeout(1000)

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.node import NODE_NAME
-from tests.support.processes import ROOT, Finished, run_to_the_end
-from tests.support.skips import skip_for_opt_out
-from tests.support.waiting import wait_for
+from testenv.node import NODE_NAME
+from testenv.processes import ROOT, Finished, run_to_the_end
+from testenv.skips import skip_for_opt_out
+from testenv.waiting import wait_for
 
 HEADING = "**The same by hand, on the local cluster.**"
 NAMESPACE = "video-site"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.netns import VethNamespace, netns_available
-from tests.support.processes import ROOT, run_to_the_end
+from testenv.netns import VethNamespace, netns_available
+from testenv.processes import ROOT, run_to_the_end
 
 NOTHING_LOST = ("worker_kills", "redis_restart_always", "redis_restart_everysec",
                 "redis_pause", "partition")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import Cluster
-from tests.support.processes import ROOT, run_to_the_end
-from tests.support.skips import skip_for_opt_out
+from testenv.cluster import Cluster
+from testenv.processes import ROOT, run_to_the_end
+from testenv.skips import skip_for_opt_out
 
 EXAMPLE = ROOT / "examples" / "video-site"
 

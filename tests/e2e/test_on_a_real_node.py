@@ -27,13 +27,13 @@ import redis
 import yaml
 
 from taskfleet import App, live_workers, queue_stats
-from tests.support.cluster import Cluster
-from tests.support.images import EXAMPLE_IMAGE, OPERATOR_IMAGE, WORKER_IMAGE, oci_archives
-from tests.support.node import RealNode
-from tests.support.processes import ROOT
-from tests.support.redis_server import RedisServer, free_port
-from tests.support.resources import Pool, task_queue
-from tests.support.waiting import assert_stays, wait_for
+from testenv.cluster import Cluster
+from testenv.images import EXAMPLE_IMAGE, OPERATOR_IMAGE, WORKER_IMAGE, oci_archives
+from testenv.node import RealNode
+from testenv.processes import ROOT
+from testenv.redis_server import RedisServer, free_port
+from testenv.resources import Pool, task_queue
+from testenv.waiting import assert_stays, wait_for
 
 EXAMPLE = ROOT / "examples" / "video-site"
 CHART = ROOT / "charts" / "taskfleet"

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from tests.support.processes import ROOT
-from tests.support.prometheus import promtool
+from testenv.processes import ROOT
+from testenv.prometheus import promtool
 
 RULES = ROOT / "charts" / "taskfleet" / "files" / "alerts.yaml"
 RULE_TESTS = ROOT / "tests" / "prometheus" / "alerts_test.yaml"

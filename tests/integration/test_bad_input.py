@@ -21,11 +21,11 @@ from taskfleet import App, AsyncResult, heartbeat, keys, queue_stats
 from taskfleet.errors import RecordError
 from taskfleet.keys import QueueKeys, result_key
 from taskfleet.records import DeadLetterRecord, WorkerInfo
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess
-from tests.support.processes import WorkerProcess
-from tests.support.resources import SAMPLE_APP, Pool, task_queue
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess
+from testenv.processes import WorkerProcess
+from testenv.resources import SAMPLE_APP, Pool, task_queue
+from testenv.waiting import wait_for
 
 QUEUE = "default"
 

@@ -14,8 +14,8 @@ import pytest
 
 from taskfleet import App
 from taskfleet.result import AsyncResult
-from tests.support.processes import ROOT, LoggedProcess, stopped_at_end
-from tests.support.waiting import wait_for
+from testenv.processes import ROOT, LoggedProcess, stopped_at_end
+from testenv.waiting import wait_for
 
 OWN_URL_APP = "tests.integration.apps.own_url:app"
 NOWHERE = "redis://127.0.0.1:1/0"  # nothing listens there: a worker pointed at it fails

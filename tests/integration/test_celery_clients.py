@@ -17,9 +17,9 @@ from taskfleet import App
 from taskfleet.keys import QueueKeys
 from taskfleet_operator.deployment import build_deployment
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
-from tests.support.foreign_workers import ForeignWorker, celery_worker
-from tests.support.processes import WorkerProcess
-from tests.support.waiting import wait_for
+from testenv.foreign_workers import ForeignWorker, celery_worker
+from testenv.processes import WorkerProcess
+from testenv.waiting import wait_for
 
 MOVED_APP = "tests.integration.apps.celery_moved:app"
 FAILING_APP = "tests.integration.apps.celery_failing:app"

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from taskfleet_operator.protocols import celery
-from tests.support.waiting import wait_for
+from testenv.waiting import wait_for
 
 CHANNEL = "/0.celeryev/worker.heartbeat"
 POD = "films-7d9c8b6f5-x2k4q"

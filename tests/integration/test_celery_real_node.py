@@ -21,13 +21,13 @@ import yaml
 from celery import Celery
 from packaging.requirements import Requirement
 
+from testenv.cluster import Cluster
+from testenv.images import WORKER_IMAGE, oci_archives
+from testenv.node import RealNode
+from testenv.operator import OperatorProcess
+from testenv.resources import FAST_SCALING, Pool, task_queue, worker_pool
+from testenv.waiting import wait_for
 from tests.integration.apps import celery_tasks
-from tests.support.cluster import Cluster
-from tests.support.images import WORKER_IMAGE, oci_archives
-from tests.support.node import RealNode
-from tests.support.operator import OperatorProcess
-from tests.support.resources import FAST_SCALING, Pool, task_queue, worker_pool
-from tests.support.waiting import wait_for
 
 IN_POD = "/tmp"
 """Where the pod mounts its tmp volume (deployment.py)."""

@@ -13,13 +13,13 @@ import pytest
 import yaml
 
 from taskfleet import App
-from tests.support.cluster import Cluster
-from tests.support.images import build_like_image, read_dockerfile
-from tests.support.operator import OperatorProcess
-from tests.support.processes import ROOT
-from tests.support.redis_server import free_port
-from tests.support.resources import KWOK_TOLERATION
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.images import build_like_image, read_dockerfile
+from testenv.operator import OperatorProcess
+from testenv.processes import ROOT
+from testenv.redis_server import free_port
+from testenv.resources import KWOK_TOLERATION
+from testenv.waiting import wait_for
 
 CHART = ROOT / "charts" / "taskfleet"
 KWOK = ",".join(f"tolerations[0].{k}={v}" for k, v in KWOK_TOLERATION.items())

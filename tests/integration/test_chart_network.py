@@ -15,10 +15,10 @@ import pytest
 import redis
 import yaml
 
+from testenv.cluster import Cluster
+from testenv.redis_server import free_port
+from testenv.waiting import wait_for
 from tests.integration.test_chart import CHART, helm
-from tests.support.cluster import Cluster
-from tests.support.redis_server import free_port
-from tests.support.waiting import wait_for
 
 OPERATOR = {"app.kubernetes.io/name": "taskfleet", "app.kubernetes.io/instance": "tf",
             "app.kubernetes.io/component": "operator"}

@@ -19,11 +19,11 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from testenv.cluster import Cluster
+from testenv.processes import ROOT
+from testenv.resources import Pool, task_queue
+from testenv.waiting import wait_for
 from tests.integration.test_chart import CHART, KWOK, helm
-from tests.support.cluster import Cluster
-from tests.support.processes import ROOT
-from tests.support.resources import Pool, task_queue
-from tests.support.waiting import wait_for
 
 FULLNAME = "tf-taskfleet"
 TABLE_START = "<!-- the operator's permissions: a test compares the chart with this table -->"

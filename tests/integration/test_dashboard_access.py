@@ -21,9 +21,9 @@ from celery import Celery
 
 from taskfleet import App
 from taskfleet.keys import QueueKeys, result_key
-from tests.support.processes import WorkerProcess
-from tests.support.redis_server import free_port
-from tests.support.waiting import wait_for
+from testenv.processes import WorkerProcess
+from testenv.redis_server import free_port
+from testenv.waiting import wait_for
 
 TOKEN = "a-read-token-of-32-characters-00"
 

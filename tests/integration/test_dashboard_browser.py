@@ -19,12 +19,12 @@ from playwright.sync_api import Page
 
 from taskfleet import App, queue_stats
 from taskfleet.connection import connect
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess
-from tests.support.processes import ROOT, WorkerProcess
-from tests.support.redis_server import free_port
-from tests.support.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess
+from testenv.processes import ROOT, WorkerProcess
+from testenv.redis_server import free_port
+from testenv.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
+from testenv.waiting import wait_for
 
 TOKEN = "a-test-token-of-32-characters-00"
 SHOTS = ROOT / "demo-output"
@@ -51,7 +51,7 @@ def dashboard(crds: Cluster, namespace: str, tmp_path: Path) -> Iterator[tuple[s
 
 @pytest.fixture
 def page() -> Iterator[Page]:
-    from tests.support.browser import browser_page
+    from testenv.browser import browser_page
 
     with browser_page() as p:
         yield p

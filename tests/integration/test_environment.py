@@ -8,10 +8,10 @@ from pathlib import Path
 import redis
 import yaml
 
-from tests.support.cluster import Cluster, names
-from tests.support.redis_server import RedisServer
-from tests.support.resources import tolerate_kwok
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster, names
+from testenv.redis_server import RedisServer
+from testenv.resources import tolerate_kwok
+from testenv.waiting import wait_for
 
 WIDGET_CRD = """
 apiVersion: apiextensions.k8s.io/v1

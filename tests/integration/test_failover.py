@@ -12,9 +12,9 @@ import redis
 from taskfleet import App, queue_stats
 from taskfleet.errors import ReplicaAckTimeout
 from taskfleet.schedule import PassResult, Schedule, Scheduler
-from tests.support.failover_run import run_failover
-from tests.support.sentinel_group import SentinelGroup
-from tests.support.waiting import wait_for
+from testenv.failover_run import run_failover
+from testenv.sentinel_group import SentinelGroup
+from testenv.waiting import wait_for
 
 
 def test_a_failover_during_5000_tasks_loses_nothing_with_replica_acks(

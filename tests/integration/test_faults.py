@@ -17,8 +17,8 @@ import redis
 from taskfleet import App, MessageTooLarge, queue_stats
 from taskfleet.keys import QueueKeys
 from taskfleet.message import Message
-from tests.support.processes import WorkerProcess, children_of
-from tests.support.waiting import assert_stays, wait_for
+from testenv.processes import WorkerProcess, children_of
+from testenv.waiting import assert_stays, wait_for
 
 SAMPLE = "tests.integration.apps.sample:app"
 

@@ -21,16 +21,16 @@ from taskfleet.settings import BrokerSettings
 from taskfleet_operator.deployment import build_deployment
 from taskfleet_operator.model import RedisRef, TaskQueue, parse_worker_pool
 from taskfleet_operator.observe import RedisDirectory, RedisObserver
-from tests.integration.apps import celery_tasks
-from tests.support.foreign_workers import (
+from testenv.foreign_workers import (
     BIN,
     CELERY_APP,
     ForeignWorker,
     celery_worker,
     rq_worker,
 )
-from tests.support.processes import ROOT
-from tests.support.waiting import wait_for
+from testenv.processes import ROOT
+from testenv.waiting import wait_for
+from tests.integration.apps import celery_tasks
 
 POD = "films-7d9c8b6f5-x2k4q"
 """A pod name as a Deployment named ``films`` gives it."""

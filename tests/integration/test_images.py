@@ -19,8 +19,8 @@ import yaml
 
 from taskfleet import App, live_workers, queue_stats
 from taskfleet_operator.runtime import leader_lease_name
-from tests.support.cluster import Cluster
-from tests.support.images import (
+from testenv.cluster import Cluster
+from testenv.images import (
     EXAMPLE_IMAGE,
     OPERATOR_IMAGE,
     WORKER_IMAGE,
@@ -30,10 +30,10 @@ from tests.support.images import (
     read_dockerfile,
     read_oci_archive,
 )
-from tests.support.processes import ROOT
-from tests.support.redis_server import RedisServer
-from tests.support.resources import task_queue, worker_pool
-from tests.support.waiting import wait_for
+from testenv.processes import ROOT
+from testenv.redis_server import RedisServer
+from testenv.resources import task_queue, worker_pool
+from testenv.waiting import wait_for
 
 WORKER = ROOT / "worker_image" / "Dockerfile"
 OPERATOR = ROOT / "operator" / "Dockerfile"

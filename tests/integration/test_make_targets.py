@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster import binaries_dir
-from tests.support.processes import ROOT, run_to_the_end
+from testenv.cluster import binaries_dir
+from testenv.processes import ROOT, run_to_the_end
 
 
 @pytest.mark.timeout(1000)

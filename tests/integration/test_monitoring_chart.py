@@ -13,9 +13,9 @@ import yaml
 
 from taskfleet_operator.deployment import build_deployment
 from taskfleet_operator.model import parse_task_queue, parse_worker_pool
-from tests.support.cluster import Cluster, binaries_dir
-from tests.support.processes import ROOT
-from tests.support.prometheus import prometheus_operator_crds
+from testenv.cluster import Cluster, binaries_dir
+from testenv.processes import ROOT
+from testenv.prometheus import prometheus_operator_crds
 
 CHART = ROOT / "charts" / "taskfleet"
 ALL_ON = ("monitoring.serviceMonitor.enabled=true,monitoring.podMonitor.enabled=true,"

@@ -13,12 +13,12 @@ import yaml
 from taskfleet import App
 from taskfleet.keys import QueueKeys
 from taskfleet_operator.agenda import REST_SECONDS
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess
-from tests.support.processes import WorkerProcess
-from tests.support.redis_server import RedisServer
-from tests.support.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue, worker_pool
-from tests.support.waiting import assert_stays, wait_for
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess
+from testenv.processes import WorkerProcess
+from testenv.redis_server import RedisServer
+from testenv.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue, worker_pool
+from testenv.waiting import assert_stays, wait_for
 
 
 def apply_queue(cluster: Cluster, ns: str, name: str, url: str, **spec: Any) -> None:

@@ -3,7 +3,7 @@
 A test runner that sat in a pod would have ``KUBERNETES_SERVICE_HOST/PORT`` in its
 environment and a service account token mounted; the Kubernetes client prefers those to
 any kubeconfig, so its operators would act as that pod's service account, on that pod's
-cluster. ``tests/support/operator.py`` drops the variables and names the kubeconfig.
+cluster. ``testenv/operator.py`` drops the variables and names the kubeconfig.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess, operator_env
-from tests.support.resources import FAST_SCALING, task_queue, worker_pool
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess, operator_env
+from testenv.resources import FAST_SCALING, task_queue, worker_pool
+from testenv.waiting import wait_for
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 

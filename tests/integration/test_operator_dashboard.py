@@ -27,12 +27,12 @@ from taskfleet_operator.controller import Controller
 from taskfleet_operator.dashboard import RegistrySource, WorkerHeartbeats
 from taskfleet_operator.observe import RedisDirectory, RedisObserver
 from taskfleet_operator.registry import Registry
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess
+from testenv.redis_server import free_port
+from testenv.resources import task_queue
+from testenv.waiting import wait_for
 from tests.integration.apps import celery_tasks
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess
-from tests.support.redis_server import free_port
-from tests.support.resources import task_queue
-from tests.support.waiting import wait_for
 
 QUEUES = (("films", "celery", 10), ("clips", "rq", 4), ("jobs", "native", 3))
 """(name, protocol, tasks enqueued) of each queue."""

@@ -13,11 +13,11 @@ import redis
 import yaml
 from rq import Queue
 
+from testenv.cluster import Cluster
+from testenv.foreign_workers import CELERY_APP, ForeignWorker, celery_worker, rq_worker
+from testenv.resources import FAST_SCALING, Pool, task_queue
+from testenv.waiting import assert_stays, wait_for
 from tests.integration.apps import celery_tasks
-from tests.support.cluster import Cluster
-from tests.support.foreign_workers import CELERY_APP, ForeignWorker, celery_worker, rq_worker
-from tests.support.resources import FAST_SCALING, Pool, task_queue
-from tests.support.waiting import assert_stays, wait_for
 
 COST = "controller.kubernetes.io/pod-deletion-cost"
 

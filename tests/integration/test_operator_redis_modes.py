@@ -7,12 +7,12 @@ from collections.abc import Callable
 import yaml
 
 from taskfleet import App
-from tests.support.cluster import Cluster
-from tests.support.processes import WorkerProcess
-from tests.support.redis_cluster import RedisClusterServers
-from tests.support.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
-from tests.support.sentinel_group import SentinelGroup
-from tests.support.waiting import assert_stays
+from testenv.cluster import Cluster
+from testenv.processes import WorkerProcess
+from testenv.redis_cluster import RedisClusterServers
+from testenv.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
+from testenv.sentinel_group import SentinelGroup
+from testenv.waiting import assert_stays
 
 
 def test_a_pool_whose_queues_are_on_a_cluster_scales_out_and_to_zero(

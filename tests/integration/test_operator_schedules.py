@@ -11,10 +11,10 @@ from typing import Any
 import yaml
 
 from taskfleet import App, queue_stats
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess
-from tests.support.resources import task_queue
-from tests.support.waiting import assert_stays, sleep_until_second, wait_for
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess
+from testenv.resources import task_queue
+from testenv.waiting import assert_stays, sleep_until_second, wait_for
 
 
 def _status(cluster: Cluster, ns: str, name: str) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess
-from tests.support.resources import Pool, task_queue
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess
+from testenv.resources import Pool, task_queue
 
 VIOLATES = "violates PodSecurity"
 

@@ -18,13 +18,13 @@ import yaml
 from taskfleet import App
 from taskfleet.connection import connect
 from taskfleet.keys import QueueKeys
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess
-from tests.support.processes import ROOT, WorkerProcess
-from tests.support.prometheus import PrometheusServer
-from tests.support.redis_server import free_port
-from tests.support.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess
+from testenv.processes import ROOT, WorkerProcess
+from testenv.prometheus import PrometheusServer
+from testenv.redis_server import free_port
+from testenv.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
+from testenv.waiting import wait_for
 
 FILES = ROOT / "charts" / "taskfleet" / "files"
 

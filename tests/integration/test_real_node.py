@@ -20,11 +20,11 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from tests.support.cluster import TESTENV, Cluster
-from tests.support.node import LABEL_KEY, TAINT, RealNode
-from tests.support.resources import tolerate_kwok
-from tests.support.skips import skip_for_opt_out
-from tests.support.waiting import wait_for
+from testenv.cluster import TESTENV, Cluster
+from testenv.node import LABEL_KEY, TAINT, RealNode
+from testenv.resources import tolerate_kwok
+from testenv.skips import skip_for_opt_out
+from testenv.waiting import wait_for
 
 
 def shell_assignment(path: Path, name: str) -> str:

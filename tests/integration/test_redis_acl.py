@@ -22,10 +22,10 @@ from taskfleet import App, TaskFailed, acl, live_workers, queue_stats
 from taskfleet.connection import connect
 from taskfleet.keys import QueueKeys
 from taskfleet_operator.wakeups import PATTERN as OPERATOR_WAKE_PATTERN
-from tests.support.processes import ROOT, WorkerProcess, terminate
-from tests.support.redis_server import RedisServer
-from tests.support.resources import SAMPLE_APP
-from tests.support.waiting import wait_for
+from testenv.processes import ROOT, WorkerProcess, terminate
+from testenv.redis_server import RedisServer
+from testenv.resources import SAMPLE_APP
+from testenv.waiting import wait_for
 
 USER, PASSWORD = "taskfleet", "tf-user-secret"
 

@@ -19,9 +19,9 @@ from taskfleet.connection import connect
 from taskfleet.message import Message
 from taskfleet.result import success_record
 from taskfleet.schedule import Schedule, Scheduler
-from tests.support.processes import ROOT, WorkerProcess
-from tests.support.redis_cluster import RedisClusterServers
-from tests.support.waiting import wait_for
+from testenv.processes import ROOT, WorkerProcess
+from testenv.redis_cluster import RedisClusterServers
+from testenv.waiting import wait_for
 
 SAMPLE = "tests.integration.apps.sample:app"
 MOVING = "moving-5623"

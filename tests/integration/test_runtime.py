@@ -16,10 +16,10 @@ import redis
 from taskfleet import App, ResultTimeout, TaskFailed, TaskNotFound, keys, queue_stats
 from taskfleet.connection import connect
 from taskfleet.keys import QueueKeys
+from testenv.processes import ROOT, WorkerProcess
+from testenv.waiting import assert_stays, wait_for
 from tests.conftest import all_broker_modes
 from tests.integration.apps import sample
-from tests.support.processes import ROOT, WorkerProcess
-from tests.support.waiting import assert_stays, wait_for
 
 SAMPLE = "tests.integration.apps.sample:app"
 
@@ -444,7 +444,7 @@ def test_heartbeats_show_busy_and_idle_workers(app: App, redis_url: str,
 
 
 def test_tls_redis_with_a_verified_certificate(workers: list[WorkerProcess]) -> None:
-    from tests.support.redis_server import RedisServer
+    from testenv.redis_server import RedisServer
 
     server = RedisServer(tls=True).start()
     try:
@@ -460,7 +460,7 @@ def test_tls_redis_with_a_verified_certificate(workers: list[WorkerProcess]) -> 
 
 def test_broker_tls_variable_turns_on_verified_tls_for_a_redis_url(
         workers: list[WorkerProcess], monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.support.redis_server import RedisServer
+    from testenv.redis_server import RedisServer
 
     server = RedisServer(tls=True).start()
     try:
@@ -481,7 +481,7 @@ def test_broker_tls_variable_turns_on_verified_tls_for_a_redis_url(
 
 
 def test_inspect_json_and_password_protected_redis(tmp_path: object) -> None:
-    from tests.support.redis_server import RedisServer
+    from testenv.redis_server import RedisServer
 
     server = RedisServer(password="s3cret").start()
     try:
@@ -538,7 +538,7 @@ def test_prometheus_metrics(app: App, redis_url: str, workers: list[WorkerProces
                             pool: str) -> None:
     import urllib.request
 
-    from tests.support.redis_server import free_port
+    from testenv.redis_server import free_port
 
     port = free_port()
     start(workers, redis_url, pool=pool, concurrency=2,

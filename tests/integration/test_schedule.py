@@ -21,9 +21,9 @@ from taskfleet.broker import message_json
 from taskfleet.keys import QueueKeys
 from taskfleet.message import Message
 from taskfleet.schedule import Schedule, ScheduleError, Scheduler
+from testenv.processes import ROOT
+from testenv.waiting import assert_stays, wait_for
 from tests.conftest import all_broker_modes
-from tests.support.processes import ROOT
-from tests.support.waiting import assert_stays, wait_for
 
 T0 = datetime(2026, 11, 24, 9, 59, 30, tzinfo=UTC)
 

@@ -18,12 +18,12 @@ import pytest
 import yaml
 
 from taskfleet import App
-from tests.support.cluster import Cluster
-from tests.support.operator import OperatorProcess
-from tests.support.processes import WorkerProcess, children_of
-from tests.support.redis_server import RedisServer
-from tests.support.resources import FAST_SCALING, SAMPLE_APP, task_queue, worker_pool
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.operator import OperatorProcess
+from testenv.processes import WorkerProcess, children_of
+from testenv.redis_server import RedisServer
+from testenv.resources import FAST_SCALING, SAMPLE_APP, task_queue, worker_pool
+from testenv.waiting import wait_for
 
 LABEL = "taskfleet.dev/redis-credentials=true"
 

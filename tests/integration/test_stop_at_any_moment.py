@@ -26,9 +26,9 @@ import pytest
 import redis
 
 from taskfleet import App, queue_stats
+from testenv.processes import WorkerProcess, children_of
+from testenv.waiting import wait_for
 from tests.integration.apps.stops import DONE, STARTED
-from tests.support.processes import WorkerProcess, children_of
-from tests.support.waiting import wait_for
 
 APP = "tests.integration.apps.stops:app"
 QUEUE = "stops"

@@ -13,8 +13,8 @@ import pytest
 import redis
 
 from taskfleet.subscription import hold_subscription
-from tests.support.redis_server import free_port
-from tests.support.waiting import wait_for
+from testenv.redis_server import free_port
+from testenv.waiting import wait_for
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from taskfleet import cli, commands
-from tests.support.processes import ROOT
+from testenv.processes import ROOT
 
 RUNTIME = ROOT / "taskfleet"
 

@@ -13,7 +13,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.support.skips import skip_for_opt_out
+from testenv.skips import skip_for_opt_out
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = ["dev.txt", "worker.txt", "operator.txt"]

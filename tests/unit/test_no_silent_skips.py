@@ -43,7 +43,7 @@ def test_a_module_skipped_at_import_fails_the_run(tmp_path: Path) -> None:
 
 
 def test_an_opt_out_skips_only_when_asked(tmp_path: Path) -> None:
-    source = ("from tests.support.skips import skip_for_opt_out\n\ndef test_x():\n"
+    source = ("from testenv.skips import skip_for_opt_out\n\ndef test_x():\n"
               "    skip_for_opt_out('TASKFLEET_REAL_NODE', 'the real node')\n")
     asked = run_pytest(tmp_path, source, TASKFLEET_REAL_NODE="0")
     assert asked.returncode == 0 and "1 skipped" in asked.stdout, asked.stdout

@@ -1,4 +1,4 @@
-"""The process and waiting helpers that tests and benchmarks share (tests/support)."""
+"""The process and waiting helpers that tests and benchmarks share (testenv)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import uuid
 
 import pytest
 
-from tests.support.processes import (
+from testenv.processes import (
     WorkerProcess,
     children_of,
     cpu_seconds,
     processes_with,
     rss_mb,
 )
-from tests.support.waiting import WaitTimedOut, wait_for
+from testenv.waiting import WaitTimedOut, wait_for
 
 
 def test_a_process_is_found_by_an_argument_and_as_its_parent_s_child() -> None:

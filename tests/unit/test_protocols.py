@@ -25,8 +25,8 @@ from taskfleet_operator.model import parse_task_queue, parse_worker_pool
 from taskfleet_operator.policy import SpecError
 from taskfleet_operator.protocols import PROTOCOLS, celery, rq
 from taskfleet_operator.runtimes import RUNTIMES, own_runtime_of
-from tests.support.processes import ROOT
-from tests.support.skips import skip_for_opt_out
+from testenv.processes import ROOT
+from testenv.skips import skip_for_opt_out
 
 
 class Clock:

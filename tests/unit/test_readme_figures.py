@@ -32,7 +32,7 @@ from bench.report import (
     throughput_table,
 )
 from bench.throughput import OURS
-from tests.support.processes import ROOT
+from testenv.processes import ROOT
 
 
 def page(name: str) -> str:

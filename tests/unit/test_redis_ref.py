@@ -62,7 +62,7 @@ def test_the_directory_raises_only_secret_ref_error_when_there_is_no_client() ->
     catch, and a host read from a Secret stays out of the message."""
     from taskfleet_operator.model import RedisRef, SecretKey
     from taskfleet_operator.observe import RedisDirectory, SecretRefError
-    from tests.support.redis_server import free_port
+    from testenv.redis_server import free_port
 
     url = f"redis+cluster://127.0.0.1:{free_port()}"
     directory = RedisDirectory(lambda namespace, ref: url)

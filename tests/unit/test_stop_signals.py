@@ -12,7 +12,7 @@ import time
 import pytest
 
 from taskfleet import signals
-from tests.support.processes import ROOT
+from testenv.processes import ROOT
 
 
 def python(code: str) -> list[str]:

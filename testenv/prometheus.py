@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from tests.support.processes import ROOT, terminate
-from tests.support.redis_server import free_port
-from tests.support.waiting import wait_for
+from testenv.processes import ROOT, terminate
+from testenv.redis_server import free_port
+from testenv.waiting import wait_for
 
 
 def ensure_installed() -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.cluster import TESTENV, Cluster
+from testenv.cluster import TESTENV, Cluster
 
 NODE_NAME = "real-node-0"
 LABEL_KEY = "taskfleet.dev/real-node"

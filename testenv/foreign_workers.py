@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.processes import ROOT, LoggedProcess, terminate
+from testenv.processes import ROOT, LoggedProcess, terminate
 
 BIN = Path(sys.executable).parent
 CELERY_APP = "tests.integration.apps.celery_tasks:app"

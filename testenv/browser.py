@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from playwright.sync_api import Page, sync_playwright
 
-from tests.support.processes import ROOT
+from testenv.processes import ROOT
 
 
 def chromium_path() -> str:

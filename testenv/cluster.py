@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from tests.support.processes import ROOT
+from testenv.processes import ROOT
 
 TESTENV = ROOT / "hack" / "testenv"
 
@@ -51,7 +51,7 @@ class Cluster:
     @property
     def apiserver_port(self) -> int:
         """The API server's port on 127.0.0.1, from the kubeconfig (where pods on the real
-        node reach it: never through the Service IP, see tests/support/node.py)."""
+        node reach it: never through the Service IP, see testenv/node.py)."""
         conf = yaml.safe_load(self.kubeconfig.read_text())
         server: str = next(c["cluster"]["server"] for c in conf["clusters"]
                            if c["name"] == self.context)

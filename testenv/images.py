@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.processes import ROOT
+from testenv.processes import ROOT
 
 CONTAINERS_CONF = ROOT / "hack" / "containers.conf"
 """podman's settings for this kind of machine (rlimits, runtime); images.sh uses it too."""

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from tests.support.cluster import Cluster
-from tests.support.waiting import wait_for
+from testenv.cluster import Cluster
+from testenv.waiting import wait_for
 
 API_VERSION = "taskfleet.dev/v1alpha1"
 SAMPLE_APP = "tests.integration.apps.sample:app"

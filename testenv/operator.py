@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from taskfleet_operator.runtime import leader_lease_name
-from tests.support.cluster import Cluster
-from tests.support.processes import ROOT, terminate
+from testenv.cluster import Cluster
+from testenv.processes import ROOT, terminate
 
 IN_CLUSTER_ENV = ("KUBERNETES_SERVICE_", "KUBERNETES_PORT")
 """Prefixes of the variables a pod gets for the ``kubernetes`` Service. With
