@@ -128,8 +128,14 @@ class Fleet:
         pod.terminate()
         self.sigterms.append({"pod": pod.name, "reason": reason})
 
-    def scale_to_zero(self) -> None:
+    def scale_to_zero(self, timeout: float = 60.0) -> None:
+        """SIGTERM every live pod, each once it serves: a replacement started moments ago
+        may still be starting Python, and a SIGTERM before an interpreter runs any code
+        kills it (-15) whatever the worker does (the window docs/guarantees-and-chaos.md
+        names)."""
         for pod in self.live:
+            wait_for(f"{pod.name} serving before its SIGTERM", pod.serving, timeout,
+                     describe=pod.output)
             self.scale_down(pod, "end of phase")
 
     def sigterm_outcomes(self) -> list[dict[str, Any]]:

@@ -81,8 +81,8 @@ def inject_pod_faults(plan: Plan, rng: random.Random, fleet: Fleet, ledger: Ledg
         live = sorted(fleet.live, key=lambda p: p.name)
         victim = live[rng.randrange(len(live))]
         # A scale-down's SIGTERM goes to a pod that has started serving: one still starting
-        # its interpreter has no handler yet (the README's first ~30 ms), and a container's
-        # PID 1 would not even receive it; a SIGKILL may hit any pod.
+        # its interpreter has no handler yet (docs/guarantees-and-chaos.md: ~30 ms), and a
+        # container's PID 1 would not even receive it; a SIGKILL may hit any pod.
         serving = [p for p in live if p.serving()]
         if rng.random() < 0.5 or not serving:
             busy = heartbeat_busy(client, victim)
