@@ -42,7 +42,7 @@ from taskfleet_operator.observe import QueueReading
 from taskfleet_operator.registry import Registry
 from taskfleet_operator.runtimes import WorkerRuntime
 from testenv.cluster import Cluster
-from testenv.operator import OperatorProcess, crds_applied
+from testenv.operator import DiscardedWrites, OperatorProcess, crds_applied
 from testenv.processes import cpu_seconds, rss_mb
 from testenv.redis_server import RedisServer
 from testenv.resources import task_queue, worker_pool
@@ -143,7 +143,7 @@ def memory_breakdown(url: str, pools: int) -> dict[str, float]:
     gc.collect()
     registry_bytes = tracemalloc.get_traced_memory()[0] - base
     base = tracemalloc.get_traced_memory()[0]
-    controller = Controller(registry, _DiscardedWrites(), _EmptyQueues(),
+    controller = Controller(registry, DiscardedWrites(), _EmptyQueues(),
                             default_image="taskfleet/worker:test")
     controller.reconcile(everything=True)  # every pool decided, its status kept
     gc.collect()
@@ -163,23 +163,6 @@ def memory_breakdown(url: str, pools: int) -> dict[str, float]:
     return {"registry_kb_per_pool": round(registry_bytes / 1024 / pools, 2),
             "controller_kb_per_pool": round(controller_bytes / 1024 / pools, 2),
             "deployment_model_kb_per_pool": round(model_bytes / 1024 / pools, 2)}
-
-
-class _DiscardedWrites:
-    """The controller's writes, dropped: memory_breakdown measures what it keeps."""
-
-    def apply_deployment(self, manifest: dict[str, Any]) -> None: ...
-
-    def patch_status(self, plural: str, namespace: str, name: str,
-                     status: dict[str, Any]) -> None: ...
-
-    def list_pods(self, namespace: str, selector: str) -> list[Any]:
-        return []
-
-    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None: ...
-
-    def record_event(self, kind: str, namespace: str, name: str, uid: str, reason: str,
-                     message: str, type_: str = "Normal") -> None: ...
 
 
 class _EmptyQueues:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from taskfleet_operator.runtime import leader_lease_name
 from testenv.cluster import Cluster
@@ -75,3 +76,26 @@ def crds_applied(cluster: Cluster) -> None:
 
 
 __all__ = ["OperatorProcess", "crds_applied", "operator_env"]
+
+
+class DiscardedWrites:
+    """The controller's actuator with every write dropped (for a controller run in
+    process against real Redis, where only its readings matter): a Deployment applied
+    reports ``replicas``."""
+
+    def __init__(self, replicas: int | None = None) -> None:
+        self.replicas = replicas
+
+    def apply_deployment(self, manifest: dict[str, Any]) -> int | None:
+        return self.replicas
+
+    def patch_status(self, plural: str, namespace: str, name: str,
+                     status: dict[str, Any]) -> None: ...
+
+    def list_pods(self, namespace: str, selector: str) -> list[Any]:
+        return []
+
+    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None: ...
+
+    def record_event(self, kind: str, namespace: str, name: str, uid: str, reason: str,
+                     message: str, type_: str = "Normal") -> None: ...

@@ -9,6 +9,7 @@ was awaited, the last value seen and (with ``describe``) the state around it.
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -59,3 +60,12 @@ def sleep_until_second(second: float, margin: float = 2.0) -> None:
     if target <= now + margin:
         target += 60
     time.sleep(target - now)
+
+
+def answers(url: str) -> bool:
+    """The URL answers 200 now (a server up and serving)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False

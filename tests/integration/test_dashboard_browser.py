@@ -24,7 +24,7 @@ from testenv.operator import OperatorProcess
 from testenv.processes import ROOT, WorkerProcess
 from testenv.redis_server import free_port
 from testenv.resources import FAST_SCALING, SAMPLE_APP, Pool, task_queue
-from testenv.waiting import wait_for
+from testenv.waiting import answers, wait_for
 
 TOKEN = "a-test-token-of-32-characters-00"
 SHOTS = ROOT / "demo-output"
@@ -55,14 +55,6 @@ def page() -> Iterator[Page]:
 
     with browser_page() as p:
         yield p
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def text_of(page: Page, selector: str) -> str:

@@ -28,10 +28,10 @@ from taskfleet_operator.dashboard import RegistrySource, WorkerHeartbeats
 from taskfleet_operator.observe import RedisDirectory, RedisObserver
 from taskfleet_operator.registry import Registry
 from testenv.cluster import Cluster
-from testenv.operator import OperatorProcess
+from testenv.operator import DiscardedWrites, OperatorProcess
 from testenv.redis_server import free_port
 from testenv.resources import task_queue
-from testenv.waiting import wait_for
+from testenv.waiting import answers, wait_for
 from tests.integration.apps import celery_tasks
 
 QUEUES = (("films", "celery", 10), ("clips", "rq", 4), ("jobs", "native", 3))
@@ -75,14 +75,6 @@ def operator_dashboard(crds: Cluster, namespace: str, tmp_path: Path) -> Iterato
         print(f"--- operator log ---\n{op.log()}")
 
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def test_celery_and_rq_queues_show_their_own_figures_under_the_operator(
         operator_dashboard: str, cluster: Cluster, namespace: str, redis_url: str,
         celery_app: object) -> None:
@@ -96,26 +88,16 @@ def test_celery_and_rq_queues_show_their_own_figures_under_the_operator(
              describe=lambda: str(ready_by_label(operator_dashboard)))
 
 
-class DiscardedWrites:
-    def apply_deployment(self, manifest: dict[str, Any]) -> int | None:
-        return 1
-
-    def patch_status(self, plural: str, namespace: str, name: str,
-                     status: dict[str, Any]) -> None: ...
-
-    def list_pods(self, namespace: str, selector: str) -> list[Any]:
-        return []
-
-    def set_deletion_cost(self, namespace: str, pod: str, cost: int) -> None: ...
-
-    def record_event(self, kind: str, namespace: str, name: str, uid: str, reason: str,
-                     message: str, type_: str = "Normal") -> None: ...
+NOT_READS = {"cmdstat_info", "cmdstat_hello", "cmdstat_ping", "cmdstat_client|setinfo",
+             "cmdstat_client|setname", "cmdstat_subscribe", "cmdstat_psubscribe"}
+"""INFO (this one), and what the observer's listeners send when they connect, in their own
+threads and at their own moment (a Celery queue's event subscription): no reads."""
 
 
 def commands(client: redis.Redis) -> dict[str, int]:
-    """Calls of every command the server ran so far, but INFO (this one)."""
+    """Calls of every command the server ran so far that reads or writes data."""
     stats: dict[str, dict[str, int]] = client.info("commandstats")
-    return {name: figures["calls"] for name, figures in stats.items() if name != "cmdstat_info"}
+    return {name: figures["calls"] for name, figures in stats.items() if name not in NOT_READS}
 
 
 @pytest.fixture
@@ -127,7 +109,7 @@ def in_process(redis_url: str) -> Iterator[tuple[Registry, RedisDirectory, Contr
             "spec": {"redis": {"url": redis_url}, "protocol": protocol}})
     directory = RedisDirectory(lambda namespace, ref: "")
     observer = RedisObserver(directory)
-    yield registry, directory, Controller(registry, DiscardedWrites(), observer,
+    yield registry, directory, Controller(registry, DiscardedWrites(replicas=1), observer,
                                           default_image="worker:test")
     observer.close()
 
