@@ -110,6 +110,11 @@ def decide(policy: ScalingPolicy, obs: Observation, history: History) -> Decisio
         if desired > max(current, limit):
             desired = max(current, limit)
             notes.append("rate-limited")
+        if current == 0 and desired == 0:
+            # Activation is not the HPA's to stabilize (KEDA, too, takes a pool from zero
+            # itself): a pool at zero with work above the threshold gets its first replica.
+            desired = 1
+            notes.append("activated")
     elif recommendation < current:
         down = policy.scale_down
         stable = max(r for t, r in recs if obs.now - t <= down.stabilization_seconds)

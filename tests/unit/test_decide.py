@@ -159,3 +159,16 @@ def test_properties_hold_over_any_sequence(policy: ScalingPolicy,
         if d.replicas != current:
             timeline.append((now, d.replicas))
         history, current = d.history, d.replicas
+
+
+def test_work_on_a_pool_at_zero_activates_it_through_a_scale_up_window() -> None:
+    # Found by the property test: a recommendation of 0 a second earlier kept a pool at
+    # zero for the scale-up window while a task was in flight.
+    policy = ScalingPolicy(min_replicas=0, max_replicas=1, target_per_replica=1.0,
+                           activation_threshold=0, scale_to_zero_after_seconds=0.0,
+                           scale_up=StepPolicy(1.0, 1.0, 1, 0.0),
+                           scale_down=StepPolicy(0.0, 1.0, 1, 0.0))
+    first = decide(policy, Observation(1.0, 0), History())
+    d = decide(policy, Observation(2.0, 0, ready=0, in_flight=1), first.history)
+    assert d.replicas == 1
+    assert d.reason == "ready=0 inFlight=1 target=1 → 1 (stabilizing, activated, max)"
