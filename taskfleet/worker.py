@@ -53,6 +53,9 @@ SETTLE_BATCH = 64
 """Most outcomes written in one round trip while fast tasks run back to back."""
 REDIS_BACKOFF = (0.5, 5.0)
 """First and longest wait between attempts while Redis is unreachable."""
+AVERAGE_WEIGHT = 0.2
+"""Weight of the newest run time in the inline pool's moving average: a few slow tasks
+turn prefetching off, one does not."""
 
 
 @dataclass
@@ -111,7 +114,8 @@ class AdaptivePrefetch:
     def task_finished(self, duration: float) -> None:
         self.current_started = None
         avg = self.average_seconds
-        self.average_seconds = duration if avg is None else 0.8 * avg + 0.2 * duration
+        self.average_seconds = duration if avg is None else \
+            (1 - AVERAGE_WEIGHT) * avg + AVERAGE_WEIGHT * duration
 
     def should_give_back(self) -> bool:
         """True while tasks wait in the buffer behind one that has run too long."""

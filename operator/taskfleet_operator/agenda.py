@@ -53,7 +53,7 @@ class DueHeap:
         self._by_late: list[tuple[float, Key]] = []
         self._due: dict[Key, tuple[float, float]] = {}
 
-    def schedule(self, key: Key, early: float, late: float | None = None) -> None:
+    def set_due(self, key: Key, early: float, late: float | None = None) -> None:
         due = (early, early if late is None else late)
         if self._due.get(key) == due:
             return
@@ -134,7 +134,7 @@ class Agenda:
         for heap, keys in ((self.pools, [p.key for p in pools]),
                            (self.queues, [q.key for q in queues])):
             for key in keys:
-                heap.schedule(key, now)
+                heap.set_due(key, now)
 
     def pool_seen(self, key: Key, now: float, resting: bool, poll_seconds: float) -> None:
         """Due again after its poll interval, or at rest after its safety-read interval."""
@@ -146,7 +146,7 @@ class Agenda:
 
     @staticmethod
     def _after(heap: DueHeap, key: Key, now: float, interval: float) -> None:
-        heap.schedule(key, now + DUE_EARLY * interval, now + interval)
+        heap.set_due(key, now + DUE_EARLY * interval, now + interval)
 
     def schedules_seen(self, now: float, any_scheduled: bool) -> None:
         """Cron ticks are looked at on every pass, and at least every QUEUE_STATUS_SECONDS

@@ -85,8 +85,9 @@ def _parts(url: str) -> set[str]:
     return found
 
 _RESOLVE_TTL_SECONDS = 60.0
-Settings = tuple[str, str | None, str, str | None]
-"""(url, password, tls mode, sentinels' password) of one Redis."""
+ConnectionKey = tuple[str, str | None, str, str | None]
+"""(url, password, tls mode, sentinels' password): what one Redis client is made from,
+and so the key of the clients made."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,8 @@ class RedisDirectory:
 
     def __init__(self, read_secret: SecretReader) -> None:
         self.read_secret = read_secret
-        self._clients: dict[Settings, Client] = {}
-        self._resolved: dict[tuple[str, RedisRef], tuple[float, Settings]] = {}
+        self._clients: dict[ConnectionKey, Client] = {}
+        self._resolved: dict[tuple[str, RedisRef], tuple[float, ConnectionKey]] = {}
         self._secrets: set[str] = set()
         """Every value read from a Secret (and the parts of a URL read from one): no
         error, log line, Event or status may repeat them (:meth:`redact`)."""
@@ -133,7 +134,7 @@ class RedisDirectory:
                 self._secrets.update(_parts(value))
         return value
 
-    def settings(self, namespace: str, ref: RedisRef) -> Settings:
+    def connection_key(self, namespace: str, ref: RedisRef) -> ConnectionKey:
         """(url, password, tls mode, sentinels' password), Secrets resolved and cached for
         a minute."""
         cache_key = (namespace, ref)
@@ -176,7 +177,7 @@ class RedisDirectory:
             raise SecretRefError(self.redact(f"{type(exc).__name__}: {exc}")) from None
 
     def _client(self, namespace: str, ref: RedisRef) -> Client:
-        key = self.settings(namespace, ref)
+        key = self.connection_key(namespace, ref)
         with self._lock:
             found = self._clients.get(key)
             if found is None:

@@ -19,29 +19,29 @@ from taskfleet_operator.agenda import (
 
 def test_the_due_heap_gives_each_key_once_at_its_latest_time() -> None:
     heap = DueHeap()
-    heap.schedule(("ns", "a"), 10.0)
-    heap.schedule(("ns", "b"), 5.0)
-    heap.schedule(("ns", "a"), 20.0)  # rescheduled: the earlier time no longer counts
-    heap.schedule(("ns", "c"), 1.0)
+    heap.set_due(("ns", "a"), 10.0)
+    heap.set_due(("ns", "b"), 5.0)
+    heap.set_due(("ns", "a"), 20.0)  # rescheduled: the earlier time no longer counts
+    heap.set_due(("ns", "c"), 1.0)
     heap.forget(("ns", "c"))
     assert heap.pop_due(4.0) == frozenset()
     assert heap.pop_due(12.0) == {("ns", "b")}
     assert heap.pop_due(12.0) == frozenset(), "a popped key is no longer scheduled"
     assert heap.pop_due(25.0) == {("ns", "a")}
     for i in range(1000):  # stale entries do not pile up
-        heap.schedule(("ns", "d"), float(i))
+        heap.set_due(("ns", "d"), float(i))
     assert len(heap._by_early) < 200 and len(heap._by_late) < 200
 
 
 def test_the_due_heap_knows_the_earliest_time_a_pass_must_run() -> None:
     heap = DueHeap()
     assert heap.next_late() is None
-    heap.schedule(("ns", "a"), 9.0, 10.0)
-    heap.schedule(("ns", "b"), 4.0, 5.0)
+    heap.set_due(("ns", "a"), 9.0, 10.0)
+    heap.set_due(("ns", "b"), 4.0, 5.0)
     assert heap.next_late() == 5.0
     assert heap.pop_due(4.5) == {("ns", "b")}, "taken from its early time on"
     assert heap.next_late() == 10.0
-    heap.schedule(("ns", "a"), 1.0, 2.0)
+    heap.set_due(("ns", "a"), 1.0, 2.0)
     assert heap.next_late() == 2.0
     heap.forget(("ns", "a"))
     assert heap.next_late() is None

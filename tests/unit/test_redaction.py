@@ -234,7 +234,7 @@ def test_a_url_secret_that_cannot_be_used_is_never_repeated(shape: str, user: st
 def test_a_password_secret_is_hidden_from_every_text_of_the_directory(password: str) -> None:
     directory = RedisDirectory(labelled(password))
     ref = RedisRef(url="redis://127.0.0.1:1/0", password_from=PASSWORD_KEY)
-    assert directory.settings("ns", ref)[1] == password
+    assert directory.connection_key("ns", ref)[1] == password
     assert password not in directory.redact(f"AUTH {password} failed: {password!r}")
 
 
@@ -250,7 +250,7 @@ def test_a_secret_without_the_opt_in_label_is_refused_naming_the_label(
     assert "127.0.0.1" not in error
     password_only = RedisDirectory(labelled("hunter2", label))
     with pytest.raises(SecretRefError, match=r"spec\.redis\.passwordFrom: Secret ns/redis-auth"):
-        password_only.settings("ns", RedisRef(url="redis://r:6379/0",
+        password_only.connection_key("ns", RedisRef(url="redis://r:6379/0",
                                               password_from=PASSWORD_KEY))
 
 
