@@ -32,7 +32,7 @@ replayed (the interleaving with the workers, of course, differs).
     python bench/chaos.py [--json PATH] [--short] [--seed N] [--logs DIR]
                           [--no-control-plane] [--phases a,b]
 
-A full run (`make chaos`, bench/results/chaos.json, which the README quotes) takes
+A full run (`make chaos`, bench/results/chaos.json, which docs/guarantees-and-chaos.md quotes) takes
 about 5 minutes on 2 cores, 3 of them in the control-plane phase; --short about a
 minute. The JSON keeps its "seconds".
 """

@@ -54,5 +54,5 @@ def setuser_args(username: str, password: str) -> list[str]:
 
 
 def setuser_command(username: str = "taskfleet", password: str = "PASSWORD") -> str:
-    """The command as a line for redis-cli (the README quotes it)."""
+    """The command as a line for redis-cli (docs/security.md quotes it)."""
     return " ".join(setuser_args(username, password))

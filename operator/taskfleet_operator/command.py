@@ -15,7 +15,6 @@ import re
 from taskfleet.cli import bounded_number
 from taskfleet.errors import ConfigError
 
-DASHBOARD_TOKEN_ENV = "TASKFLEET_DASHBOARD_TOKEN"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -74,8 +73,11 @@ class OperatorCommand:
     def run(self, args: argparse.Namespace) -> int:
         access = None
         if args.dashboard_port is not None or args.dashboard_actions:
-            from taskfleet.dashboard.server import AccessSettings
-
+            try:
+                from taskfleet.dashboard.server import AccessSettings
+            except ImportError as exc:
+                raise ConfigError(f"the dashboard needs aiohttp: pip install "
+                                  f"'taskfleet[dashboard]' ({exc})") from exc
             try:  # the token rule, checked once, where the settings are built
                 access = AccessSettings.from_environment(
                     args.dashboard_address, args.dashboard_actions,
@@ -99,6 +101,7 @@ class OperatorCommand:
                                 dashboard_port=args.dashboard_port, dashboard_access=access,
                                 worker_image=args.worker_image or DEFAULT_IMAGE)
         return run(config, args.liveness_port)
+
 
 command = OperatorCommand()
 """The ``operator`` entry point of the ``taskfleet.commands`` group."""

@@ -285,14 +285,15 @@ class RedisObserver:
         except SecretRefError:  # no costs this pass, the scale-down still happens
             return None
 
-    def listener_of(self, queue: TaskQueue, start: Callable[[redis.Redis], L]) -> L | None:
+    def listener_of(self, queue: TaskQueue,
+                    start: Callable[[redis.Redis, Callable[[str], str]], L]) -> L | None:
         client = self.client_of(queue)
         if not isinstance(client, redis.Redis):
             return None
         with self._lock:
             found = self._listeners.get((id(client), start))
             if found is None:
-                found = self._listeners[(id(client), start)] = start(client)
+                found = self._listeners[(id(client), start)] = start(client, self.redact)
             return found  # type: ignore[return-value]  # the one ``start`` returned
 
     def close(self) -> None:

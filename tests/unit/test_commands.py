@@ -95,3 +95,18 @@ def test_the_built_in_commands_are_the_parsers_commands() -> None:
     [sub] = [a for a in cli.build_parser()._actions
              if isinstance(a, argparse._SubParsersAction)]
     assert sorted(sub.choices) == sorted(cli.BUILT_IN)
+
+
+def test_the_operators_dashboard_without_aiohttp_names_the_extra_to_install() -> None:
+    # The operator extra does not bring aiohttp; its dashboard needs it.
+    code = """
+import sys
+sys.modules["aiohttp"] = None  # as if not installed
+from taskfleet.cli import main
+sys.exit(main(["operator", "--dashboard-port", "8082"]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'taskfleet[dashboard]'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -36,8 +36,10 @@ class QueueRedis(Protocol):
         """The queue's client; None when its spec.redis cannot be resolved now."""
         ...
 
-    def listener_of(self, queue: TaskQueue, start: Callable[[redis.Redis], L]) -> L | None:
-        """The listener ``start`` started on the queue's Redis server, started on first
+    def listener_of(self, queue: TaskQueue,
+                    start: Callable[[redis.Redis, Callable[[str], str]], L]) -> L | None:
+        """The listener ``start`` started on the queue's Redis server (given the client and
+        the directory's redaction, for what it logs), started on first
         use, one per server and ``start``; None when the queue's Redis cannot be resolved
         or is a cluster (no protocol with listeners runs on one)."""
         ...
@@ -55,7 +57,8 @@ class QueueProtocol(ABC):
     """TaskQueue.spec.protocol."""
     wakes_on_enqueue: ClassVar[bool] = False
     """Its clients publish on the queue's wake channel when an empty queue gets work
-    (taskfleet.wakeups), so a queue read empty may rest between safety reads; otherwise
+    (taskfleet.scripts' ENQUEUE, on keys.QueueKeys.wake_channel; the operator listens in
+    taskfleet_operator.wakeups), so a queue read empty may rest between safety reads; otherwise
     it is read every poll."""
     on_a_cluster: ClassVar[bool] = False
     """Its queues may live on a Redis Cluster (its workers and clients support one)."""

@@ -46,7 +46,7 @@ import redis
 from taskfleet import QueueStats, keys
 from taskfleet.batch import Batch
 from taskfleet.celery_wire import UNACKED, priority_lists
-from taskfleet.connection import Client
+from taskfleet.connection import Client, redact
 from taskfleet.subscription import hold_subscription
 
 from .base import OneCallPerQueue, QueueRedis
@@ -159,8 +159,11 @@ class WorkerEvents:
     heartbeat periods, or that said ``worker-offline``, is gone.
     """
 
-    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, client: redis.Redis, clock: Callable[[], float] = time.monotonic,
+                 scrub: Callable[[str], str] = redact) -> None:
         self.client = client
+        self.scrub = scrub
+        """Redacts what the subscription logs (the operator's: the directory's Secrets)."""
         self.clock = clock
         self.db = int(client.connection_pool.connection_kwargs.get("db", 0))
         self._lock = threading.Lock()
@@ -242,14 +245,14 @@ class WorkerEvents:
                           lambda pubsub: pubsub.psubscribe(heartbeat_channel_pattern(self.db)),
                           self._message, self._stop, what=f"celery worker events on db {self.db}",
                           on_subscribed=lambda: self.subscribed(True),
-                          on_lost=lambda: self.subscribed(False))
+                          on_lost=lambda: self.subscribed(False), scrub=self.scrub)
 
     def _message(self, message: dict[str, Any]) -> None:
         if message.get("type") == "pmessage":
             self._take(message)
 
 
-def start_worker_events(client: redis.Redis) -> WorkerEvents:
+def start_worker_events(client: redis.Redis, scrub: Callable[[str], str]) -> WorkerEvents:
     """The heartbeat listener of one Redis server (QueueRedis.listener_of starts one per
     server)."""
-    return WorkerEvents(client).start()
+    return WorkerEvents(client, scrub=scrub).start()

@@ -60,7 +60,7 @@ class TaskfleetRuntime(WorkerRuntime):
             workers = live_workers(client)
         except redis.RedisError as exc:
             log.warning("cannot read worker heartbeats: %s", queue_redis.redact(str(exc)))
-            workers = []
+            return None  # unknown, as the interface says: no deletion costs this pass
         busy: dict[str, int] = {}
         for w in workers:
             busy[w.pod] = busy.get(w.pod, 0) + w.busy
