@@ -5,6 +5,7 @@ again, and its owner told each time it is made (so it catches up on what was los
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,6 @@ import pytest
 import redis
 
 from taskfleet.subscription import hold_subscription
-from testenv.redis_server import free_port
 from testenv.waiting import wait_for
 
 
@@ -60,7 +60,13 @@ def test_messages_are_handed_over_and_a_lost_subscription_is_made_again(
 
 def test_a_subscription_down_for_long_is_said_lost_once(
         caplog: pytest.LogCaptureFixture) -> None:
-    nowhere = redis.Redis(port=free_port(), socket_connect_timeout=1)
+    # A port bound and never listened on refuses every connection, and no other test
+    # process can start a server there meanwhile (a free port could be taken by one that
+    # accepts and never answers, and the subscription would wait for it, not fail).
+    refusing = socket.socket()
+    refusing.bind(("127.0.0.1", 0))
+    nowhere = redis.Redis(port=refusing.getsockname()[1], socket_connect_timeout=1,
+                          socket_timeout=5)
     lost: list[bool] = []
     stop = threading.Event()
     with caplog.at_level(logging.INFO, logger="taskfleet.subscription"):
@@ -73,5 +79,6 @@ def test_a_subscription_down_for_long_is_said_lost_once(
         finally:
             stop.set()
             thread.join(10)
+            refusing.close()
     said = [r.getMessage() for r in caplog.records if r.name == "taskfleet.subscription"]
     assert len(said) == 1 and "subscription lost" in said[0], said
